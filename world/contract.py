@@ -1,0 +1,127 @@
+"""The contract every world model implements, and the memory edge it talks to.
+
+One frame's journey through a model (see DESIGN.md): the engine draws noise for the current chunk, calls
+`denoise` once per step of `spec.steps` (each call attends to the cached history through the memory
+view), then calls `commit` on the clean result, the only pass whose keys/values are kept.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from kernels.view import KVView, RopeSpec
+from world.actions import DOOM_ACTIONS, ActionSpace
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """What a model declares about itself; the engine and memory size everything from it.
+
+    Attributes:
+        name: registry name.
+        action_space: the discrete actions the model is conditioned on (per frame).
+        frame_shape: `(H, W, 3)` of the uint8 frames it produces.
+        tokens_per_frame: tokens each frame contributes to every layer's cache.
+        latent_shape: `(tokens_per_frame, channels)` of one frame's latent.
+        layers, heads, head_dim: attention geometry of the cached layers.
+        chunk_frames: frames generated per step of the loop (1 = per-frame actions).
+        steps: noise levels in (0, 1] visited by the sampler, highest first (flow matching:
+            `x_t = (1 - t) * x0 + t * noise`).
+        context_noise: noise level of the commit pass (0 = clean).
+        rope: temporal RoPE applied at read time.
+        kv_dtype: dtype of cached keys/values at full precision.
+        has_pose_head: whether `commit` returns per-frame pose deltas (dx, dy, dangle).
+    """
+
+    name: str
+    action_space: ActionSpace = DOOM_ACTIONS
+    frame_shape: tuple[int, int, int]
+    tokens_per_frame: int
+    latent_shape: tuple[int, int]
+    layers: int
+    heads: int
+    head_dim: int
+    chunk_frames: int = 1
+    steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    context_noise: float = 0.0
+    rope: RopeSpec = field(default_factory=lambda: RopeSpec(dims=0))
+    kv_dtype: torch.dtype = torch.float32
+    has_pose_head: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1:
+            raise ValueError("chunk_frames must be >= 1")
+        if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):
+            raise ValueError(f"steps must be noise levels in (0, 1], got {self.steps}")
+        if list(self.steps) != sorted(self.steps, reverse=True):
+            raise ValueError("steps must go from the highest noise level to the lowest")
+        if self.latent_shape[0] != self.tokens_per_frame:
+            raise ValueError("latent_shape[0] must equal tokens_per_frame")
+        if self.rope.dims > self.head_dim:
+            raise ValueError("rope.dims cannot exceed head_dim")
+
+    @property
+    def kv_bytes_per_frame(self) -> int:
+        """Bytes of full-precision K+V one frame adds across all layers."""
+        itemsize = torch.empty((), dtype=self.kv_dtype).element_size()
+        return 2 * self.layers * self.heads * self.head_dim * self.tokens_per_frame * itemsize
+
+
+@runtime_checkable
+class AttentionMemory(Protocol):
+    """The memory edge a model sees during `denoise` and `commit` (implemented by `memory`).
+
+    `q`, `k`, `v` are the current chunk's `[H, n, D]` projections, keys before temporal RoPE.
+    """
+
+    def view(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> KVView:
+        """Read-only view of this layer's visible cache plus the chunk itself (scratch)."""
+
+    def commit(self, layer: int, k: torch.Tensor, v: torch.Tensor, q: torch.Tensor) -> None:
+        """Keep the clean chunk's keys/values (called by the commit pass only)."""
+
+
+class WorldModel(ABC):
+    """An action-conditioned autoregressive video-diffusion model.
+
+    Subclasses set `spec` and implement the four methods. They must not keep per-session state: all of a
+    session's history lives in the memory passed to `denoise`/`commit`, so one model serves many sessions.
+    """
+
+    spec: ModelSpec
+
+    @abstractmethod
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `[T, H, W, 3]` frames -> float latents `[T, tokens_per_frame, channels]`."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents `[T, tokens_per_frame, channels]` -> uint8 frames `[T, H, W, 3]`."""
+
+    @abstractmethod
+    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        """One denoising step for the current chunk.
+
+        Args:
+            x: noisy latents `[chunk_frames, tokens_per_frame, channels]` at noise level `t`.
+            t: the noise level (one of `spec.steps`).
+            actions: int64 `[chunk_frames]` action indices, one per frame.
+            memory: the session's memory; `view` is called once per layer, `commit` never.
+
+        Returns:
+            the model's estimate of the clean latents, same shape as `x`.
+        """
+
+    @abstractmethod
+    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor | None:
+        """The clean pass: attends like `denoise` at noise `spec.context_noise` and calls
+        `memory.commit` once per layer. Returns `[chunk_frames, 3]` pose deltas if the model has a pose
+        head, else None."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
