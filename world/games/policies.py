@@ -1,0 +1,334 @@
+"""Exploration policies that drive the real game to make training and evaluation rollouts.
+
+A policy sees each `Observation` (frame, pose, done, step) and returns an action index into
+`world.actions.DOOM_ACTIONS`. Policies are seeded (their own `numpy.random.Generator`), so a seed gives the
+same choices for the same observations, and the game is deterministic, so (map, seed, policy, steps)
+fixes a rollout. They are registered by name in `POLICIES`; `make_policy(name, seed=..., **options)`.
+
+- `random`: random actions held for several frames (persistence), biased to moving forward.
+- `wander`: walks forward with gentle curves; when the pose stops changing (a wall), turns away.
+- `go-and-return`: repeated loops: walk out, turn around, walk back to the start point (closed loop on the
+  pose, so it lands within a few map units of it) and turn to the start heading, so the last frame of a
+  loop revisits the first. Each finished loop is listed in `policy.loops`.
+- `actions`: plays back a list of action names (an action file).
+
+Rollout convention (shared with `engine.rollout`): row t holds the frame produced by action t; row 0 is
+the reset frame and its action has no effect. So `policy.act` is not called for row 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from world.actions import DOOM_ACTIONS, NOOP, UnknownActionError
+
+A = DOOM_ACTIONS.index
+FORWARD, TURN_LEFT, TURN_RIGHT = A("forward"), A("turn_left"), A("turn_right")
+FWD_LEFT, FWD_RIGHT = A("forward+turn_left"), A("forward+turn_right")
+TURN_DEG_PER_TIC = 3.515625  # ViZDoom's keyboard turn rate (640/65536 of a circle per tic)
+FRICTION = 0.90625           # Doom's per-tic momentum decay on normal floors
+
+
+def wrap_deg(a: float) -> float:
+    """Angle difference in degrees, wrapped to [-180, 180)."""
+    return (a + 180.0) % 360.0 - 180.0
+
+
+class Policy(ABC):
+    """Chooses one action per step from the observation. Subclasses keep their own seeded generator."""
+
+    name: str = "policy"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def reset(self, obs) -> None:
+        """Called with the reset observation (row 0) before the first `act`."""
+
+    @abstractmethod
+    def act(self, obs) -> int:
+        """Action index for the next step, given the latest observation."""
+
+    def describe(self) -> dict:
+        """JSON-able description stored in a rollout's config."""
+        return {"name": self.name, "seed": self.seed}
+
+
+class RandomPolicy(Policy):
+    """Random actions held for `hold_min..hold_max` steps; forward-moving actions weighted `forward_bias`x."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, hold_min: int = 4, hold_max: int = 16, forward_bias: float = 3.0) -> None:
+        super().__init__(seed)
+        if not 1 <= hold_min <= hold_max:
+            raise ValueError("need 1 <= hold_min <= hold_max")
+        self.hold_min, self.hold_max = hold_min, hold_max
+        w = np.array([forward_bias if "forward" in n else 1.0 for n in DOOM_ACTIONS.names])
+        self.weights = w / w.sum()
+        self._current, self._left = 0, 0
+
+    def act(self, obs) -> int:
+        if self._left <= 0:
+            self._current = int(self.rng.choice(len(self.weights), p=self.weights))
+            self._left = int(self.rng.integers(self.hold_min, self.hold_max + 1))
+        self._left -= 1
+        return self._current
+
+    def describe(self) -> dict:
+        return {**super().describe(), "hold": [self.hold_min, self.hold_max]}
+
+
+class WanderPolicy(Policy):
+    """Walks forward, curving now and then; turns away from walls.
+
+    A wall is detected from the pose: moving forward for `stuck_steps` steps with less than `min_speed`
+    map units of progress per step. It then turns one way for 60-200 degrees, and goes on.
+    """
+
+    name = "wander"
+
+    def __init__(self, seed: int = 0, stuck_steps: int = 3, min_speed: float = 1.0,
+                 curve_prob: float = 0.04, turn_prob: float = 0.01) -> None:
+        super().__init__(seed)
+        self.stuck_steps, self.min_speed = stuck_steps, min_speed
+        self.curve_prob, self.turn_prob = curve_prob, turn_prob
+        self._prev = None
+        self._slow = 0
+        self._plan: list[int] = []
+
+    def reset(self, obs) -> None:
+        self._prev, self._slow, self._plan = obs.pose.copy(), 0, []
+
+    def _turn(self, lo: float, hi: float) -> list[int]:
+        steps = int(self.rng.uniform(lo, hi) / TURN_DEG_PER_TIC)
+        return [TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT] * max(steps, 1)
+
+    def act(self, obs) -> int:
+        moved = float(np.hypot(*(obs.pose[:2] - self._prev[:2]))) if self._prev is not None else 0.0
+        self._prev = obs.pose.copy()
+        self._slow = self._slow + 1 if moved < self.min_speed else 0
+        if self._slow >= self.stuck_steps and not self._plan:
+            self._plan = self._turn(60, 200)
+            self._slow = -len(self._plan) - 4  # give it time to speed up again after the turn
+        if not self._plan:
+            r = self.rng.random()
+            if r < self.curve_prob:
+                self._plan = [FWD_LEFT if self.rng.random() < 0.5 else FWD_RIGHT] * int(self.rng.integers(4, 20))
+            elif r < self.curve_prob + self.turn_prob:
+                self._plan = self._turn(30, 120)
+            else:
+                return FORWARD
+        return self._plan.pop(0)
+
+
+class GoAndReturnPolicy(Policy):
+    """Loops of: walk out `out_min..out_max` steps, turn around, walk back to the start point, face the
+    start heading, pause. Steering on the way back aims at the start point and stops pressing forward
+    when the remaining momentum will carry the player there. The first loop leaves along the initial
+    heading; later loops first turn to a random heading. `loops` lists finished loops as dicts with
+    `start_step`, `end_step`, `start_pose`, `end_pose`.
+    """
+
+    name = "go-and-return"
+
+    def __init__(self, seed: int = 0, out_min: int = 20, out_max: int = 36, pause: int = 4,
+                 arrive_tol: float = 2.0, face_tol: float = TURN_DEG_PER_TIC / 2 + 0.01) -> None:
+        super().__init__(seed)
+        if not 1 <= out_min <= out_max:
+            raise ValueError("need 1 <= out_min <= out_max")
+        self.out_min, self.out_max, self.pause = out_min, out_max, pause
+        self.arrive_tol, self.face_tol = arrive_tol, face_tol
+        self.loops: list[dict] = []
+
+    def reset(self, obs) -> None:
+        self.loops = []
+        self._prev = obs.pose.copy()
+        self._begin_loop(obs, first=True)
+
+    def _begin_loop(self, obs, first: bool) -> None:
+        self._aim = None if first else float((obs.pose[2] + self.rng.uniform(60, 300)) % 360)
+        self._phase = "out" if first else "aim"
+        self._start = obs.pose.copy()
+        self._start_step = obs.step
+        self._out_left = int(self.rng.integers(self.out_min, self.out_max + 1))
+        self._walked = 0
+        self._wait = 0
+        self._retries = 0
+
+    def _turn_toward(self, angle: float, target: float) -> int:
+        return TURN_LEFT if wrap_deg(target - angle) > 0 else TURN_RIGHT
+
+    def act(self, obs) -> int:
+        pose = obs.pose
+        speed = float(np.hypot(*(pose[:2] - self._prev[:2])))
+        self._prev = pose.copy()
+        handler: Callable[[np.ndarray, float, object], int] = getattr(self, f"_phase_{self._phase.replace('-', '_')}")
+        return handler(pose, speed, obs)
+
+    def _phase_aim(self, pose, speed, obs) -> int:
+        if abs(wrap_deg(self._aim - pose[2])) > self.face_tol:
+            return self._turn_toward(pose[2], self._aim)
+        # the loop starts once aimed and still
+        if speed > 0.05:
+            return DOOM_ACTIONS.index(NOOP)
+        self._start, self._start_step, self._phase = pose.copy(), obs.step, "out"
+        return self._phase_out(pose, speed, obs)
+
+    def _phase_out(self, pose, speed, obs) -> int:
+        blocked = self._walked >= 6 and speed < 0.5  # walking into a wall: come back from here
+        if self._out_left > 0 and not blocked:
+            self._out_left -= 1
+            self._walked += 1
+            return FORWARD
+        self._phase = "turn"
+        return self._phase_turn(pose, speed, obs)
+
+    def _bearing_home(self, pose) -> tuple[float, float]:
+        dx, dy = self._start[0] - pose[0], self._start[1] - pose[1]
+        return math.hypot(dx, dy), math.degrees(math.atan2(dy, dx)) % 360
+
+    def _phase_turn(self, pose, speed, obs) -> int:
+        dist, bearing = self._bearing_home(pose)
+        if dist > self.arrive_tol and abs(wrap_deg(bearing - pose[2])) > 4.0:
+            return self._turn_toward(pose[2], bearing)
+        self._phase = "back"
+        return self._phase_back(pose, speed, obs)
+
+    def _phase_back(self, pose, speed, obs) -> int:
+        dist, bearing = self._bearing_home(pose)
+        coast = speed * FRICTION / (1.0 - FRICTION)  # distance the momentum still carries us
+        if dist - coast > self.arrive_tol:
+            err = wrap_deg(bearing - pose[2])
+            if abs(err) > 30.0:
+                return self._turn_toward(pose[2], bearing)
+            if abs(err) > 2.0:
+                return FWD_LEFT if err > 0 else FWD_RIGHT
+            return FORWARD
+        self._phase = "face"
+        return self._phase_face(pose, speed, obs)
+
+    def _phase_face(self, pose, speed, obs) -> int:
+        if abs(wrap_deg(self._start[2] - pose[2])) > self.face_tol:
+            return self._turn_toward(pose[2], self._start[2])
+        if speed > 0.05 or self._wait < self.pause:
+            self._wait += 1
+            return DOOM_ACTIONS.index(NOOP)
+        dist, _ = self._bearing_home(pose)
+        if dist > 3 * self.arrive_tol and self._retries < 2:  # stopped short or overshot: approach again
+            self._retries += 1
+            self._wait = 0
+            self._phase = "turn"
+            return self._phase_turn(pose, speed, obs)
+        self.loops.append({"start_step": int(self._start_step), "end_step": int(obs.step),
+                           "start_pose": [float(v) for v in self._start],
+                           "end_pose": [float(v) for v in pose]})
+        self._begin_loop(obs, first=False)
+        return self.act_after_loop(obs)
+
+    def act_after_loop(self, obs) -> int:
+        handler = getattr(self, f"_phase_{self._phase}")
+        return handler(obs.pose, 0.0, obs)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "out": [self.out_min, self.out_max], "loops": self.loops}
+
+
+class ActionFilePolicy(Policy):
+    """Plays back action names (row 0's name is recorded with the reset frame and has no effect).
+
+    `actions`: a list of names or indices, or `path`: a JSON file holding a list of action names.
+    """
+
+    name = "actions"
+
+    def __init__(self, seed: int = 0, actions: list | None = None, path: str | Path | None = None) -> None:
+        super().__init__(seed)
+        if (actions is None) == (path is None):
+            raise ValueError("give exactly one of actions= or path=")
+        self.path = str(path) if path is not None else None
+        self.actions = load_action_file(path) if path is not None else parse_actions(actions)
+        self._next = 1
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def reset(self, obs) -> None:
+        self._next = 1
+
+    def act(self, obs) -> int:
+        if self._next >= len(self.actions):
+            raise IndexError(f"the action list has only {len(self.actions)} steps")
+        a = self.actions[self._next]
+        self._next += 1
+        return a
+
+    def describe(self) -> dict:
+        return {**super().describe(), "path": self.path, "steps": len(self.actions)}
+
+
+def parse_actions(items) -> list[int]:
+    """Names (any control order) or indices -> action indices; raises ValueError naming the bad step."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, str):
+                out.append(DOOM_ACTIONS.index(item))
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                DOOM_ACTIONS.name(int(item))
+                out.append(int(item))
+            else:
+                raise UnknownActionError(f"expected an action name, got {item!r}")
+        except UnknownActionError as exc:
+            raise ValueError(f"step {i}: {exc}") from None
+    if not out:
+        raise ValueError("the action list is empty")
+    return out
+
+
+def load_action_file(path: str | Path) -> list[int]:
+    """Read a JSON list of action names (one per step) -> action indices, with clear errors."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"action file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"action file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"action file {path} must hold a JSON list of action names")
+    try:
+        return parse_actions(data)
+    except ValueError as exc:
+        raise ValueError(f"action file {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    factory: Callable[..., Policy]
+    help: str
+
+
+POLICIES: dict[str, PolicyEntry] = {
+    "random": PolicyEntry(RandomPolicy, "random actions held several frames"),
+    "wander": PolicyEntry(WanderPolicy, "walk forward, turn away from walls"),
+    "go-and-return": PolicyEntry(GoAndReturnPolicy, "walk out, turn around, walk back to the start"),
+    "actions": PolicyEntry(ActionFilePolicy, "play back an action file (JSON list of names)"),
+}
+
+
+def make_policy(name: str, seed: int = 0, **options) -> Policy:
+    """Build the registered policy `name` with its own seed and options."""
+    try:
+        entry = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy '{name}'; choose from {', '.join(POLICIES)}") from None
+    return entry.factory(seed=seed, **options)
