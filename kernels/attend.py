@@ -1,0 +1,157 @@
+"""`attend(q, view)`: attention of the current chunk's queries over a memory view.
+
+Semantics (every backend computes this; `attend_ref` is the float32 oracle):
+
+    for each segment s of view.segments (cache tiers, then the scratch chunk):
+        slots   = s.index if given else all slots
+        K_s     = dequantize(s.k)[:, slots] rotated by temporal RoPE at s.pos[slots]
+        V_s     = dequantize(s.v)[:, slots]
+        b_s     = s.bias[..., slots] (0 if None; `[S]` is shared by all heads)
+    K, V, b = concatenation over segments
+    out     = softmax(RoPE(q, view.q_pos) K^T / sqrt(D) + b) V
+
+There is no causal mask: visibility is data (the gather index, or a `-inf` bias). Every head must see at
+least one slot with a finite bias.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kernels.quant import dequantize_ref
+from kernels.rope import apply_rope, rope_tables
+from kernels.view import KVSegment, KVView, RopeSpec
+
+
+def attend(q: torch.Tensor, view: KVView) -> torch.Tensor:
+    """Attention of `q` over `view` on the selected backend (see `kernels.backends`).
+
+    Args:
+        q: `[H, Nq, D]` queries before temporal RoPE (float32, float16 or bfloat16).
+        view: the keys/values to read; `view.q_pos` `[Nq]` are the queries' temporal positions.
+
+    Returns:
+        `[H, Nq, D]` in `q.dtype`.
+    """
+    from kernels.backends import select
+
+    return select(q, view).load()(q, view)
+
+
+def attend_ref(q: torch.Tensor, view: KVView) -> torch.Tensor:
+    """The oracle: same semantics as `attend`, every step in float32. Returns float32 `[H, Nq, D]`."""
+    return attend_torch(q, view, upcast=True)
+
+
+def attend_torch(q: torch.Tensor, view: KVView, *, upcast: bool = False) -> torch.Tensor:
+    """Pure-torch attention (the CPU path): RoPE + gather + dequantize in torch, then SDPA.
+
+    Works in `q.dtype` (float32 when `upcast`). A single float segment without index or bias goes straight
+    to `scaled_dot_product_attention` after RoPE; otherwise rotated keys are written once into one buffer.
+
+    Returns:
+        `[H, Nq, D]` in `q.dtype` (float32 when `upcast`).
+    """
+    check_view(q, view)
+    work = torch.float32 if upcast else q.dtype
+    spec = view.rope
+    qr = _rotate(q.to(work), view.q_pos, spec, work)
+    segments = [s for s in view.segments if s.visible > 0]
+    if len(segments) == 1 and _plain(segments[0]):
+        seg = segments[0]
+        kr = _rotate(seg.k.to(work), seg.pos, spec, work)
+        return F.scaled_dot_product_attention(qr, kr, seg.v.to(work))
+    h, _, d = q.shape
+    total = sum(s.visible for s in segments)
+    k_all = torch.empty(h, total, d, dtype=work, device=q.device)
+    bias_all = _bias_buffer(segments, h, total, work, q.device)
+    values = []
+    start = 0
+    for seg in segments:
+        stop = start + seg.visible
+        k, v = read_segment(seg, work)
+        pos = seg.pos if seg.index is None else seg.pos.index_select(0, seg.index)
+        if spec.dims:
+            cos, sin = rope_tables(pos, spec, work)
+            apply_rope(k, cos, sin, spec.dims, out=k_all[:, start:stop])
+        else:
+            k_all[:, start:stop] = k
+        if bias_all is not None and seg.bias is not None:
+            bias = seg.bias if seg.index is None else seg.bias.index_select(-1, seg.index)
+            bias_all[:, start:stop] = bias
+        values.append(v)
+        start = stop
+    v_all = values[0] if len(values) == 1 else torch.cat(values, dim=1)
+    mask = None if bias_all is None else bias_all[:, None, :]
+    return F.scaled_dot_product_attention(qr, k_all, v_all, attn_mask=mask)
+
+
+def read_segment(seg: KVSegment, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Visible keys and values of one segment, gathered and dequantized: two `[H, N, D]` in `dtype`.
+
+    Keys are returned before RoPE. Gathering happens on the codes and scales, before dequantization.
+    """
+    if not seg.bits:
+        k, v = seg.k, seg.v
+        if seg.index is not None:
+            k, v = k.index_select(1, seg.index), v.index_select(1, seg.index)
+        return k.to(dtype), v.to(dtype)
+    return _dequantized(seg, "k", dtype), _dequantized(seg, "v", dtype)
+
+
+def check_view(q: torch.Tensor, view: KVView) -> None:
+    """Raise ValueError on shape mismatches between `q` and `view` (shapes only: no device sync)."""
+    if q.ndim != 3:
+        raise ValueError(f"q must be [H, Nq, D], got {tuple(q.shape)}")
+    h, nq, d = q.shape
+    if view.q_pos.shape != (nq,):
+        raise ValueError(f"view.q_pos must be [Nq]={nq}, got {tuple(view.q_pos.shape)}")
+    if view.rope.dims > d:
+        raise ValueError(f"RopeSpec.dims={view.rope.dims} exceeds head dim {d}")
+    if not any(s.visible for s in view.segments):
+        raise ValueError("the view has no visible slots (it must at least hold the scratch chunk)")
+    for i, seg in enumerate(view.segments):
+        dk = d // 2 if seg.bits == 4 else d
+        if seg.bits not in (0, 4, 8):
+            raise ValueError(f"segment {i}: bits must be 0, 4 or 8, got {seg.bits}")
+        s = seg.pos.shape[0]
+        for name in ("k", "v"):
+            t = getattr(seg, name)
+            if tuple(t.shape) != (h, s, dk):
+                raise ValueError(f"segment {i}: {name} must be [H, S, D{'/2' if seg.bits == 4 else ''}]={(h, s, dk)}, got {tuple(t.shape)}")
+        if seg.bits and (not seg.group or d % seg.group or seg.k_scale is None or seg.v_scale is None):
+            raise ValueError(f"segment {i}: a quantized segment needs a group dividing D={d} and k/v scales")
+        if seg.bits == 4 and (seg.k_zero is None or seg.v_zero is None):
+            raise ValueError(f"segment {i}: an int4 segment needs k/v zero points")
+        if seg.bias is not None and tuple(seg.bias.shape) not in ((s,), (h, s)):
+            raise ValueError(f"segment {i}: bias must be [S] or [H, S] with S={s}, got {tuple(seg.bias.shape)}")
+        if seg.index is not None and seg.index.ndim != 1:
+            raise ValueError(f"segment {i}: index must be 1-D, got {tuple(seg.index.shape)}")
+
+
+def _plain(seg: KVSegment) -> bool:
+    return not seg.bits and seg.index is None and seg.bias is None
+
+
+def _rotate(x: torch.Tensor, pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> torch.Tensor:
+    if not spec.dims:
+        return x
+    cos, sin = rope_tables(pos, spec, dtype)
+    return apply_rope(x, cos, sin, spec.dims)
+
+
+def _bias_buffer(segments: list[KVSegment], h: int, total: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+    biased = [s.bias for s in segments if s.bias is not None]
+    if not biased:
+        return None
+    rows = h if any(b.ndim == 2 for b in biased) else 1
+    return torch.zeros(rows, total, dtype=dtype, device=device)
+
+
+def _dequantized(seg: KVSegment, name: str, dtype: torch.dtype) -> torch.Tensor:
+    codes, scale, zero = getattr(seg, name), getattr(seg, f"{name}_scale"), getattr(seg, f"{name}_zero")
+    if seg.index is not None:
+        codes, scale = codes.index_select(1, seg.index), scale.index_select(1, seg.index)
+        zero = None if zero is None else zero.index_select(1, seg.index)
+    return dequantize_ref(codes, scale, zero, seg.bits, seg.group, dtype)

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+import torch
+
+from kernels.rope import apply_rope, apply_rope_ref, rope_tables
+from kernels.view import RopeSpec
+
+
+def _complex_rope(x, pos, dims, theta):
+    """Independent formulation: pairs (j, j + half) as complex numbers times exp(i * angle)."""
+    half = dims // 2
+    out = x.clone().double()
+    for j in range(half):
+        freq = theta ** (-2.0 * j / dims)
+        z = torch.complex(x[..., j].double(), x[..., j + half].double())
+        rot = z * torch.exp(1j * pos.double() * freq)
+        out[..., j], out[..., j + half] = rot.real, rot.imag
+    return out
+
+
+@pytest.mark.parametrize("dims", [2, 8, 16])
+def test_matches_complex_rotation(dims):
+    x = torch.randn(3, 7, 16)
+    pos = torch.tensor([0, 1, 2, 5, 9, 100, 4000])
+    got = apply_rope_ref(x, pos, RopeSpec(dims, theta=500.0))
+    torch.testing.assert_close(got.double(), _complex_rope(x, pos, dims, 500.0), atol=1e-5, rtol=1e-5)
+
+
+def test_pass_through_channels_and_norm():
+    x = torch.randn(2, 5, 12)
+    y = apply_rope_ref(x, torch.arange(5) * 3, RopeSpec(4))
+    assert torch.equal(y[..., 4:], x[..., 4:])
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
+    assert torch.equal(apply_rope_ref(x, torch.arange(5), RopeSpec(0)), x)
+
+
+def test_dot_product_depends_on_position_difference_only():
+    spec = RopeSpec(8)
+    q, k = torch.randn(1, 1, 8), torch.randn(1, 1, 8)
+    def score(pq, pk):
+        return (apply_rope_ref(q, torch.tensor([pq]), spec) * apply_rope_ref(k, torch.tensor([pk]), spec)).sum()
+    torch.testing.assert_close(score(10, 3), score(107, 100))
+    assert not torch.allclose(score(10, 3), score(10, 4))
+
+
+def test_tables_and_out_buffer():
+    spec = RopeSpec(6, theta=100.0)
+    pos = torch.tensor([2, 3])
+    cos, sin = rope_tables(pos, spec)
+    assert cos.shape == (2, 3)
+    assert math.isclose(cos[1, 1].item(), math.cos(3 * 100.0 ** (-2 / 6)), rel_tol=1e-6)
+    x = torch.randn(2, 2, 8)
+    buf = torch.zeros(2, 4, 8)
+    apply_rope(x, cos, sin, 6, out=buf[:, 1:3])
+    torch.testing.assert_close(buf[:, 1:3], apply_rope_ref(x, pos, spec))
+    assert torch.equal(buf[:, 0], torch.zeros(2, 8))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        RopeSpec(3)
+    with pytest.raises(ValueError):
+        apply_rope_ref(torch.randn(2, 4, 8), torch.arange(4), RopeSpec(10))
+    with pytest.raises(ValueError):
+        apply_rope_ref(torch.randn(2, 4, 8), torch.arange(5), RopeSpec(4))
