@@ -46,6 +46,15 @@ class GameError(RuntimeError):
     """The game could not be configured or started (bad resolution, missing WAD, engine failure)."""
 
 
+def _engine_ini_path() -> str:
+    """Where the engine keeps its settings file: a per-user temp folder, never the working directory."""
+    import tempfile
+
+    folder = os.path.join(tempfile.gettempdir(), f"reverie-vizdoom-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, "_vizdoom.ini")
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """'64x48' -> (64, 48) as (width, height)."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
@@ -163,6 +172,7 @@ class DoomGame:
         if spec.scenario:
             g.set_doom_scenario_path(os.path.join(vzd.scenarios_path, spec.scenario))
         g.set_doom_map(spec.lump)
+        g.set_doom_config_path(_engine_ini_path())  # not the default ./_vizdoom.ini in the working dir
         g.set_doom_skill(self.config.skill)
         g.set_screen_resolution(getattr(vzd.ScreenResolution, f"RES_{self._rw}X{self._rh}"))
         g.set_screen_format(vzd.ScreenFormat.RGB24)

@@ -1,0 +1,54 @@
+"""Record rollouts of the real game driven by an exploration policy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.rollout.format import RolloutMeta
+from engine.rollout.writer import RolloutWriter
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    dir: Path
+    steps: int
+    frames_sha256: str
+    ended_early: bool
+    record_s: float
+    preview_s: float
+
+
+def record_episode(game, policy, *, seed: int, steps: int, out_dir: str | Path, preview: bool = True,
+                   extra_config: dict | None = None) -> EpisodeResult:
+    """Reset `game` (a `world.games.doom.DoomGame`) with `seed`, run `policy` for `steps` rows (row 0 is
+    the reset frame, action `noop`; then steps - 1 policy actions) and write one rollout to `out_dir`.
+
+    Stops early, with a shorter rollout, if the episode ends (goal reached or the player died)."""
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    cfg = game.config
+    meta = RolloutMeta(source="game", seed=int(seed), frame_shape=game.frame_shape, map=cfg.map,
+                       fps=35.0 / cfg.tics_per_step,
+                       config={"game": {"name": "doom", **cfg.to_dict()}, "policy": policy.describe(),
+                               **(extra_config or {})})
+    t0 = time.perf_counter()
+    writer = RolloutWriter(out_dir, meta)
+    try:
+        obs = game.reset(seed)
+        policy.reset(obs)
+        writer.append(obs.frame, 0, obs.pose, done=obs.done)
+        while writer.steps < steps and not obs.done:
+            action = policy.act(obs)
+            obs = game.step(action)
+            writer.append(obs.frame, action, obs.pose, done=obs.done)
+    except BaseException:
+        writer.abort()
+        raise
+    record_s = time.perf_counter() - t0
+    # The policy's description may have grown (e.g. finished go-and-return loops): store the final one.
+    writer.meta = RolloutMeta(**{**meta.__dict__, "config": {**meta.config, "policy": policy.describe()}})
+    summary = writer.close(preview=preview)
+    return EpisodeResult(Path(out_dir), summary["steps"], summary["frames_sha256"],
+                         ended_early=summary["steps"] < steps, record_s=record_s, preview_s=summary["preview_s"])
