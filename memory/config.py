@@ -1,0 +1,88 @@
+"""`PolicyConfig`: what a memory policy is, as data.
+
+A policy is a frozen combination of the decisions every published KV-cache method makes
+(kv-methods.md §9.1): which tokens stay (regions + a scorer), in what form (tiers: full precision, int8,
+int4, merged), for whom (head groups), at what position (a position policy) and on which events. The
+manager (`memory.manager.MemoryManager`) is one class; policies differ only in these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """One named memory policy.
+
+    Regions (per layer; the current chunk is scratch and never counted):
+        sink_frames / sink_frac: first frames kept forever (max of the fixed count and the fraction of the
+            budget in frames).
+        recent_frames: FIFO window of the newest frames; None = whatever the budget leaves (>= one chunk).
+        mid_frac: share of the bytes left after sink, retrieval and the minimal recent window that goes to
+            the score-selected mid pool (tokens leaving `recent` compete for it).
+        mid_bits: tier of the mid pool: 0 full precision, 8 (int8) or 4 (int4, packed).
+        spill_frac, spill_bits: share of the mid bytes given to a low-bit tier that keeps what the mid
+            scorer evicts instead of dropping it (MiKV).
+        retrieved_frames: slots for frames pulled back from the pose-indexed archive at each chunk start.
+        archive_frames: capacity of the host-memory archive (0 = no archive).
+    Strategies (names in small registries):
+        scorer: how mid tokens are ranked (`memory.scorers.SCORERS`).
+        positions: temporal position policy (`memory.positions.POSITIONS`).
+        merge_threshold: cosine threshold to merge a leaving token into its temporal correspondent in the
+            mid pool (TempCache; None = no merging).
+        head_groups: None, or "profile" to split heads into static/dynamic groups (Forcing-KV).
+        unbounded: the `full` reference: never evicts (grows, or fills a preallocated horizon).
+    """
+
+    name: str
+    description: str = ""
+    sink_frames: int = 0
+    sink_frac: float = 0.0
+    recent_frames: int | None = None
+    mid_frac: float = 0.0
+    mid_bits: int = 0
+    spill_frac: float = 0.0
+    spill_bits: int = 4
+    retrieved_frames: int = 0
+    archive_frames: int = 0
+    scorer: str = "recency"
+    positions: str = "absolute"
+    merge_threshold: float | None = None
+    head_groups: str | None = None
+    static_threshold: float = 0.8
+    profile_chunks: int = 2
+    score_decay: float = 0.9
+    query_frames: int = 4
+    salience_weights: str | None = None
+    rope_limit: int | None = None
+    unbounded: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sink_frames < 0 or not 0.0 <= self.sink_frac < 1.0:
+            raise ValueError("sink_frames must be >= 0 and sink_frac in [0, 1)")
+        if self.recent_frames is not None and self.recent_frames < 1:
+            raise ValueError("recent_frames must be >= 1 (or None for 'what the budget leaves')")
+        for name in ("mid_frac", "spill_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mid_bits not in (0, 8, 4) or self.spill_bits not in (8, 4):
+            raise ValueError("mid_bits must be 0, 8 or 4 and spill_bits 8 or 4")
+        if self.spill_frac and not self.mid_frac:
+            raise ValueError("a spill tier needs a mid pool (mid_frac > 0)")
+        if self.merge_threshold is not None and not -1.0 <= self.merge_threshold <= 1.0:
+            raise ValueError("merge_threshold is a cosine similarity in [-1, 1]")
+        if self.retrieved_frames < 0 or self.archive_frames < 0:
+            raise ValueError("retrieved_frames and archive_frames must be >= 0")
+        if self.retrieved_frames and not self.archive_frames:
+            raise ValueError("retrieval needs an archive (archive_frames > 0)")
+        if self.head_groups not in (None, "profile"):
+            raise ValueError(f"head_groups must be None or 'profile', got {self.head_groups!r}")
+        if not 0.0 < self.score_decay <= 1.0 or self.query_frames < 1 or self.profile_chunks < 1:
+            raise ValueError("score_decay in (0, 1], query_frames >= 1 and profile_chunks >= 1")
+        if self.rope_limit is not None and self.rope_limit < 1:
+            raise ValueError("rope_limit must be >= 1")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

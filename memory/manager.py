@@ -1,0 +1,417 @@
+"""`MemoryManager`: one session's KV cache under a fixed byte budget.
+
+Per layer a `LayerStore` holds the regions of kv-methods.md §9.2: `sink` (first frames, kept), `recent`
+(FIFO of the newest frames), `mid` (a score-selected token pool, full precision / int8 / int4 / merged),
+`spill` (a low-bit pool for what `mid` evicts) and `retrieved` (frames pulled back from the pose-indexed
+host archive). Which regions exist and how they are scored and positioned is the policy
+(`memory.policies`); this class is the same for all of them.
+
+Loop contract (the model/engine side):
+
+    mem.begin_chunk(pose, events)          # once per chunk: events, retrieval, positions for the chunk
+    view = mem.view(layer, q, k, v)        # every denoising step, every layer (read-only)
+    mem.commit(layer, k, v, q)             # commit pass only, after attending
+    mem.end_chunk()                        # advances the frame clock
+
+No host syncs happen in `view`/`commit`: occupancy and the frame clock are Python ints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from kernels.view import KVSegment, KVView
+from memory.config import PolicyConfig
+from memory.errors import BudgetError
+from memory.layout import Layout, plan_layout, quant_group
+from memory.policies import resolve
+from memory.pools import TokenPool
+from memory.positions import Clock, make_position_policy
+from memory.regions import FrameRing, Tokens
+from memory.scorers import make_scorer
+
+DEFAULT_BUDGET_FRAMES = 32  # budget of a managed policy created without one: 32 frames of full cache
+
+
+@dataclass
+class LayerStore:
+    """The regions of one layer (None where the policy has no such region)."""
+
+    recent: FrameRing
+    sink: FrameRing | None = None
+    mid: TokenPool | None = None
+    spill: TokenPool | None = None
+    retrieved: FrameRing | None = None
+    segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
+
+
+class MemoryManager:
+    """A session's memory. Build it with `MemoryManager.create(spec, policy=..., ...)`."""
+
+    def __init__(self, spec, cfg: PolicyConfig, layout: Layout, device="cpu") -> None:
+        self.spec, self.cfg, self.layout = spec, cfg, layout
+        self.device = torch.device(device)
+        self.positions = make_position_policy(cfg.positions)
+        self.scorer = make_scorer(cfg.scorer, cfg, spec, self.device)
+        self.span = (layout.sink_frames + layout.pool_frames + layout.retrieved_frames + layout.recent_frames
+                     + spec.chunk_frames)
+        limit = cfg.rope_limit
+        if limit is not None and self.positions.bounded and self.span > limit:
+            raise BudgetError(f"policy '{cfg.name}' spans {self.span} temporal positions, more than rope_limit={limit}")
+        self.layers = [self._new_store() for _ in range(spec.layers)]
+        self._stage = self._new_staging()
+        self.frames_committed = 0
+        self._open = False
+        self._committed: set[int] = set()
+        self._clock: Clock | None = None
+        self._chunk_pos: torch.Tensor | None = None
+        self.pending_recache: list[int] = []
+        self.events_seen: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, spec, policy: str = "dual", budget_bytes: int | None = None, budget_frac: float | None = None,
+               horizon_frames: int | None = None, device="cpu", **overrides) -> "MemoryManager":
+        """Build a session's memory for a model with geometry `spec` (`world.contract.ModelSpec`).
+
+        Args:
+            policy: a name from `memory.available_policies()`.
+            budget_bytes: hard cap on cached K/V bytes over all layers (quantization scales included).
+            budget_frac: alternatively, a fraction of the full cache at `horizon_frames`
+                (`budget_frac * horizon_frames * spec.kv_bytes_per_frame`).
+            horizon_frames: session length the budget fraction refers to; `full` preallocates to it.
+            device: where the cache lives.
+            **overrides: `PolicyConfig` fields (e.g. `sink_frames=3`, `positions="relative"`).
+
+        Raises:
+            BudgetError: the policy cannot fit the budget (or the budget arguments contradict each other).
+            UnknownPolicyError: unknown policy name or override.
+        """
+        cfg = resolve(policy, **overrides)
+        budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)
+        layout = plan_layout(spec, cfg, budget, horizon_frames)
+        return cls(spec, cfg, layout, device)
+
+    def _new_store(self) -> LayerStore:
+        lay, s = self.layout, self.spec
+        geo = dict(heads=s.heads, head_dim=s.head_dim, tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype,
+                   device=self.device)
+        mode = "grow" if lay.recent_grows else ("ring" if lay.evicts else "bounded")
+        store = LayerStore(recent=FrameRing(capacity=lay.recent_frames, mode=mode, **geo))
+        if lay.sink_frames:
+            store.sink = FrameRing(capacity=lay.sink_frames, mode="fill", **geo)
+        if lay.retrieved_frames:
+            store.retrieved = FrameRing(capacity=lay.retrieved_frames, mode="fill", **geo)
+        pool_geo = dict(heads=s.heads, head_dim=s.head_dim, dtype=s.kv_dtype, device=self.device,
+                        group=quant_group(s.head_dim), merged=lay.merged)
+        if lay.mid_tokens:
+            store.mid = TokenPool(capacity=lay.mid_tokens, bits=lay.mid_bits, **pool_geo)
+        if lay.spill_tokens:
+            store.spill = TokenPool(capacity=lay.spill_tokens, bits=lay.spill_bits, **pool_geo)
+        return store
+
+    def _new_staging(self) -> Tokens:
+        s = self.spec
+        n = s.chunk_frames * s.tokens_per_frame
+        k = torch.zeros(s.heads, n, s.head_dim, dtype=s.kv_dtype, device=self.device)
+        hw = torch.arange(s.tokens_per_frame, device=self.device).repeat(s.chunk_frames)
+        return Tokens(k, torch.zeros_like(k), torch.zeros(n, dtype=torch.int64, device=self.device), hw,
+                      torch.zeros(n, device=self.device), torch.ones(n, device=self.device))
+
+    # ------------------------------------------------------------------ the loop
+    def begin_chunk(self, pose=None, events=()) -> None:
+        """Start a chunk: handle `events` ("flush", "cut", "recache"), run retrieval for `pose`
+        (`(x, y, angle_degrees)` or None), and fix this chunk's temporal positions."""
+        if self._open and self._committed:
+            raise RuntimeError("begin_chunk called while a chunk is being committed; call end_chunk() first")
+        for event in events:
+            self.handle_event(event)
+        self._on_begin(pose)
+        self._clock = self._make_clock()
+        f = self.spec.tokens_per_frame
+        q = torch.tensor(self.positions.query(self._clock), dtype=torch.int64)
+        self._chunk_pos = q.repeat_interleave(f).to(self.device)
+        for store in self.layers:
+            store.segments = None
+        self._open = True
+
+    def view(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> KVView:
+        """What layer `layer` attends to: the visible cache (pre-RoPE keys, positions, biases) followed by
+        the current chunk itself (scratch, last segment). `q`, `k`, `v`: `[H, n, D]`, n = chunk tokens."""
+        if not self._open:
+            self.begin_chunk()
+        store = self.layers[layer]
+        if store.segments is None:
+            store.segments = self._segments(layer, store)
+        scratch = KVSegment(k=k, v=v, pos=self._chunk_pos)
+        return KVView(segments=(*store.segments, scratch), q_pos=self._chunk_pos, rope=self.spec.rope)
+
+    def commit(self, layer: int, k: torch.Tensor, v: torch.Tensor, q: torch.Tensor) -> None:
+        """Keep the clean chunk (`k`, `v`, `q`: `[H, chunk_frames * tokens_per_frame, D]`) at `layer`:
+        append to the recent window, demote what leaves it (score, merge, tier), compact to budget."""
+        if not self._open:
+            self.begin_chunk()
+        if layer in self._committed:
+            raise RuntimeError(f"layer {layer} was already committed in this chunk; call end_chunk() first")
+        s = self.spec
+        n = s.chunk_frames * s.tokens_per_frame
+        if k.shape != (s.heads, n, s.head_dim) or v.shape != k.shape:
+            raise ValueError(f"commit expects k, v of shape {(s.heads, n, s.head_dim)}, got {tuple(k.shape)}")
+        store = self.layers[layer]
+        f, now = s.tokens_per_frame, self.frames_committed
+        displaced: list[int] = []
+        for i in range(s.chunk_frames):
+            kf, vf = k[:, i * f:(i + 1) * f], v[:, i * f:(i + 1) * f]
+            if store.sink is not None and not store.sink.full:
+                store.sink.push(kf, vf, now + i)
+                continue
+            if store.recent.full and store.recent.mode == "bounded":
+                raise BudgetError(
+                    f"policy '{self.cfg.name}' keeps every frame and its budget ({self.layout.budget_bytes:,} bytes) "
+                    f"holds {store.recent.capacity} frames; frame {now + i} does not fit")
+            old = store.recent.frames[0] if store.recent.full else None
+            if store.recent.push(kf, vf, now + i, out=self._stage, at=len(displaced) * f):
+                displaced.append(old)
+        self.scorer.observe(layer, q)
+        if displaced:
+            m = len(displaced) * f
+            self._demote(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m] for t in self._stage)), displaced)
+        if store.mid is not None:
+            self.scorer.rescore(layer, store.mid)
+        self._committed.add(layer)
+        store.segments = None
+
+    def end_chunk(self) -> None:
+        """Finish the chunk: advances `frames_committed` when the chunk was committed (all layers)."""
+        if self._committed:
+            if len(self._committed) != self.spec.layers:
+                missing = sorted(set(range(self.spec.layers)) - self._committed)
+                raise RuntimeError(f"end_chunk: layers {missing} were not committed in this chunk")
+            self._on_end()
+            self.frames_committed += self.spec.chunk_frames
+        self._committed.clear()
+        self._open = False
+
+    # ------------------------------------------------------------------ demotion (what leaves `recent`)
+    def _demote(self, layer: int, store: LayerStore, tokens: Tokens, frames: list[int]) -> None:
+        self._on_demote(layer, tokens, frames)
+        if store.mid is None:
+            return
+        tokens = tokens._replace(score=self.scorer.score(layer, tokens), count=torch.ones_like(tokens.score))
+        tokens = self._merge(layer, store.mid, tokens)
+        evicted = store.mid.add(tokens, min(frames), want_evicted=store.spill is not None)
+        if evicted is not None:
+            store.spill.add(evicted, store.mid.min_frame)
+
+    # hooks the optional features override via composition (see memory.features)
+    def _on_begin(self, pose) -> None:
+        pass
+
+    def _on_end(self) -> None:
+        pass
+
+    def _on_demote(self, layer: int, tokens: Tokens, frames: list[int]) -> None:
+        pass
+
+    def _merge(self, layer: int, pool: TokenPool, tokens: Tokens) -> Tokens:
+        return tokens
+
+    # ------------------------------------------------------------------ positions and segments
+    def _make_clock(self) -> Clock:
+        st, lay = self.layers[0], self.layout
+        pool_lo = None
+        for pool in (st.mid, st.spill):
+            if pool is not None and pool.used and pool.min_frame is not None:
+                pool_lo = pool.min_frame if pool_lo is None else min(pool_lo, pool.min_frame)
+        return Clock(now=self.frames_committed, chunk=self.spec.chunk_frames, span=self.span,
+                     sink_cap=lay.sink_frames, pool_span=lay.pool_frames, retrieved_cap=lay.retrieved_frames,
+                     recent_cap=lay.recent_frames,
+                     sink_frames=tuple(st.sink.frames) if st.sink else (),
+                     retrieved_frames=tuple(st.retrieved.frames) if st.retrieved else (),
+                     recent_frames=tuple(st.recent.frames), pool_lo=pool_lo)
+
+    def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
+        clock, pp, f = self._clock, self.positions, self.spec.tokens_per_frame
+        segs = []
+        if store.sink is not None and store.sink.frames:
+            segs.append(store.sink.segment(self._frame_pos(pp.sink(clock), store.sink, f)))
+        for pool in (store.mid, store.spill):
+            if pool is not None and pool.used:
+                segs.append(pool.segment(pp.tail(pool.frame[:pool.used], clock, "pool"), self._bias(layer, pool)))
+        if store.retrieved is not None and store.retrieved.frames:
+            segs.append(store.retrieved.segment(self._frame_pos(pp.retrieved(clock), store.retrieved, f)))
+        if store.recent.frames:
+            n = store.recent.slots_used
+            segs.append(store.recent.segment(pp.tail(store.recent.frame[:n], clock, "recent")))
+        return tuple(self._mask_heads(layer, s, name) for s, name in zip(segs, self._segment_names(store)))
+
+    def _frame_pos(self, per_frame: list[int], ring: FrameRing, f: int) -> torch.Tensor:
+        """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
+        pos = torch.empty(ring.slots_used, dtype=torch.int64)
+        for i, p in enumerate(per_frame):
+            slot = (ring.written - len(ring.frames) + i) % ring.capacity
+            pos[slot * f:(slot + 1) * f] = p
+        return pos.to(self.device)
+
+    def _segment_names(self, store: LayerStore) -> list[str]:
+        names = []
+        if store.sink is not None and store.sink.frames:
+            names.append("sink")
+        names += [n for n, p in (("mid", store.mid), ("spill", store.spill)) if p is not None and p.used]
+        if store.retrieved is not None and store.retrieved.frames:
+            names.append("retrieved")
+        if store.recent.frames:
+            names.append("recent")
+        return names
+
+    def _bias(self, layer: int, pool: TokenPool) -> torch.Tensor | None:
+        return pool.bias()
+
+    def _mask_heads(self, layer: int, seg: KVSegment, region: str) -> KVSegment:
+        return seg
+
+    # ------------------------------------------------------------------ events
+    def handle_event(self, event) -> None:
+        """Apply one event: "flush" (keep sink + newest frames), "cut" (scene cut: keep the sink only),
+        "recache" (flush, and list in `pending_recache` the frames the engine should commit again)."""
+        name = getattr(event, "kind", event)
+        handlers = {"flush": self.flush, "cut": self.cut, "recache": self.recache}
+        if name not in handlers:
+            raise ValueError(f"unknown memory event {name!r}; known: {', '.join(handlers)}")
+        self.events_seen[name] = self.events_seen.get(name, 0) + 1
+        handlers[name]()
+
+    def flush(self, keep_frames: int | None = None) -> None:
+        """KV Flush (Infinity-RoPE): keep the sink and the newest `keep_frames` frames (default: one
+        chunk, at least 2 frames), drop the rest. Positions stay on the same clock."""
+        keep = max(self.spec.chunk_frames, 2) if keep_frames is None else keep_frames
+        for store in self.layers:
+            store.recent.keep_last(min(keep, len(store.recent.frames)))
+            self._clear_pools(store)
+        self._invalidate()
+
+    def cut(self) -> None:
+        """Scene cut: nothing of the previous scene but the sink stays visible."""
+        self.flush(keep_frames=0)
+
+    def recache(self) -> list[int]:
+        """Prompt/condition switch (LongLive re-cache): the newest frames are dropped like a flush, and
+        their ids are put in `pending_recache` so the engine can run the commit pass on them again under
+        the new condition (in order, one `begin_chunk/commit/end_chunk` per chunk)."""
+        frames = list(self.layers[0].recent.frames)
+        self.flush(keep_frames=0)
+        self.pending_recache = frames
+        return frames
+
+    def reset(self) -> None:
+        """Forget everything (a new session on the same buffers)."""
+        for store in self.layers:
+            store.recent.clear()
+            if store.sink is not None:
+                store.sink.clear()
+            self._clear_pools(store)
+        self.scorer.reset()
+        self.frames_committed = 0
+        self._committed.clear()
+        self._open = False
+        self.pending_recache = []
+        self._invalidate()
+
+    def _clear_pools(self, store: LayerStore) -> None:
+        for pool in (store.mid, store.spill):
+            if pool is not None:
+                pool.clear()
+        if store.retrieved is not None:
+            store.retrieved.clear()
+
+    def _invalidate(self) -> None:
+        for store in self.layers:
+            store.segments = None
+        if self._open:
+            self._clock = self._make_clock()
+
+    # ------------------------------------------------------------------ accounting
+    @property
+    def max_position(self) -> int | None:
+        """Largest temporal position any view can carry (None: grows with the session, `absolute`)."""
+        return self.positions.max_position(self.span)
+
+    def region_bytes(self) -> dict[str, int]:
+        """Bytes held per region, summed over layers (Python ints; no device sync)."""
+        lay = self.layout
+        tb = lay.frame_bytes // self.spec.tokens_per_frame
+        out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0}
+        for st in self.layers:
+            out["recent"] += st.recent.held_bytes(tb)
+            if st.sink is not None:
+                out["sink"] += st.sink.held_bytes(tb)
+            if st.retrieved is not None:
+                out["retrieved"] += st.retrieved.held_bytes(tb)
+            if st.mid is not None:
+                out["mid"] += st.mid.used * lay.mid_token_bytes
+            if st.spill is not None:
+                out["spill"] += st.spill.used * lay.spill_token_bytes
+        return out
+
+    def kv_bytes(self) -> int:
+        """Bytes of keys/values currently held, all layers, all tiers (scales and merge counts included)."""
+        return sum(self.region_bytes().values())
+
+    def allocated_bytes(self) -> int:
+        """Bytes of the preallocated cache buffers (>= kv_bytes; <= the budget for managed policies)."""
+        total = 0
+        for st in self.layers:
+            for region in (st.recent, st.sink, st.retrieved, st.mid, st.spill):
+                if region is not None:
+                    total += region.allocated_bytes()
+        return total
+
+    def stats(self) -> dict:
+        """JSON-able summary: policy, budget, bytes per region and tier, capacities, positions."""
+        lay = self.layout
+        tiers = {"full": 0, "int8": 0, "int4": 0, "merged": 0}
+        rb = self.region_bytes()
+        tiers["full"] = rb["sink"] + rb["recent"] + rb["retrieved"]
+        for region, bits in (("mid", lay.mid_bits), ("spill", lay.spill_bits)):
+            key = "merged" if lay.merged else {0: "full", 8: "int8", 4: "int4"}[bits]
+            tiers[key] += rb[region]
+        return {
+            "policy": self.cfg.name,
+            "budget_bytes": lay.budget_bytes,
+            "kv_bytes": sum(rb.values()),
+            "allocated_bytes": self.allocated_bytes(),
+            "bytes_per_region": rb,
+            "bytes_per_tier": tiers,
+            "frames_committed": self.frames_committed,
+            "capacity": {"sink_frames": lay.sink_frames, "recent_frames": lay.recent_frames,
+                         "mid_tokens": lay.mid_tokens, "spill_tokens": lay.spill_tokens,
+                         "retrieved_frames": lay.retrieved_frames},
+            "positions": self.cfg.positions,
+            "max_position": self.max_position,
+            "scorer": self.cfg.scorer,
+            "events": dict(self.events_seen),
+        }
+
+
+def resolve_budget(spec, cfg: PolicyConfig, budget_bytes, budget_frac, horizon_frames) -> int | None:
+    """The byte budget implied by the arguments (None = unbounded `full`)."""
+    if budget_bytes is not None and budget_frac is not None:
+        raise BudgetError("give budget_bytes or budget_frac, not both")
+    if horizon_frames is not None and horizon_frames < 1:
+        raise BudgetError(f"horizon_frames must be >= 1, got {horizon_frames}")
+    if budget_frac is not None:
+        if not 0.0 < budget_frac <= 1.0:
+            raise BudgetError(f"budget_frac must be in (0, 1], got {budget_frac}")
+        if horizon_frames is None:
+            raise BudgetError("budget_frac is a fraction of the full cache at horizon_frames; give horizon_frames")
+        return int(math.floor(budget_frac * horizon_frames * spec.kv_bytes_per_frame))
+    if budget_bytes is not None:
+        if budget_bytes <= 0:
+            raise BudgetError(f"budget_bytes must be positive, got {budget_bytes}")
+        return int(budget_bytes)
+    if cfg.unbounded:
+        return None
+    return DEFAULT_BUDGET_FRAMES * spec.kv_bytes_per_frame

@@ -1,0 +1,122 @@
+"""Preallocated per-layer stores: frame-granular rings and score-compacted token pools.
+
+All buffers are allocated once (the unbounded `full` reference without a horizon is the one exception: it
+doubles its capacity when full). Writes use slicing / `index_copy_`; occupancy is a Python int derived
+from the frame clock and the policy, never read back from a tensor, so `view` and `commit` make no host
+syncs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from kernels.view import KVSegment
+
+
+class Tokens(NamedTuple):
+    """A batch of cached tokens in full precision moving between regions.
+
+    k, v: `[H, n, D]` pre-RoPE keys and values. frame: `[n]` int64 absolute frame. hw: `[n]` int64 index
+    inside the frame. score: `[n]` float32 policy score (higher = keep). count: `[n]` float32 multiplicity
+    (merged tokens; `-inf` scores mark empty entries).
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    frame: torch.Tensor
+    hw: torch.Tensor
+    score: torch.Tensor
+    count: torch.Tensor
+
+
+class FrameRing:
+    """The newest `capacity` frames of one layer, one frame per `tokens_per_frame` contiguous slots.
+
+    Modes: `ring` overwrites the oldest frame (its rows are handed back to the caller first), `fill` keeps
+    the first frames and refuses more (sinks), `grow` doubles its buffers when full (the unbounded
+    reference), `bounded` raises when full (the reference under a budget). Slot order is frame order
+    modulo the capacity; positions make the order irrelevant to attention.
+    """
+
+    def __init__(self, *, capacity: int, heads: int, head_dim: int, tokens_per_frame: int,
+                 dtype: torch.dtype, device, mode: str = "ring") -> None:
+        if mode not in ("ring", "fill", "grow", "bounded"):
+            raise ValueError(f"unknown FrameRing mode {mode!r}")
+        self.capacity, self.mode, self.f = capacity, mode, tokens_per_frame
+        self.k = torch.zeros(heads, capacity * tokens_per_frame, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        self.frame = torch.full((capacity * tokens_per_frame,), -1, dtype=torch.int64, device=device)
+        self.frames: list[int] = []  # held frame ids, oldest first (host metadata)
+        self.written = 0  # frames ever written since the last clear (slot = written % capacity)
+
+    @property
+    def full(self) -> bool:
+        return len(self.frames) >= self.capacity
+
+    @property
+    def slots_used(self) -> int:
+        return min(self.written, self.capacity) * self.f
+
+    def push(self, k: torch.Tensor, v: torch.Tensor, frame: int, out: Tokens | None = None, at: int = 0) -> bool:
+        """Store one frame (`k`, `v`: `[H, F, D]`). In `ring` mode, when full, the displaced oldest frame is
+        first copied into `out` at token offset `at` (if given). Returns True if a frame was displaced."""
+        if self.full:
+            if self.mode == "fill":
+                raise RuntimeError("sink is full")
+            if self.mode == "bounded":
+                raise RuntimeError("bounded ring is full")
+            if self.mode == "grow":
+                self._grow()
+        displaced = self.full
+        s = (self.written % self.capacity) * self.f
+        e = s + self.f
+        if displaced and out is not None:
+            out.k[:, at:at + self.f].copy_(self.k[:, s:e])
+            out.v[:, at:at + self.f].copy_(self.v[:, s:e])
+            out.frame[at:at + self.f].fill_(self.frames[0])
+        if displaced:
+            self.frames.pop(0)
+        self.k[:, s:e].copy_(k)
+        self.v[:, s:e].copy_(v)
+        self.frame[s:e].fill_(frame)
+        self.frames.append(frame)
+        self.written += 1
+        return displaced
+
+    def _grow(self) -> None:
+        n = self.capacity * self.f
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = torch.zeros(old.shape[0], 2 * n, old.shape[2], dtype=old.dtype, device=old.device)
+            new[:, :n].copy_(old)
+            setattr(self, name, new)
+        frame = torch.full((2 * n,), -1, dtype=torch.int64, device=self.frame.device)
+        frame[:n].copy_(self.frame)
+        self.frame, self.capacity = frame, 2 * self.capacity
+
+    def keep_last(self, n_frames: int) -> None:
+        """Drop all but the newest `n_frames` frames (flush), compacting them to the start."""
+        keep = self.frames[-n_frames:] if n_frames else []
+        rows = [((self.written - len(self.frames) + self.frames.index(fr)) % self.capacity) for fr in keep]
+        ks = [self.k[:, r * self.f:(r + 1) * self.f].clone() for r in rows]
+        vs = [self.v[:, r * self.f:(r + 1) * self.f].clone() for r in rows]
+        self.clear()
+        for fr, k, v in zip(keep, ks, vs):
+            self.push(k, v, fr)
+
+    def clear(self) -> None:
+        self.frames.clear()
+        self.written = 0
+        self.frame.fill_(-1)
+
+    def segment(self, pos: torch.Tensor, bias: torch.Tensor | None = None) -> KVSegment:
+        n = self.slots_used
+        return KVSegment(k=self.k[:, :n], v=self.v[:, :n], pos=pos, bias=bias)
+
+    def held_bytes(self, token_bytes: int) -> int:
+        return len(self.frames) * self.f * token_bytes
+
+    def allocated_bytes(self) -> int:
+        return 2 * self.k.numel() * self.k.element_size()

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from kernels import attend_ref
+from kernels.view import KVSegment, KVView
+from memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies
+
+from memtest import chunk_qkv, run_chunk, tiny_spec
+
+
+def reference_view(spec, history, q_frames, k, v, positions):
+    """One segment holding every committed K/V then the chunk: the unmanaged cache, concatenated."""
+    ks = torch.cat([h[0] for h in history] + [k], dim=1)
+    vs = torch.cat([h[1] for h in history] + [v], dim=1)
+    pos = torch.tensor(positions, dtype=torch.int64).repeat_interleave(spec.tokens_per_frame)
+    qpos = torch.tensor(q_frames, dtype=torch.int64).repeat_interleave(spec.tokens_per_frame)
+    return KVView(segments=(KVSegment(k=ks, v=vs, pos=pos),), q_pos=qpos, rope=spec.rope)
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 2])
+def test_full_at_budget_one_reproduces_unmanaged_reference_bit_exactly(chunk_frames):
+    spec = tiny_spec(chunk_frames=chunk_frames)
+    horizon = 12
+    mem = MemoryManager.create(spec, policy="full", budget_frac=1.0, horizon_frames=horizon)
+    history = {l: [] for l in range(spec.layers)}
+    for c in range(horizon // chunk_frames):
+        mem.begin_chunk()
+        frames = [c * chunk_frames + i for i in range(chunk_frames)]
+        for layer in range(spec.layers):
+            q, k, v = chunk_qkv(spec, c, layer)
+            out = attend_ref(q, mem.view(layer, q, k, v))
+            past = [f for f in range(c * chunk_frames)]
+            ref = attend_ref(q, reference_view(spec, history[layer], frames, k, v, past + frames))
+            assert torch.equal(out, ref)
+            mem.commit(layer, k, v, q)
+            history[layer].append((k, v))
+        mem.end_chunk()
+    assert mem.kv_bytes() == horizon * spec.kv_bytes_per_frame
+    with pytest.raises(BudgetError, match="keeps every frame"):
+        run_chunk(mem, spec, 99)
+
+
+def test_full_without_budget_grows():
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="full")
+    for c in range(40):
+        run_chunk(mem, spec, c)
+    assert mem.frames_committed == 40
+    assert mem.kv_bytes() == 40 * spec.kv_bytes_per_frame
+    assert mem.layout.budget_bytes is None
+
+
+def test_window_equals_a_rolling_cache():
+    spec = tiny_spec()
+    sink, recent = 1, 3
+    budget = (sink + recent) * spec.kv_bytes_per_frame
+    mem = MemoryManager.create(spec, policy="window", budget_bytes=budget, sink_frames=sink)
+    assert mem.layout.recent_frames == recent
+    kept = {l: [] for l in range(spec.layers)}  # (frame, k, v) of a plain rolling list
+    for c in range(10):
+        mem.begin_chunk()
+        for layer in range(spec.layers):
+            q, k, v = chunk_qkv(spec, c, layer)
+            cache = kept[layer]
+            ref_view = reference_view(spec, [(k_, v_) for _, k_, v_ in cache], [c], k, v,
+                                      [f for f, _, _ in cache] + [c])
+            out = attend_ref(q, mem.view(layer, q, k, v))
+            torch.testing.assert_close(out, attend_ref(q, ref_view), rtol=1e-5, atol=1e-6)
+            mem.commit(layer, k, v, q)
+            cache.append((c, k, v))
+            if len(cache) > sink + recent:
+                del cache[sink]  # FIFO behind the sink
+        mem.end_chunk()
+        assert mem.kv_bytes() <= budget
+
+
+def test_budget_error_is_clear():
+    spec = tiny_spec()
+    with pytest.raises(BudgetError, match=r"cannot fit a budget of .* needs at least"):
+        MemoryManager.create(spec, policy="window", budget_bytes=spec.kv_bytes_per_frame, sink_frames=2)
+    with pytest.raises(BudgetError, match="horizon_frames"):
+        MemoryManager.create(spec, policy="window", budget_frac=0.5)
+    with pytest.raises(BudgetError, match="not both"):
+        MemoryManager.create(spec, policy="window", budget_frac=0.5, budget_bytes=10, horizon_frames=4)
+
+
+def test_unknown_policy_lists_the_available_ones():
+    with pytest.raises(UnknownPolicyError) as err:
+        MemoryManager.create(tiny_spec(), policy="nope")
+    for name in available_policies():
+        assert name in str(err.value)
+    with pytest.raises(UnknownPolicyError, match="unknown override"):
+        MemoryManager.create(tiny_spec(), policy="window", sink_franes=2)
+
+
+def test_commit_twice_in_a_chunk_is_an_error():
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="window", budget_frac=0.5, horizon_frames=16)
+    mem.begin_chunk()
+    q, k, v = chunk_qkv(spec, 0, 0)
+    mem.commit(0, k, v, q)
+    with pytest.raises(RuntimeError, match="already committed"):
+        mem.commit(0, k, v, q)
+    with pytest.raises(RuntimeError, match="not committed"):
+        mem.end_chunk()
+
+
+def test_flush_keeps_sink_and_newest_frames_and_cut_keeps_sink():
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="window", budget_frac=0.5, horizon_frames=16, sink_frames=1)
+    for c in range(8):
+        run_chunk(mem, spec, c)
+    mem.begin_chunk(events=["flush"])
+    st = mem.layers[0]
+    assert st.sink.frames == [0] and st.recent.frames == [6, 7]
+    view = mem.view(0, *chunk_qkv(spec, 8, 0))
+    assert view.visible == 4 * spec.tokens_per_frame  # sink + 2 recent + chunk
+    mem.end_chunk()
+    mem.begin_chunk(events=["cut"])
+    assert st.sink.frames == [0] and st.recent.frames == []
+    with pytest.raises(ValueError, match="unknown memory event"):
+        mem.begin_chunk(events=["teleport!"])
+    mem.reset()
+    assert mem.kv_bytes() == 0 and mem.frames_committed == 0
