@@ -22,6 +22,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -48,7 +49,8 @@ class Backend:
         dtypes: query dtypes it accepts.
         requires: Python modules that must be importable.
         quantized, index, bias: whether it reads int8/int4 tiers, gathered slots, per-slot logit bias.
-        interpreted: on the CPU it needs `TRITON_INTERPRET=1`.
+        interpreted: on the CPU it needs `TRITON_INTERPRET=1` (set before `triton` is first imported).
+        pow2_head_dim: if nonzero, the head dim must be a power of two at least this large.
         install_hint: shown when it is missing.
     """
 
@@ -61,6 +63,7 @@ class Backend:
     index: bool = True
     bias: bool = True
     interpreted: bool = False
+    pow2_head_dim: int = 0
     install_hint: str = ""
 
     def missing(self, device_type: str) -> str | None:
@@ -76,6 +79,11 @@ class Backend:
                 f"attention backend '{self.name}' runs on the CPU only through the Triton interpreter; "
                 "set TRITON_INTERPRET=1 (slow; meant for tests) or use 'torch'"
             )
+        if device_type == "cpu" and self.interpreted and not interpreter_ready():
+            return (
+                f"attention backend '{self.name}': triton was imported before TRITON_INTERPRET=1 was set, so its "
+                "interpreter cannot run here; set the variable before starting Python"
+            )
         if device_type == "cuda" and not torch.cuda.is_available():
             return f"attention backend '{self.name}' needs CUDA, which is not available"
         return None
@@ -84,6 +92,9 @@ class Backend:
         """Why this backend cannot run this particular call, or None if it can."""
         if q.dtype not in self.dtypes:
             return f"attention backend '{self.name}' does not take {q.dtype} queries"
+        d = q.shape[-1]
+        if self.pow2_head_dim and (d < self.pow2_head_dim or d & (d - 1)):
+            return f"attention backend '{self.name}' needs a power-of-two head dim >= {self.pow2_head_dim}, got {d}"
         for i, seg in enumerate(view.segments):
             if seg.bits and not self.quantized:
                 return f"attention backend '{self.name}' cannot read quantized segment {i} (int{seg.bits})"
@@ -207,6 +218,13 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def interpreter_ready() -> bool:
+    """Whether Triton's interpreter can run in this process: triton not imported yet, or imported while
+    `TRITON_INTERPRET=1` (its standard library is then interpreted too). Never imports triton."""
+    standard = sys.modules.get("triton.language.standard")
+    return standard is None or type(getattr(standard, "sum", None)).__name__ == "InterpretedFunction"
+
+
 def _interpret_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
@@ -227,6 +245,7 @@ register(Backend(
     dtypes=_FLOATS,
     requires=("triton",),
     interpreted=True,
+    pow2_head_dim=16,
     install_hint="pip install triton; it ships with the CUDA builds of torch",
 ))
 register(Backend(
