@@ -168,7 +168,7 @@ def read_rollout(path: str | Path, *, mmap: bool = False, verify: bool = True) -
             f.seek(offset)
             buf = f.read(n * int(np.prod(meta.frame_shape)))
         frames = np.frombuffer(buf, np.uint8).reshape(shape)
-    sha = hashlib.sha256(memoryview(np.ascontiguousarray(frames)).cast("B")).hexdigest() \
+    sha = hashlib.sha256(np.ascontiguousarray(frames).reshape(-1)).hexdigest() \
         if (verify or not complete) else raw.get("frames_sha256")
     if complete and verify and sha != raw.get("frames_sha256"):
         raise RolloutError(f"{file}: frames do not match the sha256 in {META} (corrupt frames)")

@@ -6,7 +6,8 @@ same choices for the same observations, and the game is deterministic, so (map, 
 fixes a rollout. They are registered by name in `POLICIES`; `make_policy(name, seed=..., **options)`.
 
 - `random`: random actions held for several frames (persistence), biased to moving forward.
-- `wander`: walks forward with gentle curves; when the pose stops changing (a wall), turns away.
+- `wander`: walks forward with gentle curves; when the pose stops changing (a wall), turns about 90
+  degrees (the same way again if blocked again right after).
 - `go-and-return`: repeated loops: walk out, turn around, walk back to the start point (closed loop on the
   pose, so it lands within a few map units of it) and turn to the start heading, so the last frame of a
   loop revisits the first. Each finished loop is listed in `policy.loops`.
@@ -90,41 +91,49 @@ class RandomPolicy(Policy):
 class WanderPolicy(Policy):
     """Walks forward, curving now and then; turns away from walls.
 
-    A wall is detected from the pose: moving forward for `stuck_steps` steps with less than `min_speed`
-    map units of progress per step. It then turns one way for 60-200 degrees, and goes on.
+    A wall is detected from the pose: less than `min_speed` map units of progress per step for
+    `stuck_steps` steps while walking. It then turns about 90 degrees and walks on; if it is blocked again
+    soon after a turn it keeps turning the same way (so dead ends and corners are left in two turns), else
+    it picks the next turn direction at random.
     """
 
     name = "wander"
 
     def __init__(self, seed: int = 0, stuck_steps: int = 3, min_speed: float = 1.0,
-                 curve_prob: float = 0.04, turn_prob: float = 0.01) -> None:
+                 curve_prob: float = 0.03, turn_prob: float = 0.008) -> None:
         super().__init__(seed)
         self.stuck_steps, self.min_speed = stuck_steps, min_speed
         self.curve_prob, self.turn_prob = curve_prob, turn_prob
         self._prev = None
         self._slow = 0
         self._plan: list[int] = []
+        self._since_turn = 10**9
+        self._side = TURN_LEFT
 
     def reset(self, obs) -> None:
-        self._prev, self._slow, self._plan = obs.pose.copy(), 0, []
+        self._prev, self._slow, self._plan, self._since_turn = obs.pose.copy(), 0, [], 10**9
 
-    def _turn(self, lo: float, hi: float) -> list[int]:
-        steps = int(self.rng.uniform(lo, hi) / TURN_DEG_PER_TIC)
-        return [TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT] * max(steps, 1)
+    def _turn(self, degrees: float, side: int) -> list[int]:
+        return [side] * max(int(degrees / TURN_DEG_PER_TIC), 1)
 
     def act(self, obs) -> int:
-        moved = float(np.hypot(*(obs.pose[:2] - self._prev[:2]))) if self._prev is not None else 0.0
+        moved = float(np.hypot(*(obs.pose[:2] - self._prev[:2])))
         self._prev = obs.pose.copy()
         self._slow = self._slow + 1 if moved < self.min_speed else 0
+        self._since_turn += 1
         if self._slow >= self.stuck_steps and not self._plan:
-            self._plan = self._turn(60, 200)
-            self._slow = -len(self._plan) - 4  # give it time to speed up again after the turn
+            if self._since_turn > 12:  # a new obstacle: choose a side; blocked again soon: same side
+                self._side = TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+            self._plan = self._turn(self.rng.uniform(75, 105), self._side)
+            self._slow = -len(self._plan) - 4  # time to speed up again after the turn
+            self._since_turn = -len(self._plan)
         if not self._plan:
             r = self.rng.random()
             if r < self.curve_prob:
                 self._plan = [FWD_LEFT if self.rng.random() < 0.5 else FWD_RIGHT] * int(self.rng.integers(4, 20))
             elif r < self.curve_prob + self.turn_prob:
-                self._plan = self._turn(30, 120)
+                side = TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+                self._plan = self._turn(self.rng.uniform(30, 120), side)
             else:
                 return FORWARD
         return self._plan.pop(0)
