@@ -1,0 +1,200 @@
+"""One player's game: a shared model, the session's own memory, and its recorder.
+
+`Session.step(action)` returns the next frame (uint8 `[H, W, 3]`) for one per-frame action. With
+`spec.chunk_frames == k > 1` the session generates `k` frames at once with the action held for the chunk
+and hands them out one per `step`.
+
+A session starts from a seed frame: the frame is encoded and committed to memory (the clean pass, no
+denoising), so the first generated frame already has context. `reset` goes back to that state; `seed`
+changes the noise seed; `set_policy` / `set_budget` rebuild the memory and re-commit the last few frames
+(a recache), so the game goes on under the new policy without a cut; `flush` forwards the memory event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from engine.sampler import generate_chunk
+from world.contract import WorldModel
+
+
+class MemoryLike(Protocol):
+    """What the session needs from `memory.MemoryManager` (see the agreed memory API)."""
+
+    frames_committed: int
+
+    def begin_chunk(self, pose=None, events=()) -> None: ...
+    def end_chunk(self) -> None: ...
+    def kv_bytes(self) -> int: ...
+    def stats(self) -> dict: ...
+    def flush(self) -> None: ...
+    def reset(self) -> None: ...
+
+
+#: `(spec, policy, budget_bytes) -> memory`; raises (e.g. `memory.BudgetError`) when it cannot fit.
+MemoryFactory = Callable[[Any, str, "int | None"], MemoryLike]
+
+
+def default_memory_factory(spec, policy: str, budget_bytes: int | None) -> MemoryLike:
+    from memory import MemoryManager
+
+    return MemoryManager.create(spec, policy=policy, budget_bytes=budget_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One generated frame and when it was made (`time.monotonic_ns`)."""
+
+    frame: np.ndarray          # uint8 [H, W, 3], C-contiguous, owned by the caller
+    index: int                 # frame index in the session (0 = first generated frame)
+    action: int
+    pose: tuple[float, float, float] | None
+    t_start_ns: int
+    t_end_ns: int
+
+
+class Session:
+    """A playable world: `step(action) -> StepResult`.
+
+    Args:
+        model: a stateless `WorldModel` (shared between sessions).
+        seed_frame: uint8 `[H, W, 3]` with `H, W` = `model.spec.frame_shape[:2]`.
+        policy, budget_bytes: the memory configuration, built by `memory_factory`.
+        seed: noise seed; the same seed, seed frame and actions give the same frames.
+        recache_chunks: clean chunks kept to re-commit when the memory is rebuilt.
+    """
+
+    def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str = "full",
+                 budget_bytes: int | None = None, seed: int = 0, session_id: str = "",
+                 memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = 8):
+        spec = model.spec
+        seed_frame = np.asarray(seed_frame)
+        if seed_frame.dtype != np.uint8 or seed_frame.shape != tuple(spec.frame_shape):
+            raise ValueError(f"seed frame must be uint8 {tuple(spec.frame_shape)}, got {seed_frame.dtype} {seed_frame.shape}")
+        self.model = model
+        self.spec = spec
+        self.id = session_id
+        self.seed = int(seed)
+        self.policy = policy
+        self.budget_bytes = budget_bytes
+        self._factory = memory_factory
+        self.memory = memory_factory(spec, policy, budget_bytes)
+        self.seed_frame = np.ascontiguousarray(seed_frame)
+        self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(1, recache_chunks))
+        self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
+        self.paused = False
+        self._start()
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.frame_index = 0
+        self.chunk_index = 0
+        self.pose: tuple[float, float, float] | None = (0.0, 0.0, 0.0) if self.spec.has_pose_head else None
+        self._pending.clear()
+        self._recent.clear()
+        self.history: list[int] = []      # actions since the seed frame (regenerating a recording replays them)
+        self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
+        k = self.spec.chunk_frames
+        with torch.inference_mode():  # the seed frame fills the first chunk of context (held k frames)
+            latents = self.model.encode(torch.from_numpy(self.seed_frame)[None].to(self.model.device))
+            self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
+                         torch.zeros(k, dtype=torch.long, device=self.model.device))
+
+    def _commit(self, latents: torch.Tensor, actions: torch.Tensor) -> None:
+        """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame or recache)."""
+        self.memory.begin_chunk(pose=self.pose, events=())
+        self.model.commit(latents, actions, self.memory)
+        self.memory.end_chunk()
+        self._recent.append((latents, actions))
+
+    def reset(self, seed: int | None = None) -> None:
+        """Back to the seed frame with an empty memory (and optionally a new noise seed)."""
+        if seed is not None:
+            self.seed = int(seed)
+        self.memory.reset()
+        self._start()
+
+    def set_seed(self, seed: int) -> None:
+        """New noise seed from the next chunk on (history is kept)."""
+        self.seed = int(seed)
+        self.replayable = False
+
+    def rebuild_memory(self, policy: str | None = None, budget_bytes: int | None | type(...) = ...) -> None:
+        """Switch policy and/or budget live: a new memory, then the last frames re-committed.
+
+        Raises whatever the factory raises (e.g. `memory.BudgetError`) and then keeps the old memory.
+        """
+        policy = self.policy if policy is None else policy
+        budget = self.budget_bytes if budget_bytes is ... else budget_bytes
+        new = self._factory(self.spec, policy, budget)
+        old, self.memory = self.memory, new
+        self.policy, self.budget_bytes = policy, budget
+        self.replayable = False
+        recent = list(self._recent)
+        self._recent.clear()
+        with torch.inference_mode():
+            for latents, actions in recent:
+                self._commit(latents, actions)
+        del old
+
+    def flush(self) -> None:
+        self.memory.flush()
+        self.replayable = False
+
+    # --- the hot path ------------------------------------------------------------------------------------
+    def step(self, action: int) -> StepResult:
+        """Generate (or hand out the next already generated) frame for `action`."""
+        if not 0 <= int(action) < len(self.spec.action_space):
+            raise ValueError(f"action {action} is outside 0..{len(self.spec.action_space) - 1}")
+        t0 = time.monotonic_ns()
+        if not self._pending:
+            self._generate(int(action))
+        frame, pose = self._pending.popleft()
+        result = StepResult(frame=frame, index=self.frame_index, action=int(action), pose=pose,
+                            t_start_ns=t0, t_end_ns=time.monotonic_ns())
+        self.frame_index += 1
+        self.history.append(int(action))
+        return result
+
+    def _generate(self, action: int) -> None:
+        k = self.spec.chunk_frames
+        device = self.model.device
+        actions = torch.full((k,), action, dtype=torch.long, device=device)
+        self.memory.begin_chunk(pose=self.pose, events=())
+        x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=self.chunk_index)
+        self.memory.end_chunk()
+        self.chunk_index += 1
+        self._recent.append((x0.clone(), actions))
+        with torch.inference_mode():
+            frames = self.model.decode(x0).to("cpu", torch.uint8).numpy()  # the one host sync per chunk
+        poses = self._integrate(pose_delta, k)
+        for i in range(k):
+            self._pending.append((np.ascontiguousarray(frames[i]), poses[i]))
+
+    def _integrate(self, pose_delta: torch.Tensor | None, k: int) -> list[tuple | None]:
+        if pose_delta is None or self.pose is None:
+            return [None] * k
+        out = []
+        x, y, a = self.pose
+        for dx, dy, da in pose_delta.to("cpu", torch.float64).tolist():
+            x, y, a = x + dx, y + dy, a + da
+            out.append((x, y, a))
+        self.pose = out[-1]
+        return out
+
+    # --- reporting ---------------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """JSON-able statistics: memory stats plus the session's own counters."""
+        try:
+            mem = dict(self.memory.stats())
+        except Exception as exc:  # a stats bug must not take the session down
+            mem = {"error": str(exc)}
+        mem.setdefault("kv_bytes", int(self.memory.kv_bytes()))
+        return {"session": self.id, "policy": self.policy, "budget_bytes": self.budget_bytes,
+                "frame_index": self.frame_index, "seed": self.seed, "paused": self.paused, "memory": mem}

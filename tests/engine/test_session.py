@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.session import Session
+from serving import seed_frame
+from tinyworld import BudgetError, TinyWorld, list_memory_factory
+
+torch.set_num_threads(1)
+
+
+def make(model=None, **kw):
+    model = model or TinyWorld()
+    kw.setdefault("memory_factory", list_memory_factory)
+    return Session(model, seed_frame(model.spec.frame_shape), **kw)
+
+
+def play(session, actions):
+    return np.stack([session.step(a).frame for a in actions])
+
+
+def test_step_returns_owned_uint8_frames_and_poses():
+    s = make(seed=1)
+    r = s.step(1)
+    assert r.frame.dtype == np.uint8 and r.frame.shape == (16, 16, 3) and r.frame.flags.c_contiguous
+    assert r.index == 0 and r.action == 1 and len(r.pose) == 3 and r.t_end_ns >= r.t_start_ns
+    assert s.step(2).index == 1 and s.memory.frames_committed == 3  # seed frame + two generated
+    assert s.history == [1, 2]
+
+
+def test_same_seed_same_actions_same_frames_and_reset_repeats_them():
+    actions = [0, 1, 7, 3, 3, 26, 5]
+    a, b = make(seed=4), make(seed=4)
+    fa = play(a, actions)
+    assert np.array_equal(fa, play(b, actions))
+    a.reset()
+    assert np.array_equal(fa, play(a, actions))
+    a.reset(seed=5)
+    assert not np.array_equal(fa, play(a, actions))
+
+
+def test_actions_change_the_frames():
+    assert not np.array_equal(play(make(), [1] * 4), play(make(), [2] * 4))
+
+
+def test_chunked_model_hands_out_frames_one_per_step():
+    s = make(TinyWorld(chunk_frames=3))
+    frames = play(s, [1] * 7)
+    assert frames.shape == (7, 16, 16, 3) and s.chunk_index == 3 and s.frame_index == 7
+
+
+def test_bad_input_is_refused_clearly():
+    model = TinyWorld()
+    with pytest.raises(ValueError, match="seed frame"):
+        Session(model, np.zeros((8, 8, 3), np.uint8), memory_factory=list_memory_factory)
+    with pytest.raises(ValueError, match="outside"):
+        make(model).step(27)
+
+
+def test_live_policy_and_budget_switch_recache_recent_frames():
+    s = make()
+    play(s, [1] * 10)
+    per_frame = s.spec.kv_bytes_per_frame
+    s.rebuild_memory(policy="window", budget_bytes=4 * per_frame)
+    assert s.policy == "window" and s.memory.kv_bytes() <= 4 * per_frame and s.memory.frames_committed > 0
+    assert not s.replayable
+    play(s, [2] * 5)
+    assert s.memory.kv_bytes() <= 4 * per_frame
+    with pytest.raises(BudgetError):          # an impossible budget keeps the old memory
+        s.rebuild_memory(budget_bytes=1)
+    assert s.budget_bytes == 4 * per_frame and s.step(0).frame.shape == (16, 16, 3)
+
+
+def test_stats_are_json_like():
+    s = make(policy="window", budget_bytes=10**6)
+    s.step(0)
+    st = s.stats()
+    assert st["policy"] == "window" and st["memory"]["kv_bytes"] == s.memory.kv_bytes() and st["frame_index"] == 1

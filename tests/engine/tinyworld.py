@@ -1,0 +1,157 @@
+"""Test-only world model and memory: small, random weights, real attention through `kernels.attend`.
+
+`TinyWorld` implements `world.contract.WorldModel` (patch tokens, a couple of attention layers reading the
+memory view, per-frame action embedding, a pose head). `ListMemory` is the agreed memory API reduced to a
+full cache with an optional frame window, so engine tests do not depend on the memory package's progress.
+Both are deterministic for a seed. Importable from a subprocess with `PYTHONPATH=tests/engine` and the
+model name `tinyworld:build`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels import attend
+from kernels.view import KVSegment, KVView, RopeSpec
+from world.contract import ModelSpec, WorldModel
+
+
+class TinyWorld(WorldModel):
+    def __init__(self, h: int = 16, w: int = 16, patch: int = 4, layers: int = 2, heads: int = 2,
+                 head_dim: int = 8, seed: int = 0, pose_head: bool = True, chunk_frames: int = 1):
+        tokens = (h // patch) * (w // patch)
+        channels = patch * patch * 3
+        self.patch = patch
+        self.spec = ModelSpec(name="tinyworld", frame_shape=(h, w, 3), tokens_per_frame=tokens,
+                              latent_shape=(tokens, channels), layers=layers, heads=heads, head_dim=head_dim,
+                              chunk_frames=chunk_frames, steps=(1.0, 0.5), rope=RopeSpec(dims=4),
+                              has_pose_head=pose_head)
+        g = torch.Generator().manual_seed(seed)
+        width = heads * head_dim
+
+        def rnd(*shape, scale=1.0):
+            return torch.randn(*shape, generator=g) * scale / shape[0] ** 0.5
+
+        self.w_in = rnd(channels, width)
+        self.w_qkv = [rnd(width, 3 * width) for _ in range(layers)]
+        self.w_out = [rnd(width, width, scale=0.5) for _ in range(layers)]
+        self.act = torch.randn(len(self.spec.action_space), width, generator=g) * 0.3
+        self.t_emb = torch.randn(width, generator=g) * 0.3
+        self.w_head = rnd(width, channels)
+        self.w_pose = rnd(width, 3, scale=0.1)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        t, h, w, c = frames.shape
+        p = self.patch
+        x = frames.float().div(127.5).sub(1.0).reshape(t, h // p, p, w // p, p, c)
+        return x.permute(0, 1, 3, 2, 4, 5).reshape(t, (h // p) * (w // p), p * p * c)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        t = latents.shape[0]
+        h, w, c = self.spec.frame_shape
+        p = self.patch
+        x = latents.reshape(t, h // p, w // p, p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, c)
+        return x.add(1.0).mul(127.5).clamp(0, 255).round().to(torch.uint8)
+
+    def _forward(self, x, t, actions, memory, commit: bool):
+        s = self.spec
+        n = x.shape[0] * s.tokens_per_frame
+        hdn = x.reshape(n, -1) @ self.w_in
+        hdn = hdn + self.act[actions].repeat_interleave(s.tokens_per_frame, 0) + t * self.t_emb
+        for layer in range(s.layers):
+            q, k, v = (hdn @ self.w_qkv[layer]).reshape(n, 3, s.heads, s.head_dim).permute(1, 2, 0, 3)
+            if commit:
+                memory.commit(layer, k, v, q)
+            out = attend(q, memory.view(layer, q, k, v))
+            hdn = hdn + torch.tanh(out.permute(1, 0, 2).reshape(n, -1) @ self.w_out[layer])
+        return hdn
+
+    @torch.inference_mode()
+    def denoise(self, x, t, actions, memory):
+        hdn = self._forward(x, t, actions, memory, commit=False)
+        return (x * (1 - t) + torch.tanh(hdn @ self.w_head).reshape(x.shape) * t).clamp(-1, 1)
+
+    @torch.inference_mode()
+    def commit(self, x0, actions, memory):
+        hdn = self._forward(x0, 0.0, actions, memory, commit=True)
+        if not self.spec.has_pose_head:
+            return None
+        per_frame = hdn.reshape(x0.shape[0], self.spec.tokens_per_frame, -1).mean(1)
+        return per_frame @ self.w_pose
+
+
+def build(**kwargs) -> TinyWorld:
+    return TinyWorld(**kwargs)
+
+
+class BudgetError(ValueError):
+    pass
+
+
+class ListMemory:
+    """Full KV cache, optionally keeping only the newest frames that fit `budget_bytes` (window)."""
+
+    def __init__(self, spec: ModelSpec, policy: str = "full", budget_bytes: int | None = None):
+        if policy not in ("full", "window"):
+            raise KeyError(f"unknown policy {policy!r}")
+        per_frame = spec.kv_bytes_per_frame
+        if budget_bytes is not None and budget_bytes < 2 * per_frame:
+            raise BudgetError(f"budget {budget_bytes} is below two frames ({2 * per_frame} bytes)")
+        self.spec, self.policy, self.budget_bytes = spec, policy, budget_bytes
+        self.max_frames = None if budget_bytes is None else budget_bytes // per_frame - 1
+        self.reset()
+
+    def reset(self):
+        self.k = [[] for _ in range(self.spec.layers)]
+        self.v = [[] for _ in range(self.spec.layers)]
+        self.pos: list[int] = []
+        self.frames_committed = 0
+        self.flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+
+    def begin_chunk(self, pose=None, events=()):
+        self._chunk_pos = torch.arange(self.frames_committed, self.frames_committed + self.spec.chunk_frames)
+        self._new = [[] for _ in range(self.spec.layers)]
+
+    def _q_pos(self, n):
+        return self._chunk_pos.repeat_interleave(n // self._chunk_pos.numel())
+
+    def view(self, layer, q, k, v):
+        q_pos = self._q_pos(q.shape[1])
+        segs = []
+        if self.k[layer]:
+            pos = torch.tensor(self.pos).repeat_interleave(self.spec.tokens_per_frame)
+            segs.append(KVSegment(k=torch.cat(self.k[layer], 1), v=torch.cat(self.v[layer], 1), pos=pos))
+        segs.append(KVSegment(k=k, v=v, pos=q_pos))
+        return KVView(segments=tuple(segs), q_pos=q_pos, rope=self.spec.rope)
+
+    def commit(self, layer, k, v, q):
+        tpf = self.spec.tokens_per_frame
+        self._new[layer] = [(k[:, f * tpf:(f + 1) * tpf].clone(), v[:, f * tpf:(f + 1) * tpf].clone())
+                            for f in range(k.shape[1] // tpf)]
+
+    def end_chunk(self):
+        for layer, new in enumerate(self._new):
+            self.k[layer] += [k for k, _ in new]
+            self.v[layer] += [v for _, v in new]
+        self.pos.extend(self._chunk_pos.tolist())
+        self.frames_committed += self.spec.chunk_frames
+        if self.max_frames is not None and len(self.pos) > self.max_frames:
+            drop = len(self.pos) - self.max_frames
+            self.pos = self.pos[drop:]
+            for layer in range(self.spec.layers):
+                self.k[layer] = self.k[layer][drop:]
+                self.v[layer] = self.v[layer][drop:]
+
+    def kv_bytes(self):
+        return len(self.pos) * self.spec.kv_bytes_per_frame
+
+    def stats(self):
+        return {"policy": self.policy, "budget_bytes": self.budget_bytes, "kv_bytes": self.kv_bytes(),
+                "regions": {"recent": self.kv_bytes()}, "frames_committed": self.frames_committed}
+
+
+def list_memory_factory(spec, policy, budget_bytes):
+    return ListMemory(spec, policy, budget_bytes)
