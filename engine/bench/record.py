@@ -58,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.rollout.preview import write_preview
     from engine.rollout.reader import read_rollout
     from world.games.doom import DoomConfig, DoomGame, parse_resolution
-    from world.games.policies import make_policy
+    from world.games.policies import POLICIES, make_policy
 
     if args.steps < 2:
         raise SystemExit("reverie bench record: --steps must be >= 2")
-    config = DoomConfig(map=args.map, resolution=parse_resolution(args.resolution))
+    if args.policy not in POLICIES or args.policy == "actions":
+        raise SystemExit(f"reverie bench record: --policy must be one of {[p for p in POLICIES if p != 'actions']}")
+    config = DoomConfig(map=args.map, resolution=parse_resolution(args.resolution),
+                        depth=POLICIES[args.policy].factory.needs_depth)
     with tempfile.TemporaryDirectory(prefix="reverie-bench-record-") as tmp:
         out = Path(args.dir) if args.dir else Path(tmp) / "rollout"
         with DoomGame(config) as game:

@@ -48,13 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.rollout.game import record_episode
     from world.games.doom import DoomConfig, DoomGame, GameError, parse_resolution
     from world.games.maps import UnknownMapError
-    from world.games.policies import make_policy
+    from world.games.policies import POLICIES, make_policy
 
     if args.episodes < 1:
         return _fail("--episodes must be >= 1")
     try:
+        policy_name = None if args.actions else (args.policy or "wander")
         config = DoomConfig(map=args.map, resolution=parse_resolution(args.resolution),
-                            tics_per_step=args.tics_per_step)
+                            tics_per_step=args.tics_per_step,
+                            depth=bool(policy_name and POLICIES[policy_name].factory.needs_depth))
         if args.actions:
             n_file = len(make_policy("actions", path=args.actions))
             steps = n_file if args.steps is None else args.steps
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             for i, d in enumerate(dirs):
                 seed = args.seed + i
                 policy = (make_policy("actions", seed=seed, path=args.actions) if args.actions
-                          else make_policy(args.policy or "wander", seed=seed))
+                          else make_policy(policy_name, seed=seed))
                 r = record_episode(game, policy, seed=seed, steps=steps, out_dir=d, preview=not args.no_preview)
                 results.append(r)
                 note = " (episode ended early: goal reached or player died)" if r.ended_early else ""

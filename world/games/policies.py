@@ -46,6 +46,8 @@ class Policy(ABC):
     """Chooses one action per step from the observation. Subclasses keep their own seeded generator."""
 
     name: str = "policy"
+    #: Whether the policy looks at `obs.depth` (the recorder then turns the game's depth map on).
+    needs_depth: bool = False
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -142,14 +144,20 @@ class WanderPolicy(Policy):
 class GoAndReturnPolicy(Policy):
     """Loops of: walk out `out_min..out_max` steps, turn around, walk back to the start point, face the
     start heading, pause. Steering on the way back aims at the start point and stops pressing forward
-    when the remaining momentum will carry the player there. The first loop leaves along the initial
-    heading; later loops first turn to a random heading. `loops` lists finished loops as dicts with
+    when the remaining momentum will carry the player there. `loops` lists finished loops as dicts with
     `start_step`, `end_step`, `start_pose`, `end_pose`.
+
+    With a depth map (`obs.depth`), each loop first turns (a random way) until the view ahead is open,
+    and the walk out stops before a wall; without one, the first loop leaves along the initial heading
+    and later loops turn to a random heading first.
     """
 
     name = "go-and-return"
+    needs_depth = True
+    OPEN_DEPTH = 6   # depth units ahead that count as open space
+    NEAR_DEPTH = 2   # stop walking out this close to a wall
 
-    def __init__(self, seed: int = 0, out_min: int = 20, out_max: int = 36, pause: int = 4,
+    def __init__(self, seed: int = 0, out_min: int = 14, out_max: int = 26, pause: int = 4,
                  arrive_tol: float = 2.0, face_tol: float = TURN_DEG_PER_TIC / 2 + 0.01) -> None:
         super().__init__(seed)
         if not 1 <= out_min <= out_max:
@@ -163,9 +171,25 @@ class GoAndReturnPolicy(Policy):
         self._prev = obs.pose.copy()
         self._begin_loop(obs, first=True)
 
+    @staticmethod
+    def _ahead(obs) -> float | None:
+        """Depth straight ahead (a low percentile over the centre of the view), or None without depth."""
+        d = getattr(obs, "depth", None)
+        if d is None:
+            return None
+        h, w = d.shape
+        return float(np.percentile(d[h // 2 - h // 8: h // 2 + h // 8 + 1, w // 2 - w // 8: w // 2 + w // 8 + 1], 20))
+
     def _begin_loop(self, obs, first: bool) -> None:
-        self._aim = None if first else float((obs.pose[2] + self.rng.uniform(60, 300)) % 360)
-        self._phase = "out" if first else "aim"
+        ahead = self._ahead(obs)
+        if ahead is not None:  # scan for open space unless it is already ahead
+            self._aim = None
+            self._scan_side = TURN_LEFT if self.rng.random() < 0.5 else TURN_RIGHT
+            self._scan_left = int(360 / TURN_DEG_PER_TIC) + 1
+            self._phase = "out" if (first and ahead >= self.OPEN_DEPTH) else "scan"
+        else:
+            self._aim = None if first else float((obs.pose[2] + self.rng.uniform(60, 300)) % 360)
+            self._phase = "out" if first else "aim"
         self._start = obs.pose.copy()
         self._start_step = obs.step
         self._out_left = int(self.rng.integers(self.out_min, self.out_max + 1))
@@ -192,8 +216,19 @@ class GoAndReturnPolicy(Policy):
         self._start, self._start_step, self._phase = pose.copy(), obs.step, "out"
         return self._phase_out(pose, speed, obs)
 
+    def _phase_scan(self, pose, speed, obs) -> int:
+        if self._ahead(obs) < self.OPEN_DEPTH and self._scan_left > 0:
+            self._scan_left -= 1
+            return self._scan_side
+        self._aim = float(pose[2])
+        self._phase = "aim"
+        return self._phase_aim(pose, speed, obs)
+
     def _phase_out(self, pose, speed, obs) -> int:
         blocked = self._walked >= 6 and speed < 0.5  # walking into a wall: come back from here
+        ahead = self._ahead(obs)
+        if ahead is not None and ahead <= self.NEAR_DEPTH and self._walked >= 1:
+            blocked = True
         if self._out_left > 0 and not blocked:
             self._out_left -= 1
             self._walked += 1

@@ -49,6 +49,16 @@ def test_two_games_in_one_process_agree_step_by_step():
             assert np.array_equal(oa.frame, ob.frame) and np.array_equal(oa.pose, ob.pose)
 
 
+def test_depth_map_is_optional_and_leaves_frames_unchanged(maze):
+    f1, p1 = _play(maze, seed=2, actions=ACTIONS[:20])
+    with DoomGame(DoomConfig(map="maze", depth=True)) as game:
+        obs = game.reset(2)
+        assert obs.depth.shape == (48, 64) and obs.depth.dtype == np.uint8
+        f2, p2 = _play(game, seed=2, actions=ACTIONS[:20])
+    assert maze.reset(2).depth is None
+    assert np.array_equal(f1, f2) and np.array_equal(p1, p2)
+
+
 def test_seed_changes_the_maze_start(maze):
     starts = {tuple(maze.reset(s).pose[:2]) for s in range(4)}
     assert len(starts) > 1
