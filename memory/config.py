@@ -31,7 +31,9 @@ class PolicyConfig:
         positions: temporal position policy (`memory.positions.POSITIONS`).
         merge_threshold: cosine threshold to merge a leaving token into its temporal correspondent in the
             mid pool (TempCache; None = no merging).
-        head_groups: None, or "profile" to split heads into static/dynamic groups (Forcing-KV).
+        head_groups: None, or "profile" to split heads into static/dynamic groups (Forcing-KV): online
+            over the first `profile_chunks` chunks, or from the JSON file `head_profile`.
+        fov_degrees, retrieval_distance: view-overlap scoring of archived frames (see `memory.spatial`).
         unbounded: the `full` reference: never evicts (grows, or fills a preallocated horizon).
     """
 
@@ -55,6 +57,9 @@ class PolicyConfig:
     score_decay: float = 0.9
     query_frames: int = 4
     salience_weights: str | None = None
+    head_profile: str | None = None
+    fov_degrees: float = 90.0
+    retrieval_distance: float = 128.0
     rope_limit: int | None = None
     unbounded: bool = False
 
@@ -72,6 +77,10 @@ class PolicyConfig:
             raise ValueError("a spill tier needs a mid pool (mid_frac > 0)")
         if self.merge_threshold is not None and not -1.0 <= self.merge_threshold <= 1.0:
             raise ValueError("merge_threshold is a cosine similarity in [-1, 1]")
+        if self.merge_threshold is not None and (self.mid_bits or not self.mid_frac):
+            raise ValueError("merging needs a full-precision mid pool (mid_frac > 0, mid_bits = 0)")
+        if self.fov_degrees <= 0 or self.retrieval_distance <= 0:
+            raise ValueError("fov_degrees and retrieval_distance must be positive")
         if self.retrieved_frames < 0 or self.archive_frames < 0:
             raise ValueError("retrieved_frames and archive_frames must be >= 0")
         if self.retrieved_frames and not self.archive_frames:

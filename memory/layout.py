@@ -109,7 +109,7 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     per_layer = budget_bytes // n_layers
     budget_frames = per_layer / frame_b
     sink = max(cfg.sink_frames, int(cfg.sink_frac * budget_frames))
-    retrieved = cfg.retrieved_frames
+    retrieved = min(cfg.retrieved_frames, int(0.25 * budget_frames))  # retrieval never takes > 1/4
     recent_min = min(c, cfg.recent_frames) if cfg.recent_frames is not None else c
     recent_fixed = cfg.recent_frames if cfg.recent_frames is not None else recent_min
     need = (sink + retrieved + recent_fixed) * frame_b

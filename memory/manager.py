@@ -19,6 +19,8 @@ No host syncs happen in `view`/`commit`: occupancy and the frame clock are Pytho
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +28,15 @@ import torch
 from kernels.view import KVSegment, KVView
 from memory.config import PolicyConfig
 from memory.errors import BudgetError
+from memory.heads import HeadGroups
 from memory.layout import Layout, plan_layout, quant_group
+from memory.merge import TokenMerger
 from memory.policies import resolve
 from memory.pools import TokenPool
 from memory.positions import Clock, make_position_policy
 from memory.regions import FrameRing, Tokens
 from memory.scorers import make_scorer
+from memory.spatial import FrameArchive
 
 DEFAULT_BUDGET_FRAMES = 32  # budget of a managed policy created without one: 32 frames of full cache
 
@@ -63,6 +68,16 @@ class MemoryManager:
             raise BudgetError(f"policy '{cfg.name}' spans {self.span} temporal positions, more than rope_limit={limit}")
         self.layers = [self._new_store() for _ in range(spec.layers)]
         self._stage = self._new_staging()
+        # optional features, composed from the policy (None when the policy does not use them)
+        self.merger = (TokenMerger(cfg.merge_threshold, spec.layers, spec.tokens_per_frame, self.device)
+                       if cfg.merge_threshold is not None and layout.mid_tokens else None)
+        self.heads = HeadGroups(spec, cfg.static_threshold, cfg.profile_chunks, self.device) if cfg.head_groups else None
+        if self.heads is not None and cfg.head_profile:
+            self.heads.load(cfg.head_profile)
+        self.archive = (FrameArchive(spec, cfg.archive_frames, self.device, cfg.fov_degrees, cfg.retrieval_distance)
+                        if cfg.archive_frames else None)
+        self.profile = False  # True: time the policy's own work per section (adds device syncs)
+        self.timings: dict[str, float] = {}
         self.frames_committed = 0
         self._open = False
         self._committed: set[int] = set()
@@ -129,7 +144,12 @@ class MemoryManager:
             raise RuntimeError("begin_chunk called while a chunk is being committed; call end_chunk() first")
         for event in events:
             self.handle_event(event)
-        self._on_begin(pose)
+        if self.archive is not None:
+            now = self.frames_committed
+            self.archive.note_pose(range(now, now + self.spec.chunk_frames), pose)
+            if self.layout.retrieved_frames:
+                with self._timed("retrieve"):
+                    self._retrieve(pose)
         self._clock = self._make_clock()
         f = self.spec.tokens_per_frame
         q = torch.tensor(self.positions.query(self._clock), dtype=torch.int64)
@@ -161,6 +181,9 @@ class MemoryManager:
         if k.shape != (s.heads, n, s.head_dim) or v.shape != k.shape:
             raise ValueError(f"commit expects k, v of shape {(s.heads, n, s.head_dim)}, got {tuple(k.shape)}")
         store = self.layers[layer]
+        if self.heads is not None and not self.heads.ready:
+            with self._timed("profile_heads"):  # on the view this chunk attended to, before it changes
+                self._profile_heads(layer, store, q, k, v)
         f, now = s.tokens_per_frame, self.frames_committed
         displaced: list[int] = []
         for i in range(s.chunk_frames):
@@ -175,12 +198,14 @@ class MemoryManager:
             old = store.recent.frames[0] if store.recent.full else None
             if store.recent.push(kf, vf, now + i, out=self._stage, at=len(displaced) * f):
                 displaced.append(old)
-        self.scorer.observe(layer, q)
+        with self._timed("score"):
+            self.scorer.observe(layer, q)
         if displaced:
             m = len(displaced) * f
             self._demote(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m] for t in self._stage)), displaced)
         if store.mid is not None:
-            self.scorer.rescore(layer, store.mid)
+            with self._timed("score"):
+                self.scorer.rescore(layer, store.mid)
         self._committed.add(layer)
         store.segments = None
 
@@ -190,34 +215,79 @@ class MemoryManager:
             if len(self._committed) != self.spec.layers:
                 missing = sorted(set(range(self.spec.layers)) - self._committed)
                 raise RuntimeError(f"end_chunk: layers {missing} were not committed in this chunk")
-            self._on_end()
+            if self.archive is not None:
+                self.archive.forget_poses_before(self.frames_committed - self.layout.recent_frames - 1)
             self.frames_committed += self.spec.chunk_frames
         self._committed.clear()
         self._open = False
 
     # ------------------------------------------------------------------ demotion (what leaves `recent`)
     def _demote(self, layer: int, store: LayerStore, tokens: Tokens, frames: list[int]) -> None:
-        self._on_demote(layer, tokens, frames)
+        """Frames leaving `recent`: archive them, then let them compete for the mid pool (merging first),
+        and pass what the mid pool evicts to the spill tier."""
+        if self.archive is not None:
+            with self._timed("archive"):
+                self.archive.put(layer, frames, tokens.k, tokens.v)
         if store.mid is None:
             return
-        tokens = tokens._replace(score=self.scorer.score(layer, tokens), count=torch.ones_like(tokens.score))
-        tokens = self._merge(layer, store.mid, tokens)
-        evicted = store.mid.add(tokens, min(frames), want_evicted=store.spill is not None)
-        if evicted is not None:
-            store.spill.add(evicted, store.mid.min_frame)
+        with self._timed("score"):
+            tokens = tokens._replace(score=self.scorer.score(layer, tokens, store), count=torch.ones_like(tokens.score))
+        f = self.spec.tokens_per_frame
+        for i, frame in enumerate(frames):  # one frame at a time so merges see the previous frame
+            part = Tokens(*(t[:, i * f:(i + 1) * f] if t.ndim == 3 else t[i * f:(i + 1) * f] for t in tokens))
+            merged = None
+            if self.merger is not None:
+                with self._timed("merge"):
+                    part, merged = self.merger.merge(layer, store.mid, part)
+            with self._timed("compact_mid"):
+                evicted = store.mid.add(part, frame, want_evicted=store.spill is not None)
+            if merged is not None:
+                self.merger.after_add(layer, store.mid, part, merged)
+            if evicted is not None:
+                with self._timed("compact_spill"):
+                    store.spill.add(evicted, store.mid.min_frame)
 
-    # hooks the optional features override via composition (see memory.features)
-    def _on_begin(self, pose) -> None:
-        pass
+    def _retrieve(self, pose) -> None:
+        """Fill every layer's `retrieved` region with the archived frames that best match `pose`."""
+        if pose is None:
+            return
+        st0 = self.layers[0]
+        visible = set(st0.recent.frames) | (set(st0.sink.frames) if st0.sink else set())
+        frames = self.archive.retrieve(pose, self.layout.retrieved_frames, visible)
+        if frames == st0.retrieved.frames:
+            return
+        for layer, store in enumerate(self.layers):
+            store.retrieved.clear()
+            for fr in frames:
+                k, v = self.archive.frame_kv(fr, layer)
+                store.retrieved.push(k.to(self.device, non_blocking=True), v.to(self.device, non_blocking=True), fr)
 
-    def _on_end(self) -> None:
-        pass
+    def _profile_heads(self, layer: int, store: LayerStore, q, k, v) -> None:
+        if store.segments is None:
+            store.segments = self._segments(layer, store)
+        ring = store.recent
+        if not ring.frames:
+            return
+        f = self.spec.tokens_per_frame
+        slot = (ring.written - 1) % ring.capacity
+        view = KVView(segments=(*store.segments, KVSegment(k=k, v=v, pos=self._chunk_pos)), q_pos=self._chunk_pos,
+                      rope=self.spec.rope)
+        self.heads.observe(layer, q, view, self._segment_names(store), range(slot * f, (slot + 1) * f))
 
-    def _on_demote(self, layer: int, tokens: Tokens, frames: list[int]) -> None:
-        pass
-
-    def _merge(self, layer: int, pool: TokenPool, tokens: Tokens) -> Tokens:
-        return tokens
+    @contextmanager
+    def _timed(self, name: str):
+        if not self.profile:
+            yield
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
 
     # ------------------------------------------------------------------ positions and segments
     def _make_clock(self) -> Clock:
@@ -246,7 +316,13 @@ class MemoryManager:
         if store.recent.frames:
             n = store.recent.slots_used
             segs.append(store.recent.segment(pp.tail(store.recent.frame[:n], clock, "recent")))
-        return tuple(self._mask_heads(layer, s, name) for s, name in zip(segs, self._segment_names(store)))
+        names = self._segment_names(store)
+        if self.heads is None or not self.heads.ready:
+            return tuple(segs)
+        ring = store.recent
+        anchor = (ring.written - 1) % ring.capacity if ring.frames else None
+        keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
+        return tuple(self.heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
 
     def _frame_pos(self, per_frame: list[int], ring: FrameRing, f: int) -> torch.Tensor:
         """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
@@ -269,9 +345,6 @@ class MemoryManager:
 
     def _bias(self, layer: int, pool: TokenPool) -> torch.Tensor | None:
         return pool.bias()
-
-    def _mask_heads(self, layer: int, seg: KVSegment, region: str) -> KVSegment:
-        return seg
 
     # ------------------------------------------------------------------ events
     def handle_event(self, event) -> None:
@@ -314,6 +387,8 @@ class MemoryManager:
                 store.sink.clear()
             self._clear_pools(store)
         self.scorer.reset()
+        if self.archive is not None:
+            self.archive.clear()
         self.frames_committed = 0
         self._committed.clear()
         self._open = False
@@ -324,6 +399,8 @@ class MemoryManager:
         for pool in (store.mid, store.spill):
             if pool is not None:
                 pool.clear()
+        if self.merger is not None:
+            self.merger.reset()
         if store.retrieved is not None:
             store.retrieved.clear()
 
@@ -392,7 +469,13 @@ class MemoryManager:
             "positions": self.cfg.positions,
             "max_position": self.max_position,
             "scorer": self.cfg.scorer,
+            "scorer_trained": self.scorer.trained,
             "events": dict(self.events_seen),
+            "archive_bytes": self.archive.nbytes() if self.archive is not None else 0,
+            "archived_frames": min(self.archive.written, self.archive.capacity) if self.archive is not None else 0,
+            "retrieved": list(self.layers[0].retrieved.frames) if self.layers[0].retrieved else [],
+            "static_heads": self.heads.to_json()["static"] if self.heads is not None and self.heads.ready else None,
+            "timings_s": dict(self.timings),
         }
 
 

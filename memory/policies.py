@@ -40,3 +40,37 @@ register_policy(PolicyConfig(
 register_policy(PolicyConfig(
     name="window", sink_frames=1, positions="absolute",
     description="Self-Forcing/LongLive rolling cache: sink frames + FIFO recent window"))
+
+# Every managed policy below uses bounded positions (a long session never leaves the RoPE range).
+register_policy(PolicyConfig(
+    name="deep-sink", sink_frames=1, sink_frac=0.4, mid_frac=0.35, scorer="participation",
+    positions="sink-realign", query_frames=4,
+    description="Deep Forcing: deep sink (40%) with RoPE re-alignment + participative compression "
+                "(summed recent clean queries . key) of the frames between sink and recent"))
+register_policy(PolicyConfig(
+    name="h2o", mid_frac=0.5, scorer="mass", positions="relative",
+    description="H2O: recent window + heavy hitters by (moving-average) attention mass"))
+register_policy(PolicyConfig(
+    name="salience", sink_frames=1, mid_frac=0.6, scorer="salience", positions="relative",
+    description="PaFu-KV: recent window + tokens kept by the learned S-MLP salience head "
+                "(attention-mass proxy when the model has no trained head)"))
+register_policy(PolicyConfig(
+    name="headwise", sink_frames=1, mid_frac=0.5, scorer="change", head_groups="profile", positions="relative",
+    score_decay=0.5,
+    description="Forcing-KV: heads profiled into static (sink + anchor frame + chunk) and dynamic groups; "
+                "dynamic heads also keep the most-changing segments (segment similarity)"))
+register_policy(PolicyConfig(
+    name="tempcache", mid_frac=0.8, merge_threshold=0.95, scorer="recency", positions="relative",
+    description="TempCache: tokens leaving the window merge into their temporal correspondent when near-"
+                "duplicate (mean value, log-count logit bias)"))
+register_policy(PolicyConfig(
+    name="quant", sink_frames=1, mid_frac=0.6, spill_frac=0.5, spill_bits=4, scorer="mass", positions="relative",
+    description="MiKV: tokens the attention-mass score would evict are kept in an int4 tier instead"))
+register_policy(PolicyConfig(
+    name="spatial", sink_frames=1, retrieved_frames=4, archive_frames=512, positions="relative",
+    description="Memory Forcing for KV: recent window + frames retrieved from a pose-indexed host archive "
+                "by view overlap"))
+register_policy(PolicyConfig(
+    name="dual", sink_frames=1, sink_frac=0.1, mid_frac=0.5, scorer="salience", retrieved_frames=4,
+    archive_frames=512, positions="relative",
+    description="default: sink/anchor + salience-pruned recent + spatial retrieval"))

@@ -53,6 +53,7 @@ class TokenPool:
         self.score = torch.full((rows,), -math.inf, dtype=torch.float32, device=device)
         self.count = torch.ones(rows, dtype=torch.float32, device=device)
         self.used = 0  # occupied slots (Python int; includes empty merged-away entries)
+        self.last_dest: torch.Tensor | None = None  # slot of each arrival of the last add (-1: lost)
         self.min_frame = None  # oldest frame that may still be here (host bound for position policies)
 
     # ------------------------------------------------------------------ writes
@@ -66,17 +67,24 @@ class TokenPool:
         if self.min_frame is None or oldest_frame < self.min_frame:
             self.min_frame = oldest_frame  # host lower bound on the frames held (position policies)
         room = self.capacity - self.used
+        dev = self.frame.device
+        if room >= n:
+            self.last_dest = torch.arange(self.used, self.used + n, device=dev)
+            self._write(self.last_dest, tokens, 0, n)
+            self.used += n
+            return None
+        head = None
         if room > 0:
-            take = min(room, n)
-            self._write(torch.arange(self.used, self.used + take, device=self.frame.device), tokens, 0, take)
-            self.used += take
-            if take == n:
-                return None
-            tokens = Tokens(*(t[:, take:] if t.ndim == 3 else t[take:] for t in tokens))
-            n -= take
-        return self._compact(tokens, n, want_evicted)
+            head = torch.arange(self.used, self.capacity, device=dev)
+            self._write(head, tokens, 0, room)
+            self.used = self.capacity
+            tokens = Tokens(*(t[:, room:] if t.ndim == 3 else t[room:] for t in tokens))
+        evicted, tail = self._compact(tokens, n - room if room > 0 else n, want_evicted)
+        self.last_dest = tail if head is None else torch.cat((head, tail))
+        return evicted
 
-    def _compact(self, tokens: Tokens, n: int, want_evicted: bool) -> Tokens | None:
+    def _compact(self, tokens: Tokens, n: int, want_evicted: bool) -> tuple[Tokens | None, torch.Tensor]:
+        """Returns the evicted entries (or None) and each arrival's slot (-1 if it lost)."""
         cap = self.capacity
         scores = torch.cat((self.score[:cap], tokens.score))
         holes = torch.topk(scores, n, largest=False, sorted=False).indices
@@ -86,7 +94,8 @@ class TokenPool:
         order = torch.argsort(lost[cap:].to(torch.int8), stable=True)  # winning arrivals first
         evicted = self._gather_evicted(dest, tokens) if want_evicted else None
         self._write(torch.clamp(dest, max=cap), tokens, order, None)
-        return evicted
+        slot = torch.where(dest < cap, dest, torch.full_like(dest, -1))
+        return evicted, torch.empty_like(slot).scatter_(0, order, slot)
 
     def _write(self, dest: torch.Tensor, tokens: Tokens, src, stop) -> None:
         """Write arrivals `src` (an index tensor, or a start offset with `stop`) into slots `dest`."""

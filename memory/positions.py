@@ -8,7 +8,8 @@ position the model's RoPE was not trained on: the largest position is `span - 1`
 
 * `absolute` (Self-Forcing, the `full` reference): position = frame index; grows without bound.
 * `relative` (window-relative; Infinity-RoPE, StreamingLLM cache-relative): position = top - age, where
-  the oldest slots collapse onto 0; retrieved frames sit just below the recent window.
+  the oldest slots (retrieved frames included) collapse onto 0, i.e. they keep their true distance up to
+  the span and look "far away" beyond it.
 * `sink-realign` (Deep Sink): like `relative` for the tail (collapsing at S), and the sink frames are
   re-aligned to sit immediately before the oldest tail frame, so there is no temporal gap.
 * `packed` (PackForcing-style contiguous): sink `[0, S)`, the mid pool's frames compressed in order into
@@ -71,17 +72,9 @@ class PositionPolicy(ABC):
     def sink(self, clock: Clock) -> list[int]:
         """Positions of the held sink frames (oldest first)."""
 
+    @abstractmethod
     def retrieved(self, clock: Clock) -> list[int]:
-        """Retrieved frames sit, in time order, just below the recent window."""
-        order = sorted(range(len(clock.retrieved_frames)), key=lambda i: clock.retrieved_frames[i])
-        base = self._recent_base(clock) - len(order)
-        out = [0] * len(order)
-        for rank, i in enumerate(order):
-            out[i] = max(base + rank, 0)
-        return out
-
-    def _recent_base(self, clock: Clock) -> int:
-        return clock.top - clock.recent_cap
+        """Positions of the retrieved frames (in the order held)."""
 
     def max_position(self, span: int) -> int | None:
         return span - 1
@@ -116,10 +109,20 @@ class Relative(PositionPolicy):
     def sink(self, clock):
         return [max(clock.top - (clock.now - f), 0) for f in clock.sink_frames]
 
+    def retrieved(self, clock):
+        # true distance, clamped like every old slot: the model sees a far-away memory, not a recent frame
+        return [max(clock.top - (clock.now - f), self._floor(clock)) for f in clock.retrieved_frames]
+
+    def _floor(self, clock) -> int:
+        return 0
+
 
 class SinkRealign(Relative):
     def tail(self, frames, clock, region):
         return torch.clamp(frames - (clock.now - clock.top), min=clock.sink_cap)
+
+    def _floor(self, clock) -> int:
+        return clock.sink_cap
 
     def sink(self, clock):
         oldest = clock.recent_lo if clock.pool_lo is None else min(clock.pool_lo, clock.recent_lo)

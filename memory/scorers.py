@@ -2,30 +2,49 @@
 
 One small strategy object per method, chosen by name from `SCORERS` (no if-chains). A scorer sees the
 tokens leaving the recent window when they enter a pool (`score`), may refresh the scores of what a pool
-already holds after each commit (`rescore`, e.g. accumulated attention), and gets the commit pass's clean
-queries (`observe`). All of it is tensor code at commit time: no host syncs.
+already holds after each commit (`rescore`), and gets the commit pass's clean queries (`observe`). All of
+it is tensor code at commit time: no host syncs.
+
+* `recency`: FIFO (newer frame = higher score).
+* `participation` (Deep Forcing PC): `(sum of the last R frames' clean queries) . k`, summed over heads,
+  scaled by `1 / (sqrt(D) H)`; the whole pool is re-ranked at every commit with the new query sum.
+* `mass` (H2O, age-neutral): exponential moving average of the softmax attention mass that sampled clean
+  queries put on each token (pre-RoPE dot products: a proxy), so old tokens are not favoured.
+* `salience` (PaFu-KV): a trained S-MLP head predicts each token's salience from its key (see
+  `memory.salience`); without trained weights for the model it falls back to `mass` (attention proxy).
+* `change` (Forcing-KV dynamic heads): `1 - segment similarity` between a leaving frame and the next
+  frame (most-changing segments kept); pool scores decay so the region turns over.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from kernels.scores import participation_scores, segment_similarity
 from memory.regions import Tokens
+
+QUERY_SAMPLES = 32  # clean queries per layer used by attention-mass scores
+
+
+def _keep_empty(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """New scores, except that empty (`-inf`) entries stay empty."""
+    return torch.where(torch.isfinite(old), new, old)
 
 
 class Scorer:
     """Base scorer: recency (newer frames score higher), i.e. FIFO eviction."""
 
-    needs_queries = False
-
     def __init__(self, cfg, spec, device) -> None:
-        self.cfg, self.spec, self.device = cfg, spec, device
+        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
+        self.trained = False
 
     def observe(self, layer: int, q: torch.Tensor) -> None:
         """Clean queries `[H, n, D]` of the chunk just committed at `layer`."""
 
-    def score(self, layer: int, tokens: Tokens) -> torch.Tensor:
-        """`[n]` float32 scores for tokens entering a pool."""
+    def score(self, layer: int, tokens: Tokens, store) -> torch.Tensor:
+        """`[n]` float32 scores for tokens entering a pool (`store`: the layer's `LayerStore`)."""
         return tokens.frame.to(torch.float32)
 
     def rescore(self, layer: int, pool) -> None:
@@ -35,7 +54,129 @@ class Scorer:
         """Forget per-session state."""
 
 
-SCORERS: dict[str, type[Scorer]] = {"recency": Scorer}
+class Participation(Scorer):
+    def __init__(self, cfg, spec, device) -> None:
+        super().__init__(cfg, spec, device)
+        self.r = cfg.query_frames
+        self.qsum = torch.zeros(spec.layers, self.r, spec.heads, spec.head_dim, device=self.device)
+        self.seen = [0] * spec.layers
+        self.scale = 1.0 / (math.sqrt(spec.head_dim) * spec.heads)
+
+    def observe(self, layer, q):
+        c, f = self.spec.chunk_frames, self.spec.tokens_per_frame
+        per_frame = q.reshape(q.shape[0], c, f, q.shape[2]).float().sum(2)  # [H, C, D]
+        for i in range(c):
+            self.qsum[layer, self.seen[layer] % self.r].copy_(per_frame[:, i])
+            self.seen[layer] += 1
+
+    def _phi(self, layer, k):
+        q = self.qsum[layer].transpose(0, 1)  # [H, R, D]: rows not yet seen are zeros and add nothing
+        return participation_scores(q, k, sum_heads=True, scale=self.scale)
+
+    def score(self, layer, tokens, store):
+        return self._phi(layer, tokens.k)
+
+    def rescore(self, layer, pool):
+        n = pool.used
+        if n:
+            pool.score[:n] = _keep_empty(pool.score[:n], self._phi(layer, pool.keys()))
+
+    def reset(self):
+        self.qsum.zero_()
+        self.seen = [0] * self.spec.layers
+
+
+class AttentionMass(Scorer):
+    def __init__(self, cfg, spec, device) -> None:
+        super().__init__(cfg, spec, device)
+        n = spec.chunk_frames * spec.tokens_per_frame
+        step = max(n // QUERY_SAMPLES, 1)
+        self.sample = torch.arange(0, n, step, device=self.device)[:QUERY_SAMPLES]
+        self.q: list[torch.Tensor | None] = [None] * spec.layers
+        self.decay = cfg.score_decay
+
+    def observe(self, layer, q):
+        self.q[layer] = q.index_select(1, self.sample).float()
+
+    def _mass(self, layer, keys: torch.Tensor) -> torch.Tensor:
+        q = self.q[layer]
+        logits = torch.einsum("hqd,hsd->hqs", q, keys.float()) / math.sqrt(keys.shape[-1])
+        return logits.softmax(-1).mean(dim=(0, 1)) * keys.shape[1]  # mean mass, 1.0 = uniform share
+
+    def score(self, layer, tokens, store):
+        if self.q[layer] is None:
+            return torch.ones(tokens.k.shape[1], device=tokens.k.device)
+        pool = store.mid
+        keys = tokens.k if pool is None or not pool.used else torch.cat((pool.keys(), tokens.k.to(pool.dtype)), 1)
+        return self._mass(layer, keys)[-tokens.k.shape[1]:]
+
+    def rescore(self, layer, pool):
+        n = pool.used
+        if n and self.q[layer] is not None:
+            ema = self.decay * pool.score[:n] + (1 - self.decay) * self._mass(layer, pool.keys())
+            pool.score[:n] = _keep_empty(pool.score[:n], ema)
+
+    def reset(self):
+        self.q = [None] * self.spec.layers
+
+
+class Salience(Scorer):
+    """PaFu-KV S-MLP scores; the attention-mass proxy when the model has no trained head."""
+
+    def __init__(self, cfg, spec, device) -> None:
+        super().__init__(cfg, spec, device)
+        from memory.salience import load_salience_head
+
+        self.head = load_salience_head(spec, cfg.salience_weights, device)
+        self.trained = self.head is not None
+        self.proxy = None if self.trained else AttentionMass(cfg, spec, device)
+
+    def observe(self, layer, q):
+        if self.proxy is not None:
+            self.proxy.observe(layer, q)
+
+    def score(self, layer, tokens, store):
+        if self.proxy is not None:
+            return self.proxy.score(layer, tokens, store)
+        return self.head.predict(layer, tokens.k)
+
+    def rescore(self, layer, pool):
+        if self.proxy is not None:
+            self.proxy.rescore(layer, pool)
+
+    def reset(self):
+        if self.proxy is not None:
+            self.proxy.reset()
+
+
+class Change(Scorer):
+    SEGMENTS = 6
+
+    def score(self, layer, tokens, store):
+        h, n, d = tokens.k.shape
+        f = self.spec.tokens_per_frame
+        ring = store.recent  # its oldest frame is the one right after the last frame leaving
+        slot = (ring.written - len(ring.frames)) % ring.capacity
+        frames = torch.cat((tokens.k.reshape(h, n // f, f, d), ring.k[:, None, slot * f:(slot + 1) * f]), 1)
+        sim = segment_similarity(frames, min(self.SEGMENTS, f))  # [m, segments]
+        bounds = [j * f // sim.shape[1] for j in range(sim.shape[1] + 1)]
+        sizes = torch.tensor([bounds[j + 1] - bounds[j] for j in range(sim.shape[1])], device=sim.device)
+        per_token = (1.0 - sim).repeat_interleave(sizes, dim=1)  # [m, f]
+        return per_token.reshape(-1)
+
+    def rescore(self, layer, pool):
+        n = pool.used
+        if n:
+            pool.score[:n] *= self.cfg.score_decay
+
+
+SCORERS: dict[str, type[Scorer]] = {
+    "recency": Scorer,
+    "participation": Participation,
+    "mass": AttentionMass,
+    "salience": Salience,
+    "change": Change,
+}
 
 
 def register_scorer(name: str, cls: type[Scorer]) -> None:
@@ -44,6 +185,7 @@ def register_scorer(name: str, cls: type[Scorer]) -> None:
 
 def make_scorer(name: str, cfg, spec, device) -> Scorer:
     try:
-        return SCORERS[name](cfg, spec, device)
+        cls = SCORERS[name]
     except KeyError:
         raise ValueError(f"unknown scorer '{name}'; available: {', '.join(SCORERS)}") from None
+    return cls(cfg, spec, device)

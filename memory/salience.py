@@ -1,0 +1,123 @@
+"""PaFu-KV's learned salience head (S-MLP) and the SSE targets it is distilled from.
+
+Targets (kv-methods.md §1, Spatiotemporal-balanced Salience Estimation): for a key `j` in chunk `b(j)` and
+attention probabilities `P[h, i, j]` of queries `i`,
+
+    s_low(j)  = mean_h max_{i in a later chunk}  P[h, i, j]     (how much the future uses j)
+    s_diag(j) = mean_h max_{i in the same chunk} P[h, i, j]     (how much its own chunk uses j)
+    target(j) = w_low * s_low(j) / mean(s_low) + w_diag * s_diag(j) / mean(s_diag)
+
+Each component is normalised by its mean over keys so the diagonal term (attention concentrated inside
+the chunk) does not swamp long-range use. The teacher is the model itself run with the full cache, so the
+"future" term is the attention later frames actually pay; `s_up` of the paper is zero for a causal model
+and omitted. (The paper's combination rule is not public; this is the reconstruction documented in
+kv-methods.md §1.)
+
+The head: per layer, an MLP on the token's key (all heads flattened, RMS-normalised) -> one scalar.
+Weights are safetensors with metadata naming the model geometry; `load_salience_head` refuses a file made
+for another geometry with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+HIDDEN = 64
+
+
+def default_weights_path(model_name: str) -> Path:
+    """Where the bundled salience head of a registered model lives (`memory/weights/salience-<name>`)."""
+    return WEIGHTS_DIR / f"salience-{model_name}.safetensors"
+
+
+class SalienceHead(nn.Module):
+    """`layers` small MLPs: key `[H, n, D]` -> salience `[n]` (higher = keep)."""
+
+    def __init__(self, layers: int, heads: int, head_dim: int, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.geometry = {"layers": layers, "heads": heads, "head_dim": head_dim, "hidden": hidden}
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(heads * head_dim, hidden), nn.GELU(), nn.Linear(hidden, 1)) for _ in range(layers))
+
+    @staticmethod
+    def features(k: torch.Tensor) -> torch.Tensor:
+        """`[H, n, D]` keys -> `[n, H * D]` RMS-normalised float32 features."""
+        x = k.float().permute(1, 0, 2).reshape(k.shape[1], -1)
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+    def forward(self, layer: int, k: torch.Tensor) -> torch.Tensor:
+        return self.mlps[layer](self.features(k))[:, 0]
+
+    @torch.no_grad()
+    def predict(self, layer: int, k: torch.Tensor) -> torch.Tensor:
+        return self.forward(layer, k)
+
+    def save(self, path: str | Path, model_name: str, extra: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        meta = {"model": model_name, "geometry": json.dumps(self.geometry), **{k: str(v) for k, v in (extra or {}).items()}}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(path), metadata=meta)
+
+
+def load_salience_head(spec, path: str | Path | None, device) -> SalienceHead | None:
+    """The trained head for `spec` from `path` (default: the bundled file for `spec.name`); None when
+    no file exists (the caller falls back to the attention proxy).
+
+    Raises:
+        ValueError: the file is unreadable or was trained for another geometry.
+    """
+    p = Path(path) if path is not None else default_weights_path(spec.name)
+    if not p.is_file():
+        if path is not None:
+            raise ValueError(f"salience weights {p} do not exist")
+        return None
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        geometry = json.loads(meta["geometry"])
+        state = load_file(str(p))
+    except Exception as exc:  # corrupt file, missing metadata
+        raise ValueError(f"salience weights {p} are unreadable: {exc}") from exc
+    want = {"layers": spec.layers, "heads": spec.heads, "head_dim": spec.head_dim}
+    if any(geometry.get(k) != v for k, v in want.items()):
+        raise ValueError(f"salience weights {p} were trained for {geometry}, not this model's {want}")
+    head = SalienceHead(hidden=geometry.get("hidden", HIDDEN), **want)
+    try:
+        head.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"salience weights {p} do not match the head: {exc}") from exc
+    return head.to(device).eval()
+
+
+def sse_targets(q: torch.Tensor, k: torch.Tensor, chunk_of_q: torch.Tensor, chunk_of_k: torch.Tensor,
+                w_low: float = 1.0, w_diag: float = 0.5) -> torch.Tensor:
+    """Salience targets for keys `k` from the queries `q` that attend to them (block-causal).
+
+    Args:
+        q: `[H, Nq, D]` queries, already rotated by RoPE at their positions (or RoPE-free).
+        k: `[H, Nk, D]` keys, rotated likewise.
+        chunk_of_q, chunk_of_k: `[Nq]`, `[Nk]` int64 chunk index of each query/key; query i sees key j
+            iff `chunk_of_k[j] <= chunk_of_q[i]`.
+    Returns:
+        float32 `[Nk]` targets (see module docstring).
+    """
+    logits = torch.einsum("hqd,hkd->hqk", q.float(), k.float()) / math.sqrt(q.shape[-1])
+    visible = chunk_of_k[None, :] <= chunk_of_q[:, None]
+    p = logits.masked_fill(~visible[None], float("-inf")).softmax(-1)
+    later = chunk_of_q[:, None] > chunk_of_k[None, :]
+    same = chunk_of_q[:, None] == chunk_of_k[None, :]
+    s_low = p.masked_fill(~later[None], 0.0).amax(1).mean(0)
+    s_diag = p.masked_fill(~same[None], 0.0).amax(1).mean(0)
+    norm = lambda s: s / s.mean().clamp_min(1e-12)  # noqa: E731
+    return w_low * norm(s_low) + w_diag * norm(s_diag)

@@ -1,0 +1,103 @@
+"""Spatial memory (Memory Forcing, for a KV runtime): a pose-indexed archive of past frames' keys/values
+in host memory, and top-k retrieval of the frames that saw what the player is about to see.
+
+Frames leaving the recent window are copied (all layers) into a ring of `capacity` frames in host memory
+(pinned when the cache is on a GPU), together with the pose the player had at that frame. At each chunk
+start, archived frames are ranked by view overlap with the current pose:
+
+    score = max(0, 1 - |angle difference| / fov) * exp(-distance / distance_scale)
+
+and the top `k` (excluding frames already visible) are copied into the `retrieved` region of every
+layer. Poses are `(x, y, angle_degrees)` in map units (ViZDoom: `POSITION_X`, `POSITION_Y`, `ANGLE`).
+Host memory is outside the KV budget (it is reported separately in `stats()["archive_bytes"]`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def view_overlap(a: tuple[float, float, float], b: tuple[float, float, float], fov: float, distance_scale: float) -> float:
+    """How much two poses see the same thing: direction overlap times distance decay, in [0, 1]."""
+    dang = abs((a[2] - b[2] + 180.0) % 360.0 - 180.0)
+    dist = math.hypot(a[0] - b[0], a[1] - b[1])
+    return max(0.0, 1.0 - dang / fov) * math.exp(-dist / distance_scale)
+
+
+class FrameArchive:
+    """Host ring of `capacity` frames: k, v `[capacity, layers, H, F, D]` plus per-slot frame id and pose."""
+
+    def __init__(self, spec, capacity: int, device, fov: float = 90.0, distance_scale: float = 128.0) -> None:
+        pin = torch.device(device).type == "cuda"
+        shape = (capacity, spec.layers, spec.heads, spec.tokens_per_frame, spec.head_dim)
+        self.k = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.v = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
+        self.frame: list[int] = [-1] * capacity
+        self.pose: list[tuple[float, float, float] | None] = [None] * capacity
+        self.slot_of: dict[int, int] = {}
+        self.written = 0
+        self.poses: dict[int, tuple[float, float, float]] = {}  # frame -> pose, for frames not yet archived
+
+    def note_pose(self, frames: range, pose) -> None:
+        """Remember the pose of the frames about to be generated."""
+        if pose is not None:
+            p = tuple(float(x) for x in pose)
+            for f in frames:
+                self.poses[f] = p
+
+    def put(self, layer: int, frames: list[int], k: torch.Tensor, v: torch.Tensor) -> None:
+        """Archive `frames` (`k`, `v`: `[H, len(frames) * F, D]`) of one layer; frames without a pose are
+        not archived (they cannot be retrieved)."""
+        f = self.k.shape[3]
+        for i, fr in enumerate(frames):
+            if fr not in self.slot_of:
+                pose = self.poses.pop(fr, None)
+                if pose is None:
+                    continue
+                slot = self.written % self.capacity
+                old = self.frame[slot]
+                if old >= 0:
+                    self.slot_of.pop(old, None)
+                self.frame[slot], self.pose[slot], self.slot_of[fr] = fr, pose, slot
+                self.written += 1
+            slot = self.slot_of[fr]
+            self.k[slot, layer].copy_(k[:, i * f:(i + 1) * f], non_blocking=True)
+            self.v[slot, layer].copy_(v[:, i * f:(i + 1) * f], non_blocking=True)
+
+    def retrieve(self, pose, k: int, exclude: set[int]) -> list[int]:
+        """The `k` archived frames with the highest view overlap with `pose` (positive overlap only),
+        best first, skipping frames in `exclude`."""
+        if pose is None or k <= 0:
+            return []
+        p = tuple(float(x) for x in pose)
+        scored = []
+        for slot in range(min(self.written, self.capacity)):
+            fr = self.frame[slot]
+            if fr in exclude or self.pose[slot] is None:
+                continue
+            s = view_overlap(p, self.pose[slot], self.fov, self.distance_scale)
+            if s > 0.0:
+                scored.append((-s, -fr, fr))
+        scored.sort()
+        return [fr for _, _, fr in scored[:k]]
+
+    def frame_kv(self, frame: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        slot = self.slot_of[frame]
+        return self.k[slot, layer], self.v[slot, layer]
+
+    def forget_poses_before(self, frame: int) -> None:
+        for f in [f for f in self.poses if f < frame]:
+            del self.poses[f]
+
+    def nbytes(self) -> int:
+        return 2 * self.k.numel() * self.k.element_size()
+
+    def clear(self) -> None:
+        self.frame = [-1] * self.capacity
+        self.pose = [None] * self.capacity
+        self.slot_of.clear()
+        self.poses.clear()
+        self.written = 0
