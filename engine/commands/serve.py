@@ -1,0 +1,122 @@
+"""`reverie serve`: serve one world model over ZeroMQ (one process per model, many sessions).
+
+Binds 127.0.0.1 unless `--endpoint` says otherwise. SIGINT/SIGTERM finish every recording and exit.
+Sessions start from the client's seed frame, else `--seed-frame`, else the model's own seed frame, else
+the real game's first frame at the model's resolution (needs vizdoom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default",
+                        help="registered world model name, or module:factory (default: %(default)s)")
+    parser.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                        help='keyword arguments for the model factory, e.g. \'{"pretrained": false, "config": "tiny"}\'')
+    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind (default: %(default)s)")
+    parser.add_argument("--policy", default=None, help="memory policy of new sessions (default: the first of --policies)")
+    parser.add_argument("--policies", default="window,full",
+                        help="comma-separated policies clients may cycle through live (default: %(default)s)")
+    parser.add_argument("--budget-frames", type=int, default=32,
+                        help="per-session KV budget in frames of full-precision K/V (default: %(default)s)")
+    parser.add_argument("--budget-bytes", type=int, default=None, help="per-session KV budget in bytes (overrides --budget-frames)")
+    parser.add_argument("--total-budget-bytes", type=int, default=None, help="all sessions' budgets together (default: no limit)")
+    parser.add_argument("--max-sessions", type=int, default=8)
+    parser.add_argument("--ttl", type=float, default=10.0, help="seconds of silence before a session is freed")
+    parser.add_argument("--record-dir", default="recordings", help="where recordings go (default: %(default)s)")
+    parser.add_argument("--seed-frame", default=None, help="a .npy uint8 [H, W, 3] frame or a rollout directory")
+    parser.add_argument("--map", default=None, help="real-game map for the default seed frame")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: one less than the CPU cores, so the client keeps one)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def load_world(name: str, kwargs: dict):
+    """A registered model by name, or `module:factory` (handy for test and plug-in models)."""
+    from world.registry import load_model
+
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)(**kwargs)
+    return load_model(name, **kwargs)
+
+
+def seed_frame_source(model, path: str | None, game_map: str | None):
+    """`shape -> uint8 [H, W, 3]`: the frame a session starts from when its client sends none."""
+    import numpy as np
+
+    shape = tuple(model.spec.frame_shape)
+    if path is not None:
+        p = Path(path)
+        if p.is_dir():
+            from engine.rollout import read_rollout
+
+            frame = np.ascontiguousarray(read_rollout(p, mmap=True).frames[0])
+        else:
+            frame = np.load(p, allow_pickle=False)
+        if frame.dtype != np.uint8 or frame.shape != shape:
+            raise SystemExit(f"reverie serve: seed frame {path} is {frame.dtype} {frame.shape}, the model needs uint8 {shape}")
+        return lambda _shape: frame
+    own = getattr(model, "seed_frame", None)
+    if callable(own):
+        frame = np.ascontiguousarray(own(), dtype=np.uint8)
+        return lambda _shape: frame
+    cache: dict = {}
+
+    def from_game(_shape):
+        if "frame" not in cache:
+            cache["frame"] = real_game_frame(shape, game_map)
+        return cache["frame"]
+
+    return from_game
+
+
+def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
+    """The real game's first frame at `shape` = (H, W, 3)."""
+    from world.games.doom import DoomConfig, DoomGame
+
+    kw = {"map": game_map} if game_map else {}
+    with DoomGame(DoomConfig(resolution=(shape[1], shape[0]), **kw)) as game:
+        return game.reset(seed).frame.copy()
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    import torch
+
+    from engine.server import Server, ServerConfig
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"reverie serve: --model-kwargs is not JSON: {exc}") from None
+    try:
+        model = load_world(args.model, kwargs)
+    except Exception as exc:  # unknown name, missing weights, bad checkpoint: say so and stop
+        print(f"reverie serve: cannot load model '{args.model}': {exc}", file=sys.stderr)
+        return 2
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    budget = args.budget_bytes or args.budget_frames * model.spec.kv_bytes_per_frame
+    config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
+                          budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
+                          max_sessions=args.max_sessions, ttl_s=args.ttl, record_dir=args.record_dir, seed=args.seed)
+    server = Server(model, config, seed_frame=seed_frame_source(model, args.seed_frame, args.map))
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    print(f"reverie serve: {model.spec.name} {list(model.spec.frame_shape)} on {server.endpoint}, "
+          f"policy {config.policy}, {budget} KV bytes per session", file=sys.stderr, flush=True)
+    server.serve_forever()
+    print("reverie serve: stopped; recordings closed", file=sys.stderr)
+    return 0

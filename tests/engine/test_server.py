@@ -1,0 +1,176 @@
+"""The server over real ZeroMQ sockets on loopback (server in a thread, clients in the test)."""
+
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from engine import protocol as P
+from engine.rollout import read_rollout
+from input.bot import load_actions, run_bot
+from input.net import Connection, ServerError
+from serving import ServerThread, seed_frame
+
+
+def raw_socket(endpoint):
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    return s
+
+
+def recv(sock, timeout_ms=5000):
+    assert sock.poll(timeout_ms), "no reply from the server"
+    parts = sock.recv_multipart()
+    return P.decode(parts[0]), parts[1:]
+
+
+def test_a_session_plays_frames_with_echoed_timestamps():
+    with ServerThread() as st, Connection(st.endpoint) as c:
+        assert c.frame_shape == (16, 16, 3) and c.welcome.model == "tinyworld" and len(c.welcome.actions) == 27
+        seq = c.send_action(1)
+        frame = None
+        while frame is None:
+            frame = c.poll(1000)
+        h = frame.header
+        assert h.seq == seq and h.action == 1 and h.index == 0 and h.t_start_ns <= h.t_end_ns
+        assert h.t_client_ns <= h.t_start_ns and len(h.pose) == 3 and h.kv_bytes > 0
+        assert frame.pixels.shape == (16, 16, 3) and frame.pixels.dtype == np.uint8
+        assert c.mark_shown(frame) >= 0
+
+
+def test_a_client_seed_frame_starts_the_world_and_same_seed_gives_same_frames():
+    frames = []
+    with ServerThread() as st:
+        for _ in range(2):
+            with Connection(st.endpoint, seed=7, seed_frame=seed_frame((16, 16, 3))) as c:
+                got = []
+                run_bot(c, 6, [1, 3, 1, 4], on_frame=lambda f: got.append(f.pixels.copy()))
+                frames.append(np.stack(got))
+    assert np.array_equal(frames[0], frames[1])
+
+
+def test_sessions_share_the_device_fairly():
+    with ServerThread() as st, Connection(st.endpoint) as a, Connection(st.endpoint) as b:
+        counts = {id(a): 0, id(b): 0}
+        deadline = time.monotonic() + 20
+        while min(counts.values()) < 15 and time.monotonic() < deadline:
+            for c in (a, b):
+                if c.can_send():
+                    c.send_action(1)
+                before = c.frames_received
+                c.poll(5)
+                counts[id(c)] += c.frames_received - before
+        assert min(counts.values()) >= 15 and abs(counts[id(a)] - counts[id(b)]) <= 3
+
+
+def test_admission_refuses_what_does_not_fit_and_disturbs_nothing():
+    with ServerThread(budget_bytes=40_000, total_budget_bytes=100_000) as st:
+        with Connection(st.endpoint) as a, Connection(st.endpoint) as b:
+            with pytest.raises(ServerError) as info:
+                Connection(st.endpoint)
+            assert info.value.code == "refused" and "free" in str(info.value)
+            with pytest.raises(ServerError, match="two frames"):  # the memory itself refuses a tiny budget
+                Connection(st.endpoint, budget_bytes=10)
+            for c in (a, b):
+                assert run_bot(c, 3, [1])["frames"] == 3
+        deadline = time.monotonic() + 5              # the two byes free their reservations
+        while st.server.clients and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert st.server.admission.reserved_bytes == 0 and not st.server.clients
+
+
+def test_live_controls_policy_budget_pause_reset_record(tmp_path):
+    with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000, total_budget_bytes=100_000) as st, \
+            Connection(st.endpoint) as c:
+        run_bot(c, 3, [1])
+
+        def control(op, value=None):
+            c.control(op, value)
+            deadline = time.monotonic() + 5
+            n = len(c.errors)
+            while time.monotonic() < deadline:
+                c.stats = {}
+                c.poll(100)
+                if c.stats or len(c.errors) > n:
+                    return c.stats
+            raise AssertionError("no reply")
+
+        assert control("policy", "window")["policy"] == "window"
+        assert control("budget", 30_000)["budget_bytes"] == 30_000
+        assert control("budget", 10**9) == {} and c.errors[-1].code == "refused"
+        assert control("pause")["paused"] is True
+        c.send_action(1)
+        assert c.poll(300) is None                 # paused: nothing is generated
+        assert control("resume")["paused"] is False
+        while c.poll(200) is None:
+            pass
+        assert control("reset")["frame_index"] == 0
+        assert control("record", True)["recording"] is True
+        run_bot(c, 5, [2])
+        stats = control("record", False)
+        assert stats["recording"] is False
+        assert control("teleport") == {} and c.errors[-1].code == "bad_field"
+        assert control("seed", "x") == {} and c.errors[-1].code == "bad_field"
+    r = read_rollout(next(tmp_path.iterdir()))
+    assert r.complete and len(r) >= 6 and r.actions[0] == 0 and set(r.actions[1:].tolist()) == {2}
+    assert r.meta.source == "model:tinyworld" and r.meta.config["policy"] == "window"
+
+
+def test_bad_messages_get_error_replies_and_other_sessions_keep_playing():
+    with ServerThread() as st, Connection(st.endpoint) as good:
+        bad = raw_socket(st.endpoint)
+        cases = [
+            ([b"\xc1"], "malformed"),
+            ([msgpack.packb({"k": "action", "v": 99})], "version"),
+            ([b"\x80" * (P.MAX_HEADER_BYTES + 10)], "oversize"),
+            ([P.encode(P.Action(seq=1))], "no_session"),
+            ([P.encode(P.Frame())], "unexpected"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3]))], "malformed"),                  # no pixels part
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3])), b"123"], "bad_field"),         # wrong size
+            ([P.encode(P.Hello(seed_frame=[8, 8, 3])), bytes(192)], "bad_field"),        # wrong shape
+            ([P.encode(P.Hello(credits=0))], "bad_field"),
+        ]
+        for parts, code in cases:
+            bad.send_multipart(parts)
+            msg, _ = recv(bad)
+            assert isinstance(msg, P.Error) and msg.code == code, (parts[0][:20], msg)
+            assert run_bot(good, 1, [1])["frames"] == 1
+        bad.send_multipart([P.encode(P.Hello())])
+        assert isinstance(recv(bad)[0], P.Welcome)
+        bad.send_multipart([P.encode(P.Action(seq=1, action=99))])
+        assert recv(bad)[0].code == "bad_field"
+        bad.send_multipart([P.encode(P.Action(seq=1)), b"extra"])
+        assert recv(bad)[0].code == "malformed"
+        bad.close()
+        assert st.server.counters["errors"] >= len(cases) + 2
+
+
+def test_a_silent_client_is_freed_after_its_ttl():
+    with ServerThread(ttl_s=0.5, budget_bytes=50_000, total_budget_bytes=60_000) as st:
+        c = Connection(st.endpoint)
+        run_bot(c, 2, [1])
+        c.sock.close(linger=0)                        # vanishes mid-stream, no bye
+        deadline = time.monotonic() + 5
+        while st.server.clients and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not st.server.clients and st.server.counters["sessions_expired"] == 1
+        with Connection(st.endpoint) as again:        # its memory budget is free again
+            assert run_bot(again, 1, [1])["frames"] == 1
+
+
+def test_slow_client_gets_the_latest_frame_not_a_backlog():
+    with ServerThread() as st, Connection(st.endpoint, credits=2) as c:
+        for _ in range(10):                          # over its credits: the server keeps the newest two
+            c.send_action(1)
+        time.sleep(0.5)
+        got = []
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            f = c.poll(100)
+            if f is not None:
+                got.append(f.header.seq)
+        assert len(got) <= 2 and st.server.counters["coalesced"] >= 8
+        assert got and got[-1] == 10
