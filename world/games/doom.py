@@ -8,8 +8,9 @@ an `Observation`: the frame as uint8 [H, W, 3] at the configured resolution, the
 Frames are rendered at a ViZDoom resolution that is an exact integer multiple `k` of the target (64x48 is
 rendered at 256x192, k = 4) and area-averaged over k x k blocks (integer sums, rounded half up), so the
 small frame is the true mean of the pixels it covers. HUD, weapon, crosshair, messages, screen flashes and
-particles are off; monsters are off (`-nomonsters`); the episode never times out by itself. It ends only
-when the map ends it (e.g. the maze's goal is reached) or the player dies; then `done` is True and the
+particles are off; monsters are off (`-nomonsters`); the episode never times out by itself, and maps
+with a goal that would end it have the goal removed (`MapSpec.console`). It ends only if the map still
+ends it (an exit line) or the player dies (e.g. on a damaging floor); then `done` is True and the
 last frame and pose are repeated by further `step` calls until the next `reset`.
 
 Same seed + same action sequence -> the same frames and poses, bit for bit, in any process.
@@ -230,6 +231,10 @@ class DoomGame:
             self._start()
         self._game.set_seed(int(seed) % (2**32))
         self._game.new_episode()
+        if self.config.map_spec.console:
+            for command in self.config.map_spec.console:
+                self._game.send_game_command(command)
+            self._game.make_action(self._table[0], 1)  # one tic so the commands take effect before frame 0
         self._step = 0
         obs = self._observe()
         if obs is None:

@@ -36,6 +36,8 @@ class MapSpec:
     scenario: str | None = None
     iwad: str = "freedoom2.wad"
     maze: bool = False
+    #: Engine console commands run at the start of every episode (e.g. removing a goal that ends it).
+    console: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -56,8 +58,9 @@ def register_map(spec: MapSpec) -> MapSpec:
 
 register_map(MapSpec(
     name="maze", scenario="my_way_home.wad", lump="MAP01", role="train", maze=True,
-    description="ViZDoom 'my way home': a maze of small rooms and corridors; start room is chosen by seed; "
-                "the episode ends if the player reaches the green armour",
+    console=("remove GreenArmor",),  # picking it up would exit the map; without it episodes never end
+    description="ViZDoom 'my way home': a maze of small rooms and corridors; the start room is chosen by "
+                "the seed; its goal (green armour) is removed so episodes never end",
 ))
 register_map(MapSpec(
     name="freedoom2-map01", lump="MAP01", role="train",

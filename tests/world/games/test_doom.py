@@ -141,3 +141,30 @@ def test_step_before_reset_and_bad_actions_are_errors():
     with pytest.raises(ValueError):
         game.step(len(DOOM_ACTIONS))
     game.close()
+
+
+def test_episode_end_is_flagged_and_then_repeats_the_last_observation():
+    with DoomGame(DoomConfig(map="freedoom2-map01")) as game:
+        game.reset(0)
+        before = game.step(DOOM_ACTIONS.index("forward"))
+        game._game.send_game_command("kill")  # the player dies (as on a damaging floor)
+        obs = [game.step(0) for _ in range(40)]
+        ended = next(i for i, o in enumerate(obs) if o.done)
+        after = [game.step(DOOM_ACTIONS.index("forward")) for _ in range(3)]
+        assert all(o.done for o in obs[ended:]) and all(o.done for o in after)
+        assert all(np.array_equal(o.frame, after[0].frame) and np.array_equal(o.pose, after[0].pose) for o in after)
+        assert not before.done
+        assert not game.reset(0).done  # a new episode starts cleanly
+
+
+def test_maze_goal_is_removed_so_the_episode_does_not_end():
+    # seed 2 + wander reached the maze's goal (an exit) at step 712 before the goal was removed
+    from world.games.policies import make_policy
+
+    with DoomGame(DoomConfig(map="maze")) as game:
+        obs = game.reset(2)
+        policy = make_policy("wander", seed=2)
+        policy.reset(obs)
+        for _ in range(760):
+            obs = game.step(policy.act(obs))
+        assert not obs.done
