@@ -135,15 +135,19 @@ def area_average(frame: np.ndarray, k: int) -> np.ndarray:
     """uint8 [k*H, k*W, C] -> uint8 [H, W, C]: mean over k x k blocks, rounded half up (integer math)."""
     if k == 1:
         return np.ascontiguousarray(frame)
-    acc = frame.astype(np.uint16) if k <= 16 else frame.astype(np.uint32)
-    rows = acc[0::k]
-    for i in range(1, k):
-        rows = rows + acc[i::k]
-    out = rows[:, 0::k]
-    for j in range(1, k):
-        out = out + rows[:, j::k]
+    acc = np.uint16 if k <= 16 else np.uint32
+    rows = np.add(frame[0::k], frame[1::k], dtype=acc)  # sum of each block's k rows: [H, k*W, C]
+    for i in range(2, k):
+        rows += frame[i::k]
+    h, kw, c = rows.shape
+    rows = rows.reshape(h, kw // k, k, c)
+    out = rows[:, :, 0] + rows[:, :, 1]  # then its k columns: [H, W, C]
+    for j in range(2, k):
+        out += rows[:, :, j]
     n = k * k
-    return ((out + n // 2) // n).astype(np.uint8)
+    out += n // 2
+    out //= n
+    return out.astype(np.uint8)
 
 
 @dataclass

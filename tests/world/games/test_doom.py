@@ -100,12 +100,14 @@ def test_action_space_round_trips_through_the_game_buttons():
         assert set(held) == set(DOOM_ACTIONS.controls(i))
 
 
-def test_area_average_is_the_rounded_block_mean():
-    rng = np.random.default_rng(0)
-    big = rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)
-    small = area_average(big, 4)
-    mean = big.reshape(48, 4, 64, 4, 3).astype(np.float64).mean(axis=(1, 3))
-    assert small.dtype == np.uint8 and small.shape == (48, 64, 3)
+@pytest.mark.parametrize("k,h,w", [(4, 48, 64), (2, 60, 80), (3, 10, 14), (5, 48, 64), (1, 4, 4)])
+def test_area_average_is_the_rounded_block_mean(k, h, w):
+    rng = np.random.default_rng(k)
+    big = rng.integers(0, 256, (h * k, w * k, 3), dtype=np.uint8)
+    big[:k, :k] = 255  # a saturated block must not overflow
+    small = area_average(big, k)
+    mean = big.reshape(h, k, w, k, 3).astype(np.float64).mean(axis=(1, 3))
+    assert small.dtype == np.uint8 and small.shape == (h, w, 3)
     assert np.array_equal(small, np.floor(mean + 0.5).astype(np.uint8))
 
 
