@@ -16,16 +16,23 @@ the cos/sin tables once per position set and reuse them (the CPU attention path 
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
+
 import torch
 
 from kernels.view import RopeSpec
 
 
 def inv_frequencies(spec: RopeSpec, device: torch.device | str | None = None) -> torch.Tensor:
-    """`[dims // 2]` float64 angular frequencies `theta ** (-2 j / dims)`."""
-    half = spec.dims // 2
-    j = torch.arange(half, dtype=torch.float64, device=device)
-    return spec.theta ** (-2.0 * j / spec.dims)
+    """`[dims // 2]` float64 angular frequencies `theta ** (-2 j / dims)` (cached per spec and device)."""
+    return _inv_frequencies(spec.dims, spec.theta, torch.device(device) if device is not None else torch.device("cpu"))
+
+
+@functools.lru_cache(maxsize=64)
+def _inv_frequencies(dims: int, theta: float, device: torch.device) -> torch.Tensor:
+    j = torch.arange(dims // 2, dtype=torch.float64, device=device)
+    return theta ** (-2.0 * j / dims)
 
 
 def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,10 +45,34 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
 
     Returns:
         `(cos, sin)`, each `[S, dims // 2]`. Angles are formed in float64 so large positions keep their
-        precision; the tables are then cast to `dtype`.
+        precision; the tables are then cast to `dtype`. Tables of a position tensor seen recently (same
+        storage, shape, strides and version counter: no device sync) are reused, so one `q_pos` shared by
+        every layer of a step is turned into tables once.
     """
-    angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)[None, :]
-    return angle.cos().to(dtype), angle.sin().to(dtype)
+    key = _table_key(pos, spec, dtype)
+    if key is not None:
+        hit = _TABLES.get(key)
+        if hit is not None:
+            _TABLES.move_to_end(key)
+            return hit[1], hit[2]
+    angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)
+    cos, sin = torch.stack((angle.cos(), angle.sin())).to(dtype).unbind(0)
+    if key is not None:
+        _TABLES[key] = (pos, cos, sin)  # holding `pos` keeps its storage (hence data_ptr) from being reused
+        if len(_TABLES) > _TABLE_CACHE_SIZE:
+            _TABLES.popitem(last=False)
+    return cos, sin
+
+
+_TABLE_CACHE_SIZE = 32
+_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+
+
+def _table_key(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple | None:
+    if pos.is_inference() or pos.requires_grad:
+        return None  # inference tensors have no version counter: recompute (cheap) rather than guess
+    return (pos.data_ptr(), pos._version, tuple(pos.shape), tuple(pos.stride()), pos.dtype, pos.device,
+            spec.dims, spec.theta, dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,18 +89,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int,
     """
     if out is None:
         out = torch.empty_like(x)
-    if dims == 0:
-        out.copy_(x)
-        return out
-    half = dims // 2
-    x1, x2 = x[..., :half], x[..., half:dims]
-    o1, o2 = out[..., :half], out[..., half:dims]
-    torch.mul(x1, cos, out=o1)
-    o1.addcmul_(x2, sin, value=-1.0)
-    torch.mul(x2, cos, out=o2)
-    o2.addcmul_(x1, sin)
     if dims < x.shape[-1]:
         out[..., dims:].copy_(x[..., dims:])
+    if dims == 0:
+        return out
+    half = dims // 2
+    # [x1, x2] * [cos, cos] + [x2, x1] * [-sin, sin], written straight into out's rotated channels.
+    swapped = torch.cat((x[..., half:dims], x[..., :half]), dim=-1)
+    torch.mul(x[..., :dims], torch.cat((cos, cos), dim=-1), out=out[..., :dims])
+    out[..., :dims].addcmul_(swapped, torch.cat((-sin, sin), dim=-1))
     return out
 
 
