@@ -2,7 +2,8 @@
 
 A rollout is one directory:
 
-    meta.json            format, version, source, seed, map, fps, frame shape, action space, config;
+    meta.json            format, version, source, seed, map, fps, frame shape, action space, config
+                         (and its sha256);
                          after a normal close also complete=true, steps, frames_sha256, preview
     frames.npy           uint8 [T, H, W, 3], lossless (while recording: frames.npy.partial, same layout)
     steps.jsonl          one JSON object per step, appended and flushed as each step is written
@@ -26,6 +27,8 @@ recording killed at any point leaves frames and step rows that the reader trims 
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 import struct
 from dataclasses import dataclass, field
@@ -82,10 +85,17 @@ class RolloutMeta:
             object.__setattr__(self, "action_space", DOOM_ACTIONS.names)
         object.__setattr__(self, "action_space", tuple(self.action_space))
 
+    @property
+    def config_sha256(self) -> str:
+        """sha256 of the config as canonical JSON (sorted keys): equal configs hash equal."""
+        text = json.dumps(self.config, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "source": self.source, "seed": int(self.seed),
                 "map": self.map, "fps": float(self.fps), "frame_shape": list(self.frame_shape),
-                "dtype": "uint8", "action_space": list(self.action_space), "config": self.config}
+                "dtype": "uint8", "action_space": list(self.action_space), "config": self.config,
+                "config_sha256": self.config_sha256}
 
     @classmethod
     def from_json(cls, data: dict) -> "RolloutMeta":

@@ -66,6 +66,10 @@ def _read_meta(path: Path) -> tuple[RolloutMeta, dict]:
     try:
         raw = json.loads((path / META).read_text())
     except FileNotFoundError:
+        episodes = sorted(p.name for p in path.iterdir() if (p / META).exists())
+        if episodes:
+            raise RolloutError(f"{path}: a folder of {len(episodes)} rollouts ({', '.join(episodes[:3])}"
+                               f"{', ...' if len(episodes) > 3 else ''}); give one of them") from None
         raise RolloutError(f"{path}: missing {META} (not a rollout, or the recording never started)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RolloutError(f"{path / META}: corrupt JSON ({exc})") from None

@@ -55,6 +55,8 @@ def test_write_read_round_trip(tmp_path):
     assert r.extras[1] == {"kv_bytes": 1} and r.extras[0] is None
     assert r.frames_sha256 == hashlib.sha256(frames.tobytes()).hexdigest()
     assert r.meta.seed == 11 and r.meta.map == "maze" and r.meta.config == {"k": 1}
+    assert json.loads((tmp_path / "r" / META).read_text())["config_sha256"] == _meta(config={"k": 1}).config_sha256
+    assert _meta(config={"k": 2}).config_sha256 != r.meta.config_sha256
     # the finished frames file is a plain .npy
     assert np.array_equal(np.load(tmp_path / "r" / FRAMES), frames)
     s = r.summary()
@@ -267,5 +269,7 @@ def test_read_rollouts_finds_episode_folders(tmp_path):
     _write(tmp_path / "set" / "ep000")
     _write(tmp_path / "set" / "ep001", n=4)
     assert [len(r) for r in read_rollouts(tmp_path / "set")] == [10, 4]
+    with pytest.raises(RolloutError, match="a folder of 2 rollouts"):
+        read_rollout(tmp_path / "set")
     with pytest.raises(RolloutError):
         read_rollouts(tmp_path / "set" / "ep000" / "nope")
