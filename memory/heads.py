@@ -6,7 +6,8 @@ to the cache, `ratio = (A_generate + A_transition) / (A_total - A_sink)`; a head
 `ratio > alpha` (0.8), where `A_generate` is the mass on the chunk itself, `A_transition` the mass on the
 anchor (the newest cached frame), `A_sink` the mass on sink frames. Layer 0 is never compressed. The
 decision is a deterministic function of the profiled attention; it runs online over the first
-`profile_chunks` chunks that have an anchor frame (all heads see everything meanwhile), or offline with
+`profile_chunks` chunks whose cache holds `MIN_HISTORY_FRAMES` non-sink frames, or a full window (all heads
+see everything meanwhile), or offline with
 `profile_heads` and is loaded from JSON (`{"static": {"<layer>": [heads...]}}`).
 """
 
@@ -23,6 +24,7 @@ from kernels.rope import apply_rope_ref
 from kernels.view import KVSegment, KVView
 
 SAMPLES = 64
+MIN_HISTORY_FRAMES = 4  # profile only once the cache holds this many frames besides the sink (or is full)
 
 
 class HeadGroups:

@@ -28,7 +28,7 @@ import torch
 from kernels.view import KVSegment, KVView
 from memory.config import PolicyConfig
 from memory.errors import BudgetError
-from memory.heads import HeadGroups
+from memory.heads import MIN_HISTORY_FRAMES, HeadGroups
 from memory.layout import Layout, plan_layout, quant_group
 from memory.merge import TokenMerger
 from memory.policies import resolve
@@ -266,7 +266,7 @@ class MemoryManager:
         if store.segments is None:
             store.segments = self._segments(layer, store)
         ring = store.recent
-        if not ring.frames:
+        if len(ring.frames) < min(MIN_HISTORY_FRAMES, ring.capacity):
             return
         f = self.spec.tokens_per_frame
         slot = (ring.written - 1) % ring.capacity

@@ -87,7 +87,7 @@ class Absolute(PositionPolicy):
         return [clock.now + i for i in range(clock.chunk)]
 
     def tail(self, frames, clock, region):
-        return frames
+        return frames.clone()  # never alias the slot metadata, which the next commit rewrites
 
     def sink(self, clock):
         return list(clock.sink_frames)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest  # noqa: F401
 import torch
 
+from kernels import attend_ref
+
 from kernels.view import RopeSpec
 from world.contract import ModelSpec
 
@@ -24,13 +26,16 @@ def chunk_qkv(spec: ModelSpec, chunk: int, layer: int, seed: int = 0):
     return tuple(torch.randn(shape, generator=g) for _ in range(3))
 
 
-def run_chunk(mem, spec, chunk, seed=0, pose=None, events=(), after_commit=None, qkv=None):
-    """One chunk through the memory API; returns the per-layer views seen by the commit pass."""
+def run_chunk(mem, spec, chunk, seed=0, pose=None, events=(), after_commit=None, qkv=None, attend=False):
+    """One chunk through the memory API; returns per layer `(q, view)` as seen by the commit pass, or
+    `(q, view, out)` with `out = attend_ref(q, view)` taken before the commit when `attend` (a view
+    aliases the cache buffers, so it is only valid until that layer's next commit)."""
     mem.begin_chunk(pose=pose, events=events)
     views = []
     for layer in range(spec.layers):
         q, k, v = qkv(chunk, layer) if qkv else chunk_qkv(spec, chunk, layer, seed)
-        views.append((q, mem.view(layer, q, k, v)))
+        view = mem.view(layer, q, k, v)
+        views.append((q, view, attend_ref(q, view)) if attend else (q, view))
         mem.commit(layer, k, v, q)
         if after_commit is not None:
             after_commit(mem, layer)

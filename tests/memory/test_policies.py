@@ -1,0 +1,201 @@
+import json
+import math
+
+import pytest
+import torch
+
+from kernels import attend_ref
+from kernels.rope import apply_rope_ref
+from kernels.view import KVSegment, KVView, RopeSpec
+from memory import MemoryManager
+from memory.salience import SalienceHead, load_salience_head, sse_targets
+from memory.spatial import FrameArchive
+
+from memtest import chunk_qkv, run_chunk, tiny_spec
+
+
+def full_reference(spec, history, q, k, v, frames):
+    """Attention over every committed frame (absolute positions) plus the chunk."""
+    ks = torch.cat([h[0] for h in history] + [k], 1)
+    vs = torch.cat([h[1] for h in history] + [v], 1)
+    pos = torch.arange(ks.shape[1]) // spec.tokens_per_frame
+    qpos = torch.tensor(frames).repeat_interleave(spec.tokens_per_frame)
+    return attend_ref(q, KVView(segments=(KVSegment(k=ks, v=vs, pos=pos),), q_pos=qpos, rope=spec.rope))
+
+
+def test_merge_identity_is_exact_on_duplicated_keys():
+    spec = tiny_spec(rope_dims=0, layers=1)
+    n_frames = 24
+    mem = MemoryManager.create(spec, policy="tempcache", budget_frac=0.5, horizon_frames=n_frames,
+                               merge_threshold=0.999)
+    base_k = torch.randn(spec.heads, spec.tokens_per_frame, spec.head_dim)
+    history = []
+    for c in range(n_frames):
+        q = torch.randn(spec.heads, spec.tokens_per_frame, spec.head_dim)
+        v = torch.randn(spec.heads, spec.tokens_per_frame, spec.head_dim)
+        mem.begin_chunk()
+        out = attend_ref(q, mem.view(0, q, base_k, v))
+        torch.testing.assert_close(out, full_reference(spec, history, q, base_k, v, [c]), rtol=1e-5, atol=1e-6)
+        mem.commit(0, base_k, v, q)
+        mem.end_chunk()
+        history.append((base_k, v))
+    pool = mem.layers[0].mid
+    live = torch.isfinite(pool.score[:pool.used])
+    assert int(live.sum()) == spec.tokens_per_frame  # one representative per spatial index
+    assert bool((pool.count[:pool.used][live] == n_frames - mem.layout.recent_frames).all())
+    assert mem.kv_bytes() <= mem.layout.budget_bytes
+
+
+def test_distinct_keys_do_not_merge():
+    spec = tiny_spec(rope_dims=0, layers=1)
+    mem = MemoryManager.create(spec, policy="tempcache", budget_frac=1.0, horizon_frames=16, merge_threshold=0.99)
+    for c in range(12):
+        run_chunk(mem, spec, c)
+    pool = mem.layers[0].mid
+    assert bool((pool.count[:pool.used] == 1).all())
+
+
+def test_rope_at_read_equals_rotating_stored_keys():
+    spec = tiny_spec(rope_dims=8, head_dim=8)
+    mem = MemoryManager.create(spec, policy="window", budget_frac=0.5, horizon_frames=16, positions="relative")
+    for c in range(11):
+        mem.begin_chunk()
+        q, k, v = chunk_qkv(spec, c, 1)
+        view = mem.view(1, q, k, v)
+        if c < 10:
+            for layer in range(spec.layers):
+                mem.commit(layer, *chunk_qkv(spec, c, layer)[1:], q)
+            mem.end_chunk()
+    rotated = tuple(KVSegment(k=apply_rope_ref(s.k, s.pos, spec.rope), v=s.v, pos=s.pos, bias=s.bias)
+                    for s in view.segments)
+    q_rot = apply_rope_ref(q, view.q_pos, spec.rope)
+    plain = KVView(segments=rotated, q_pos=view.q_pos, rope=RopeSpec(dims=0))
+    torch.testing.assert_close(attend_ref(q, view), attend_ref(q_rot, plain), rtol=1e-5, atol=1e-5)
+
+
+def test_relative_positions_equal_absolute_ones_for_a_plain_window():
+    """RoPE depends on position differences only: shifting every position leaves attention unchanged."""
+    spec = tiny_spec(rope_dims=8, head_dim=8)
+    outs = {}
+    for positions in ("absolute", "relative"):
+        mem = MemoryManager.create(spec, policy="window", budget_frac=0.5, horizon_frames=16, sink_frames=0,
+                                   positions=positions)
+        for c in range(20):
+            views = run_chunk(mem, spec, c, attend=True)
+        outs[positions] = views[0][2]
+    torch.testing.assert_close(outs["absolute"], outs["relative"], rtol=1e-4, atol=1e-5)
+
+
+def test_deep_sink_realigns_the_sink_next_to_the_tail():
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="deep-sink", budget_frac=0.25, horizon_frames=64)
+    for c in range(80):
+        views = run_chunk(mem, spec, c)
+    st = mem.layers[0]
+    names = mem._segment_names(st)
+    segs = dict(zip(names, views[0][1].segments))
+    sink_top = int(segs["sink"].pos.max())
+    tail_low = min(int(segs[n].pos.min()) for n in ("mid", "recent") if n in segs)
+    assert sink_top == tail_low - 1  # contiguous: no temporal gap behind the sink
+
+
+def _static_head_qkv(spec, chunk, layer):
+    """Head 1 of every layer looks only at its own chunk (static); head 0 spreads over history."""
+    q, k, v = chunk_qkv(spec, chunk, layer)
+    q = q.clone()
+    q[0] *= 0.01
+    q[1] = k[1] * 8.0
+    return q, k, v
+
+
+def test_head_profiling_is_deterministic_and_finds_static_heads(tmp_path):
+    spec = tiny_spec(layers=3, rope_dims=0)
+    groups = []
+    for _ in range(2):
+        mem = MemoryManager.create(spec, policy="headwise", budget_frac=0.5, horizon_frames=32)
+        for c in range(12):
+            run_chunk(mem, spec, c, qkv=lambda ch, l: _static_head_qkv(spec, ch, l))
+        groups.append(mem.stats()["static_heads"])
+    assert groups[0] == groups[1]
+    assert groups[0] == {"0": [], "1": [1], "2": [1]}
+    # static heads see only sink + anchor + chunk
+    q, k, v = _static_head_qkv(spec, 12, 2)
+    mem.begin_chunk()
+    view = mem.view(2, q, k, v)
+    names = mem._segment_names(mem.layers[2])
+    for name, seg in zip(names, view.segments):
+        if name in ("mid", "recent"):
+            hidden = torch.isinf(seg.bias[1]).sum().item()
+            expect = seg.pos.shape[0] - (spec.tokens_per_frame if name == "recent" else 0)
+            assert hidden == expect and not torch.isinf(seg.bias[0]).any()
+    # a saved profile loads back into a new session
+    path = tmp_path / "heads.json"
+    path.write_text(json.dumps(mem.heads.to_json()))
+    other = MemoryManager.create(spec, policy="headwise", budget_frac=0.5, horizon_frames=32, head_profile=str(path))
+    assert other.stats()["static_heads"] == groups[0]
+
+
+def test_archive_retrieves_the_frames_nearest_in_pose_and_view_direction():
+    spec = tiny_spec(layers=1)
+    arch = FrameArchive(spec, capacity=8, device="cpu", fov=90.0, distance_scale=100.0)
+    poses = {0: (0, 0, 0), 1: (0, 0, 180), 2: (500, 0, 0), 3: (10, 0, 20), 4: (0, 5, 350)}
+    k = torch.randn(spec.heads, spec.tokens_per_frame, spec.head_dim)
+    for f, p in poses.items():
+        arch.note_pose(range(f, f + 1), p)
+        arch.put(0, [f], k, k)
+    assert arch.retrieve((0, 0, 0), 3, exclude=set()) == [0, 4, 3]
+    assert arch.retrieve((0, 0, 0), 3, exclude={0}) == [4, 3, 2]
+    assert arch.retrieve((0, 0, 180), 1, exclude=set()) == [1]
+
+
+def test_spatial_policy_brings_back_the_frame_seen_from_the_same_pose():
+    spec = tiny_spec(layers=2)
+    mem = MemoryManager.create(spec, policy="spatial", budget_frac=0.25, horizon_frames=64, retrieved_frames=2)
+    for c in range(40):  # walk east, looking east; frame 5 looked north from a distinctive place
+        pose = (0.0, 300.0, 90.0) if c == 5 else (20.0 * c, 0.0, 0.0)
+        run_chunk(mem, spec, c, pose=pose)
+    q, k, v = chunk_qkv(spec, 40, 0)
+    mem.begin_chunk(pose=(0.0, 300.0, 90.0))
+    assert mem.layers[0].retrieved.frames[0] == 5
+    view = mem.view(1, q, k, v)
+    seg = dict(zip(mem._segment_names(mem.layers[1]), view.segments))["retrieved"]
+    _, k5, _ = chunk_qkv(spec, 5, 1)
+    assert any(torch.equal(seg.k[:, i * 4:(i + 1) * 4], k5) for i in range(2))
+
+
+def test_recache_lists_the_frames_to_commit_again():
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="window", budget_frac=0.25, horizon_frames=32)
+    for c in range(12):
+        run_chunk(mem, spec, c)
+    mem.begin_chunk(events=["recache"])
+    assert mem.pending_recache == list(range(12 - mem.layout.recent_frames, 12))
+    assert mem.layers[0].recent.frames == []
+
+
+def test_salience_head_round_trip_and_geometry_check(tmp_path):
+    spec = tiny_spec()
+    head = SalienceHead(spec.layers, spec.heads, spec.head_dim)
+    path = tmp_path / "s.safetensors"
+    head.save(path, spec.name)
+    back = load_salience_head(spec, path, "cpu")
+    k = torch.randn(spec.heads, 5, spec.head_dim)
+    torch.testing.assert_close(back.predict(1, k), head.predict(1, k))
+    with pytest.raises(ValueError, match="trained for"):
+        load_salience_head(tiny_spec(heads=4), path, "cpu")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_salience_head(spec, tmp_path / "bad.safetensors", "cpu")
+    mem = MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=16, salience_weights=str(path))
+    assert mem.stats()["scorer_trained"] is True
+    assert MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=16).stats()["scorer_trained"] is False
+
+
+def test_sse_targets_rank_the_key_the_future_attends_to_first():
+    h, d = 1, 8
+    k = torch.randn(h, 6, d)
+    q = torch.randn(h, 6, d) * 0.01
+    q[:, 4:] = k[:, 1:2] * 5.0  # queries of chunk 2 look at key 1 (chunk 0)
+    chunks = torch.tensor([0, 0, 1, 1, 2, 2])
+    t = sse_targets(q, k, chunks, chunks)
+    assert int(t[:2].argmax()) == 1
