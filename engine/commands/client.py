@@ -1,0 +1,54 @@
+"""`reverie client`: the pygame window, connected to a running `reverie serve`.
+
+Keys (default keymap, `--keymap FILE` for your own): W/S or Up/Down forward/back, A/D or Left/Right
+turn, Q/E strafe; H or F1 HUD, P cycle the memory policy, R start/stop recording, Enter reset,
+Space pause, F flush the memory, Esc quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="server endpoint (default: %(default)s)")
+    add_client_arguments(parser)
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keymap", default=None, help="keymap JSON file (default: input/keymaps/default.json)")
+    parser.add_argument("--scale", type=int, default=None, help="window pixels per model pixel (default: ~640 px wide)")
+    parser.add_argument("--credits", type=int, default=1, choices=(1, 2), help="frames in flight (1 = lowest latency)")
+    parser.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (H toggles it)")
+    parser.add_argument("--side-by-side", action="store_true", help="play the real game next to the neural game")
+    parser.add_argument("--map", default=None, help="real-game map for --side-by-side")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record", action="store_true", help="record from the first frame")
+    parser.add_argument("--policy", default="", help="memory policy (default: the server's)")
+    parser.add_argument("--budget-bytes", type=int, default=0, help="KV budget (default: the server's)")
+    parser.add_argument("--frames", type=int, default=None, help="quit after this many frames")
+    parser.add_argument("--screenshot", default=None, help="save a PNG of the window when quitting")
+
+
+def client_config(args: argparse.Namespace, endpoint: str):
+    from input.app import ClientConfig
+
+    return ClientConfig(endpoint=endpoint, keymap=args.keymap, credits=args.credits, scale=args.scale,
+                        hud=not args.no_hud, side_by_side=args.side_by_side, map=args.map, seed=args.seed,
+                        record=args.record, policy=args.policy, budget_bytes=args.budget_bytes,
+                        max_frames=args.frames, screenshot=args.screenshot)
+
+
+def run(args: argparse.Namespace) -> int:
+    from input.app import GameClient
+    from input.net import ServerError
+
+    try:
+        summary = GameClient(client_config(args, args.endpoint)).run()
+    except (ServerError, TimeoutError, ConnectionError) as exc:
+        print(f"reverie client: {exc}", file=sys.stderr)
+        return 1
+    print(f"reverie client: {summary['frames']} frames, latency p50 {summary['latency_p50_ms']:.0f} ms "
+          f"p95 {summary['latency_p95_ms']:.0f} ms", file=sys.stderr)
+    return 0

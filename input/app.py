@@ -1,0 +1,211 @@
+"""The pygame client: keys in, frames out, never waiting on the model.
+
+Loop (one iteration per display tick): command keys from events -> held keys polled -> action (pure
+keymap function) -> send it if a credit is free -> wait for the socket up to the tick's end, keep the
+newest frame -> scale, HUD, flip -> report the frame shown (its key-to-display latency). The engine runs
+in its own process; this process never imports torch.
+
+With `side_by_side`, the real game (ViZDoom) runs here on the same actions: the neural session starts
+from the real game's first frame, and each neural frame is shown next to the real frame of the same
+action.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import pygame
+
+from input.hud import hud_lines
+from input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
+from input.net import Connection
+from input.window import GameWindow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    """Client settings; `max_frames` / `max_seconds` end the loop (tests, screenshots)."""
+
+    endpoint: str = "tcp://127.0.0.1:5555"
+    keymap: str | None = None
+    credits: int = 1
+    scale: int | None = None
+    hud: bool = True
+    side_by_side: bool = False
+    map: str | None = None
+    seed: int = 0
+    record: bool = False
+    policy: str = ""
+    budget_bytes: int = 0
+    tick_hz: float = 120.0
+    max_frames: int | None = None
+    max_seconds: float | None = None
+    screenshot: str | None = None
+    connect_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.credits <= 2:
+            raise ValueError("credits must be 1 or 2")
+        if self.tick_hz <= 0:
+            raise ValueError("tick_hz must be positive")
+
+
+class _RealGame:
+    """The real game stepped on the client's actions (side-by-side mode)."""
+
+    def __init__(self, frame_shape, game_map: str | None, seed: int):
+        from world.games.doom import DoomConfig, DoomGame
+
+        kw = {"map": game_map} if game_map else {}
+        self.game = DoomGame(DoomConfig(resolution=(frame_shape[1], frame_shape[0]), **kw))
+        self.seed = seed
+        self.first = self.game.reset(seed).frame.copy()
+        self.frames: dict[int, object] = {}
+
+    def step(self, seq: int, action: int) -> None:
+        self.frames[seq] = self.game.step(action).frame.copy()
+        while len(self.frames) > 8:
+            self.frames.pop(next(iter(self.frames)))
+
+    def reset(self) -> None:
+        self.frames.clear()
+        self.game.reset(self.seed)
+
+    def close(self) -> None:
+        self.game.close()
+
+
+class GameClient:
+    """One window, one session. `run()` returns a summary dict when the player quits or a limit is hit."""
+
+    def __init__(self, config: ClientConfig, *, keymap: Keymap | None = None,
+                 extra_keys: Callable[[int], set[str]] | None = None):
+        self.config = config
+        self.keymap = keymap or load_keymap(config.keymap)
+        self.extra_keys = extra_keys  # tests: key names held at iteration i (get_pressed cannot be faked)
+        hello = dict(credits=config.credits, seed=config.seed, record=config.record, policy=config.policy,
+                     budget_bytes=config.budget_bytes, timeout_s=config.connect_timeout_s)
+        self.real = None
+        self.conn = Connection(config.endpoint, **hello)
+        if config.side_by_side:  # restart the session from the real game's first frame
+            self.real = _RealGame(self.conn.frame_shape, config.map, config.seed)
+            self.conn.close()
+            self.conn = Connection(config.endpoint, seed_frame=self.real.first, **hello)
+        self.window = GameWindow(self.conn.frame_shape, panes=2 if self.real else 1, scale=config.scale,
+                                 title=f"reverie - {self.conn.welcome.model}")
+        if self.real:
+            self.window.labels = ["real game", "neural game"]
+            self.window.show(self.real.first, 0)
+        self.show_hud = config.hud
+        self.paused = False
+        self.recording = config.record
+        self.shown_times: deque[float] = deque(maxlen=60)
+        self.frames_shown = 0
+        self.note = ("", 0.0)
+
+    # --- commands ------------------------------------------------------------------------------------
+    def command(self, name: str) -> bool:
+        """Apply a command; returns False to quit."""
+        conn = self.conn
+        if name == "quit":
+            return False
+        if name == "hud":
+            self.show_hud = not self.show_hud
+        elif name == "pause":
+            self.paused = not self.paused
+            conn.control("pause" if self.paused else "resume")
+        elif name == "reset":
+            conn.control("reset")
+            if self.real:
+                self.real.reset()
+        elif name == "record":
+            conn.control("record", not self.recording)
+            self.recording = not self.recording
+        elif name == "flush":
+            conn.control("flush")
+        elif name == "policy":
+            policies = list(conn.welcome.policies) or [conn.welcome.policy]
+            current = conn.stats.get("policy") or conn.welcome.policy
+            nxt = policies[(policies.index(current) + 1) % len(policies)] if current in policies else policies[0]
+            conn.control("policy", nxt)
+            self._say(f"policy -> {nxt}")
+        return True
+
+    def _say(self, text: str) -> None:
+        self.note = (text, time.monotonic() + 3.0)
+
+    # --- loop ----------------------------------------------------------------------------------------
+    def _hud(self) -> list[str] | None:
+        if not self.show_hud:
+            return None
+        fps = 0.0
+        if len(self.shown_times) > 1:
+            fps = (len(self.shown_times) - 1) / max(1e-9, self.shown_times[-1] - self.shown_times[0])
+        note = self.note[0] if time.monotonic() < self.note[1] else ""
+        return hud_lines(fps=fps, latency_p50=self.conn.latency.p(50), latency_p95=self.conn.latency.p(95),
+                         stats=self.conn.stats, recording=self.recording, paused=self.paused, extra=note)
+
+    def run(self) -> dict:
+        cfg, conn, win = self.config, self.conn, self.window
+        tick = 1.0 / cfg.tick_hz
+        t_start = time.monotonic()
+        i = 0
+        running = True
+        try:
+            while running:
+                t_tick = time.monotonic()
+                for event in pygame.event.get():
+                    if event.type == pygame.QUIT:
+                        running = False
+                    elif event.type == pygame.KEYDOWN:
+                        cmd = command_for_key(pygame.key.name(event.key), self.keymap)
+                        if cmd is not None:
+                            running = self.command(cmd) and running
+                held = win.pressed_keys(self.keymap.keys)
+                if self.extra_keys is not None:
+                    held |= self.extra_keys(i)
+                action = action_from_keys(held, self.keymap)
+                if not self.paused and conn.can_send():
+                    seq = conn.send_action(action)
+                    if self.real:
+                        self.real.step(seq, action)
+                wait_ms = max(0, int((tick - (time.monotonic() - t_tick)) * 1000))
+                frame = conn.poll(wait_ms)
+                if frame is not None:
+                    win.show(frame.pixels, len(win.panes) - 1)
+                    if self.real and frame.header.seq in self.real.frames:
+                        win.show(self.real.frames[frame.header.seq], 0)
+                    self.recording = frame.header.recording
+                if frame is not None or i % 15 == 0:
+                    win.present(self._hud())
+                if frame is not None:
+                    conn.mark_shown(frame)
+                    self.shown_times.append(time.monotonic())
+                    self.frames_shown += 1
+                while conn.errors:
+                    self._say(str(conn.errors.popleft()))
+                if conn.closed_reason is not None:
+                    raise ConnectionError(f"the server closed the session: {conn.closed_reason}")
+                conn.keepalive()
+                i += 1
+                if cfg.max_frames is not None and self.frames_shown >= cfg.max_frames:
+                    running = False
+                if cfg.max_seconds is not None and time.monotonic() - t_start > cfg.max_seconds:
+                    running = False
+            if cfg.screenshot:
+                win.present(self._hud())
+                win.screenshot(cfg.screenshot)
+        finally:
+            self.close()
+        elapsed = time.monotonic() - t_start
+        return {"frames": self.frames_shown, "seconds": elapsed, "latency_p50_ms": conn.latency.p(50),
+                "latency_p95_ms": conn.latency.p(95), "iterations": i}
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.real:
+            self.real.close()
+        self.window.close()

@@ -1,0 +1,71 @@
+"""The pygame client, headless (SDL dummy driver), against the tiny model served from a thread."""
+
+import numpy as np
+import pygame
+import pytest
+
+from input.app import ClientConfig, GameClient
+from input.hud import fmt_bytes, hud_lines
+from serving import ServerThread
+from world.actions import DOOM_ACTIONS
+
+
+def upscale(frame, s):
+    return np.kron(frame, np.ones((s, s, 1), np.uint8))
+
+
+def screenshot(path):
+    return pygame.surfarray.array3d(pygame.image.load(str(path))).transpose(1, 0, 2)  # [H, W, 3]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerThread(budget_bytes=100_000) as st:
+        yield st
+
+
+def test_frames_reach_the_screen_scaled_up(server, tmp_path):
+    shot = tmp_path / "plain.png"
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=4, hud=False, max_frames=8, screenshot=str(shot)),
+                        extra_keys=lambda i: {"w", "a"})
+    summary = client.run()
+    latest = client.conn.latest
+    assert summary["frames"] >= 8 and summary["latency_p95_ms"] > 0
+    assert latest.header.action == DOOM_ACTIONS.index("forward+turn_left")  # held keys -> action on the wire
+    image = screenshot(shot)
+    assert image.shape == (64, 64, 3)
+    assert np.array_equal(image, upscale(latest.pixels, 4))
+
+
+def test_hud_is_drawn_and_commands_work(server, tmp_path):
+    shot = tmp_path / "hud.png"
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=8, hud=True, max_frames=30, screenshot=str(shot)))
+    for key in (pygame.K_p, pygame.K_h, pygame.K_h):  # cycle the policy; HUD off and on again
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+    client.run()
+    assert client.show_hud
+    assert client.conn.stats.get("policy") == "window"  # the server's policies are full, window
+    image = screenshot(shot).astype(int)
+    frame = upscale(client.conn.latest.pixels, 8).astype(int)
+    hud_box = np.abs(image[:40, :100] - frame[:40, :100]).sum()
+    rest = np.abs(image[-20:, -20:] - frame[-20:, -20:]).sum()
+    assert hud_box > 0 and rest == 0
+
+
+def test_escape_quits_and_the_session_is_closed(server):
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=2, max_frames=10_000))
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_ESCAPE, mod=0, unicode="", scancode=0))
+    summary = client.run()
+    assert summary["frames"] < 10_000 and client.conn.sock.closed
+
+
+def test_hud_lines_say_what_the_numbers_are():
+    stats = {"policy": "dual", "memory": {"kv_bytes": 3 * 2**20, "budget_bytes": 8 * 2**20,
+                                          "regions": {"sink": 2**20, "recent": {"bf16": 2**21}}}}
+    lines = hud_lines(fps=15.2, latency_p50=40, latency_p95=70, stats=stats, recording=True, paused=True)
+    text = "\n".join(lines)
+    for part in ("FPS  15.2", "p50    40 ms", "p95    70 ms", "KV 3.0 MB / 8.0 MB", "policy dual", "sink 1.0 MB",
+                 "recent 2.0 MB", "REC", "PAUSED"):
+        assert part in text, part
+    assert "no budget" in "\n".join(hud_lines(fps=0, latency_p50=0, latency_p95=0, stats={}))
+    assert fmt_bytes(512) == "512 B" and fmt_bytes(None) == "-"
