@@ -49,7 +49,7 @@ def test_bad_headers_raise_protocol_errors_with_a_code(raw, code):
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.binary(max_size=200),
                  st.dictionaries(st.sampled_from(["k", "v", "seq", "action", "op", "value", "shape", "data"]),
-                                 st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+                                 st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=8)
                                               | st.sampled_from(list(P.KINDS)),
                                               lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
                                               max_leaves=8)).map(msgpack.packb)))
