@@ -61,30 +61,56 @@ def attend_torch(q: torch.Tensor, view: KVView, *, upcast: bool = False) -> torc
     if len(segments) == 1 and _plain(segments[0]):
         seg = segments[0]
         kr = _rotate(seg.k.to(work), seg.pos, spec, work)
-        return F.scaled_dot_product_attention(qr, kr, seg.v.to(work))
+        return _sdpa(qr, kr, seg.v.to(work), None)
     h, _, d = q.shape
     total = sum(s.visible for s in segments)
     k_all = torch.empty(h, total, d, dtype=work, device=q.device)
+    v_all = torch.empty_like(k_all)
     bias_all = _bias_buffer(segments, h, total, work, q.device)
-    values = []
+    cos_parts, sin_parts = [], []
     start = 0
     for seg in segments:
         stop = start + seg.visible
-        k, v = read_segment(seg, work)
-        pos = seg.pos if seg.index is None else seg.pos.index_select(0, seg.index)
+        _read_into(seg, k_all[:, start:stop], v_all[:, start:stop])
         if spec.dims:
-            cos, sin = rope_tables(pos, spec, work)
-            apply_rope(k, cos, sin, spec.dims, out=k_all[:, start:stop])
-        else:
-            k_all[:, start:stop] = k
+            cos, sin = rope_tables(seg.pos, spec, work)  # per slot; cached while seg.pos is unchanged
+            if seg.index is not None:
+                cos, sin = cos.index_select(0, seg.index), sin.index_select(0, seg.index)
+            cos_parts.append(cos)
+            sin_parts.append(sin)
         if bias_all is not None and seg.bias is not None:
-            bias = seg.bias if seg.index is None else seg.bias.index_select(-1, seg.index)
-            bias_all[:, start:stop] = bias
-        values.append(v)
+            bias_all[:, start:stop] = seg.bias if seg.index is None else seg.bias.index_select(-1, seg.index)
         start = stop
-    v_all = values[0] if len(values) == 1 else torch.cat(values, dim=1)
-    mask = None if bias_all is None else bias_all[:, None, :]
-    return F.scaled_dot_product_attention(qr, k_all, v_all, attn_mask=mask)
+    if spec.dims:  # one in-place rotation of every gathered key
+        cos = cos_parts[0] if len(cos_parts) == 1 else torch.cat(cos_parts)
+        sin = sin_parts[0] if len(sin_parts) == 1 else torch.cat(sin_parts)
+        apply_rope(k_all, cos, sin, spec.dims, out=k_all)
+    return _sdpa(qr, k_all, v_all, bias_all)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """SDPA on `[H, N, D]` tensors with an optional `[1 or H, N]` logit bias.
+
+    Called with a batch dimension: on the CPU, 3-D inputs take the unfused math path (materialised
+    logits, 2.5-4x slower here) while 4-D inputs take the fused flash kernel, with or without a mask.
+    """
+    mask = None if bias is None else bias[None, :, None, :]
+    return F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask)[0]
+
+
+def _read_into(seg: KVSegment, k_out: torch.Tensor, v_out: torch.Tensor) -> None:
+    """Write a segment's visible keys (pre-RoPE) and values into `[H, N, D]` slices of the work buffers."""
+    if seg.bits:
+        k_out.copy_(_dequantized(seg, "k", k_out.dtype))
+        v_out.copy_(_dequantized(seg, "v", v_out.dtype))
+        return
+    for src, dst in ((seg.k, k_out), (seg.v, v_out)):
+        if seg.index is None:
+            dst.copy_(src)
+        elif src.dtype == dst.dtype:
+            torch.index_select(src, 1, seg.index, out=dst)
+        else:
+            dst.copy_(src.index_select(1, seg.index))
 
 
 def read_segment(seg: KVSegment, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -82,14 +82,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int,
         x: `[..., S, D]` (heads leading), any float dtype.
         cos, sin: `[S, dims // 2]` from `rope_tables` (cast to `x.dtype` by the caller for speed).
         dims: rotated channels (even, `<= D`).
-        out: optional `[..., S, D]` destination (may be a slice of a larger buffer); a new tensor if None.
+        out: optional `[..., S, D]` destination (may be a slice of a larger buffer, or `x` itself to rotate
+            in place); a new tensor if None.
 
     Returns:
-        the rotated tensor (`out` when given). `x` is never modified.
+        the rotated tensor (`out` when given). `x` is not modified unless `out is x`.
     """
     if out is None:
         out = torch.empty_like(x)
-    if dims < x.shape[-1]:
+    if dims < x.shape[-1] and out is not x:
         out[..., dims:].copy_(x[..., dims:])
     if dims == 0:
         return out

@@ -7,7 +7,8 @@ keys. Per program: one head, `BLOCK_M` queries; keys stream in tiles of `BLOCK_N
 
     slot  = index[n] (or n)                       gather by slot index
     k     = dequant(codes[slot]) (int8: c * s; int4: nibble * s + z)
-    k     = k * cos(pos[slot] w) + rot(k) * sin(pos[slot] w)   temporal RoPE at read (half-split pairs)
+    k     = k * cos[slot] + rot(k) * sin[slot]    temporal RoPE at read (half-split pairs; per-slot tables
+                                                  built on the host once per position tensor, cached)
     s     = (q . k) / sqrt(D) + bias[slot]        (base-2 logits: scaled by log2 e)
     m, l, acc updated flash-style; the last segment divides by l and writes q.dtype.
 
@@ -32,8 +33,8 @@ LOG2E = 1.4426950408889634
 
 @lazy_jit
 def _attend_segment(
-    Q, K, V, POS, IDX, BIAS, KS, KZ, VS, VZ, ACC, M, L, O,
-    n_keys, n_q, qk_scale, freq_scale,
+    Q, K, V, COS, SIN, IDX, BIAS, KS, KZ, VS, VZ, ACC, M, L, O,
+    n_keys, n_q, qk_scale,
     sq_h, sq_m, sk_h, sk_s, sv_h, sv_s, sks_h, sks_s, svs_h, svs_s, sb_h,
     D: tl.constexpr, ROPE_DIMS: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr,
     HAS_INDEX: tl.constexpr, HAS_BIAS: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr,
@@ -45,14 +46,14 @@ def _attend_segment(
     mask_m = offs_m < n_q
     q = tl.load(Q + h * sq_h + offs_m[:, None] * sq_m + offs_d[None, :], mask=mask_m[:, None], other=0.0)
 
-    # Read-time RoPE constants per channel: partner channel, sign, frequency (identity past ROPE_DIMS).
+    # Read-time RoPE per channel: partner channel, sign, and column `pair` of the per-slot cos/sin tables
+    # (`[S, ROPE_DIMS // 2]`, built once per position tensor on the host); identity past ROPE_DIMS.
     half: tl.constexpr = ROPE_DIMS // 2
     rotated = offs_d < ROPE_DIMS
     first_half = offs_d < half
     partner = tl.where(first_half, offs_d + half, tl.where(rotated, offs_d - half, offs_d))
     sign = tl.where(first_half, -1.0, 1.0)
-    pair = tl.where(first_half, offs_d, offs_d - half).to(tl.float32)
-    inv_freq = tl.exp2(pair * freq_scale)  # theta ** (-2 j / ROPE_DIMS)
+    pair = tl.where(first_half, offs_d, tl.where(rotated, offs_d - half, 0))
 
     # Online-softmax state, carried across segments through ACC/M/L (row-major [H, n_q, D] / [H, n_q]).
     state = h * n_q + offs_m
@@ -73,7 +74,6 @@ def _attend_segment(
         else:
             slot = offs_n
         slot = slot.to(tl.int64)
-        pos = tl.load(POS + slot, mask=mask_n, other=0).to(tl.float32)
 
         # Keys (own channel and RoPE partner channel) and values, dequantized to float32.
         kbase = K + h * sk_h + slot[:, None] * sk_s
@@ -108,9 +108,10 @@ def _attend_segment(
                 v = v * tl.load(vsbase + gk, mask=mask_n[:, None], other=0.0) + tl.load(vzbase + gk, mask=mask_n[:, None], other=0.0)
 
         if ROPE_DIMS > 0:
-            angle = pos[:, None] * inv_freq[None, :]
-            cos = tl.where(rotated[None, :], tl.cos(angle), 1.0)
-            sin = tl.where(rotated[None, :], tl.sin(angle), 0.0)
+            tab = slot[:, None] * half + pair[None, :]
+            rmask = mask_n[:, None] & rotated[None, :]
+            cos = tl.load(COS + tab, mask=rmask, other=1.0)
+            sin = tl.load(SIN + tab, mask=rmask, other=0.0)
             k = k * cos + sign[None, :] * kp * sin
 
         # Operands are rounded to q's dtype (bf16/fp16 MMA, fp32 accumulation). DOT_F32 (interpreter only,
@@ -161,8 +162,11 @@ def attend_triton(q: torch.Tensor, view: KVView, *, block_m: int | None = None, 
     qr = qr.to(q.dtype).contiguous()
     out = torch.empty_like(qr)
     segments = [s for s in view.segments if s.visible > 0]
-    block_m = block_m or (64 if nq > 32 else 16)
+    # Untuned defaults (no GPU was available when this was written): 128x64 tiles / 8 warps for long query
+    # blocks (Matrix-Game: 2640 queries), 16-row tiles for short ones (and the interpreter).
+    block_m = block_m or (128 if nq >= 256 else 64 if nq > 32 else 16)
     block_n = block_n or 64
+    num_warps = 8 if block_m >= 128 else 4
     if len(segments) > 1:
         acc = torch.empty(h, nq, d, dtype=torch.float32, device=q.device)
         m = torch.empty(h, nq, dtype=torch.float32, device=q.device)
@@ -171,14 +175,14 @@ def attend_triton(q: torch.Tensor, view: KVView, *, block_m: int | None = None, 
         acc = m = l = out  # unused placeholders
     grid = (triton.cdiv(nq, block_m), h)
     qk_scale = LOG2E / math.sqrt(d)
-    freq_scale = -2.0 * math.log2(spec.theta) / spec.dims if spec.dims else 0.0
     for i, seg in enumerate(segments):
-        _launch(seg, qr, acc, m, l, out, grid, nq, qk_scale, freq_scale, spec.dims,
-                first=i == 0, last=i == len(segments) - 1, block_m=block_m, block_n=block_n)
+        cos, sin = rope_tables(seg.pos, spec) if spec.dims else (seg.pos, seg.pos)  # [S, dims/2] per slot
+        _launch(seg, qr, cos, sin, acc, m, l, out, grid, nq, qk_scale, spec.dims,
+                first=i == 0, last=i == len(segments) - 1, block_m=block_m, block_n=block_n, num_warps=num_warps)
     return out
 
 
-def _launch(seg: KVSegment, q, acc, m, l, out, grid, nq, qk_scale, freq_scale, rope_dims, *, first, last, block_m, block_n):
+def _launch(seg: KVSegment, q, cos, sin, acc, m, l, out, grid, nq, qk_scale, rope_dims, *, first, last, block_m, block_n, num_warps):
     k, v = _unit_stride(seg.k), _unit_stride(seg.v)
     bits = seg.bits
     ks = _unit_stride(seg.k_scale) if bits else k
@@ -194,13 +198,13 @@ def _launch(seg: KVSegment, q, acc, m, l, out, grid, nq, qk_scale, freq_scale, r
         bias_h = bias.shape[-1] if bias.ndim == 2 else 0
     index = seg.index.contiguous() if seg.index is not None else seg.pos
     _attend_segment[grid](
-        q, k, v, seg.pos.contiguous(), index, bias if bias is not None else q, ks, kz, vs, vz, acc, m, l, out,
-        seg.visible, nq, qk_scale, freq_scale,
+        q, k, v, cos, sin, index, bias if bias is not None else q, ks, kz, vs, vz, acc, m, l, out,
+        seg.visible, nq, qk_scale,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         ks.stride(0), ks.stride(1), vs.stride(0), vs.stride(1), bias_h,
         D=q.shape[-1], ROPE_DIMS=rope_dims, BITS=bits, GROUP=seg.group or 1,
         HAS_INDEX=seg.index is not None, HAS_BIAS=bias is not None, FIRST=first, LAST=last,
-        BLOCK_M=block_m, BLOCK_N=block_n, DOT_F32=interpreting(),
+        BLOCK_M=block_m, BLOCK_N=block_n, DOT_F32=interpreting(), num_warps=num_warps,
     )
 
 
