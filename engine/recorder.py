@@ -31,6 +31,12 @@ log = logging.getLogger("reverie.recorder")
 _STOP = object()
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()  # float reductions (and so exact pixels) depend on it
+
+
 def model_identity(model) -> dict:
     """Name plus hashes that pin a model: its spec, and its config/weights hashes when it declares them."""
     spec = model.spec
@@ -66,7 +72,7 @@ class Recorder:
         self.path = Path(path)
         config = {**model_identity(model), "policy": policy, "budget_bytes": budget_bytes,
                   "chunk_frames": model.spec.chunk_frames, "prefix_actions": [int(a) for a in prefix_actions],
-                  "regenerable": bool(regenerable), "row0": "seed frame"}
+                  "regenerable": bool(regenerable), "row0": "seed frame", "torch_threads": _torch_threads()}
         config["config_hash"] = config.get("config_hash") or hashlib.sha256(
             json.dumps({k: config[k] for k in ("model", "spec_hash", "policy", "budget_bytes")}, sort_keys=True).encode()
         ).hexdigest()[:16]
@@ -152,10 +158,16 @@ class Recorder:
 def regenerate(rollout, model, *, memory_factory=None, on_frame=None) -> np.ndarray:
     """Replay a recorded session's actions through `model`; returns uint8 `[T - 1, H, W, 3]` frames that
     match rows 1.. of `rollout` when the recording is regenerable with this model (same seed -> same
-    frames). Row 0 (the seed frame) starts the session; `prefix_actions` are replayed first, unrecorded."""
+    frames). Row 0 (the seed frame) starts the session; `prefix_actions` are replayed first, unrecorded.
+    Uses the recording's torch thread count (it sets the process-wide value), since float reductions and
+    so exact pixels depend on it."""
+    import torch
+
     from engine.session import Session, default_memory_factory
 
     config = rollout.meta.config
+    if config.get("torch_threads"):
+        torch.set_num_threads(int(config["torch_threads"]))
     if tuple(rollout.meta.frame_shape) != tuple(model.spec.frame_shape):
         raise ValueError(f"the recording is {rollout.meta.frame_shape}, the model makes {model.spec.frame_shape}")
     session = Session(model, np.ascontiguousarray(rollout.frames[0]), policy=config.get("policy", "full"),

@@ -85,7 +85,7 @@ class Session:
         self.budget_bytes = budget_bytes
         self._factory = memory_factory
         self.memory = memory_factory(spec, policy, budget_bytes)
-        self.seed_frame = np.ascontiguousarray(seed_frame)
+        self.seed_frame = np.array(seed_frame, order="C", copy=True)
         self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(1, recache_chunks))
         self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
         self.paused = False

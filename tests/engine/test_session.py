@@ -76,3 +76,14 @@ def test_stats_are_json_like():
     s.step(0)
     st = s.stats()
     assert st["policy"] == "window" and st["memory"]["kv_bytes"] == s.memory.kv_bytes() and st["frame_index"] == 1
+
+
+@pytest.mark.parametrize("policy", ["window", "dual"])
+def test_sessions_on_the_real_memory_are_deterministic(policy):
+    memory = pytest.importorskip("memory")
+    model = TinyWorld()
+    budget = 12 * model.spec.kv_bytes_per_frame
+    factory = lambda spec, pol, b: memory.MemoryManager.create(spec, policy=pol, budget_bytes=b)  # noqa: E731
+    runs = [play(make(model, policy=policy, budget_bytes=budget, seed=2, memory_factory=factory), [1, 3, 7, 0] * 5)
+            for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])

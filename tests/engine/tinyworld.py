@@ -60,9 +60,9 @@ class TinyWorld(WorldModel):
         hdn = hdn + self.act[actions].repeat_interleave(s.tokens_per_frame, 0) + t * self.t_emb
         for layer in range(s.layers):
             q, k, v = (hdn @ self.w_qkv[layer]).reshape(n, 3, s.heads, s.head_dim).permute(1, 2, 0, 3)
-            if commit:
-                memory.commit(layer, k, v, q)
             out = attend(q, memory.view(layer, q, k, v))
+            if commit:  # after the view, as the default model does
+                memory.commit(layer, k, v, q)
             hdn = hdn + torch.tanh(out.permute(1, 0, 2).reshape(n, -1) @ self.w_out[layer])
         return hdn
 
