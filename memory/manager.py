@@ -324,6 +324,24 @@ class MemoryManager:
         keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
         return tuple(self.heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
 
+    def slot_tokens(self, layer: int) -> torch.Tensor:
+        """`[S]` int64 token id (`frame * tokens_per_frame + index in frame`) of every cached slot of
+        `layer`'s view, in view order (scratch excluded); -1 for empty merged-away entries. A merged slot
+        carries its newest member's id. For analysis (shadow mode), not the hot path."""
+        store, f = self.layers[layer], self.spec.tokens_per_frame
+        ids = []
+        for name in self._segment_names(store):
+            if name in ("mid", "spill"):
+                pool = getattr(store, name)
+                n = pool.used
+                tok = pool.frame[:n] * f + pool.hw[:n]
+                ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
+            else:
+                ring = getattr(store, name)
+                n = ring.slots_used
+                ids.append(ring.frame[:n] * f + torch.arange(n, device=ring.frame.device) % f)
+        return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=self.device)
+
     def _frame_pos(self, per_frame: list[int], ring: FrameRing, f: int) -> torch.Tensor:
         """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
         pos = torch.empty(ring.slots_used, dtype=torch.int64)

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from memory.scorers import softmax
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 HIDDEN = 64
 
@@ -114,7 +116,7 @@ def sse_targets(q: torch.Tensor, k: torch.Tensor, chunk_of_q: torch.Tensor, chun
     """
     logits = torch.einsum("hqd,hkd->hqk", q.float(), k.float()) / math.sqrt(q.shape[-1])
     visible = chunk_of_k[None, :] <= chunk_of_q[:, None]
-    p = logits.masked_fill(~visible[None], float("-inf")).softmax(-1)
+    p = softmax(logits.masked_fill(~visible[None], float("-inf")))
     later = chunk_of_q[:, None] > chunk_of_k[None, :]
     same = chunk_of_q[:, None] == chunk_of_k[None, :]
     s_low = p.masked_fill(~later[None], 0.0).amax(1).mean(0)

@@ -28,6 +28,13 @@ from memory.regions import Tokens
 QUERY_SAMPLES = 32  # clean queries per layer used by attention-mass scores
 
 
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim, written out (torch's fused CPU softmax stalls on busy OpenMP threads
+    for the small tensors scored here)."""
+    e = (x - x.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
 def _keep_empty(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     """New scores, except that empty (`-inf`) entries stay empty."""
     return torch.where(torch.isfinite(old), new, old)
@@ -101,7 +108,7 @@ class AttentionMass(Scorer):
     def _mass(self, layer, keys: torch.Tensor) -> torch.Tensor:
         q = self.q[layer]
         logits = torch.einsum("hqd,hsd->hqs", q, keys.float()) / math.sqrt(keys.shape[-1])
-        return logits.softmax(-1).mean(dim=(0, 1)) * keys.shape[1]  # mean mass, 1.0 = uniform share
+        return softmax(logits).mean(dim=(0, 1)) * keys.shape[1]  # mean mass, 1.0 = uniform share
 
     def score(self, layer, tokens, store):
         if self.q[layer] is None:

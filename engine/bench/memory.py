@@ -1,0 +1,361 @@
+"""`reverie bench memory`: every memory policy at several budgets on one seeded rollout.
+
+Protocol (kv-methods.md §9.6), for a model (`--model`, default "default") and a horizon of N frames:
+
+1. Ground truth: the real game (held-out map, `wander` policy) gives N frames, their actions and poses;
+   `go-and-return` episodes give revisits (frames where the player is back where a loop started).
+2. Shadow mode: the `full` cache drives the model on the game's actions; at every layer and denoising
+   step the same queries also attend through every policy's view (each policy is fed the reference's
+   clean chunks). `attn_rel_err` = mean `||O_policy - O_full|| / ||O_full||`; `retained_mass` = mean
+   full-cache softmax mass (sampled queries, all heads) on the tokens the policy still shows that head.
+3. Free-running: each policy generates its own rollout on the same actions with the same noise (drawn
+   from seed, chunk and step): `psnr_vs_full` against the full-cache rollout, `psnr_vs_game` against the
+   real frames, `revisit_psnr` = the model's frames on return vs the real game's frames at those steps.
+   `ms_per_frame` is the wall time per generated frame, `overhead_ms` the policy's own share per section
+   (scoring, compaction, merge, archive, retrieval, head profiling). PSNR is capped at 100 dB
+   (identical frames).
+
+Budgets are fractions of the full cache at the horizon; `full` runs at 1 only (it is the reference).
+The last line with `--json`: `{"horizon", "model", "device", "rows": [{"policy", "budget_frac",
+"attn_rel_err", "retained_mass", "psnr_vs_full", "psnr_vs_game", "revisit_psnr", "kv_bytes",
+"ms_per_frame", "overhead_ms"}, ...]}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+PSNR_CAP = 100.0
+DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--horizon", type=int, default=256, help="frames per rollout (default 256)")
+    parser.add_argument("--policies", default=None, help="comma-separated policy names (default: all)")
+    parser.add_argument("--fracs", default=",".join(str(f) for f in DEFAULT_FRACS),
+                        help="budget fractions of the full cache at the horizon (default 1,0.5,0.25,0.125)")
+    parser.add_argument("--map", default=None, help="real-game map (default: the held-out eval map)")
+    parser.add_argument("--revisit-episodes", type=int, default=1, help="go-and-return episodes (default 1)")
+    parser.add_argument("--no-game", action="store_true",
+                        help="no real game: seeded random actions, no psnr_vs_game / revisit_psnr")
+    parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="registered world model (default: default)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="keyword for the model factory, repeatable (e.g. pretrained=false config=tiny)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the model's device)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: small ops stall on a busy machine with more)")
+
+
+# ---------------------------------------------------------------------------------------------- shared
+def parse_model_args(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
+        low = raw.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+        else:
+            try:
+                out[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                out[key] = raw
+    return out
+
+
+def load_world_model(args):
+    import torch
+
+    from world.registry import load_model
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        model = load_model(args.model, **parse_model_args(args.model_arg))
+    except Exception as exc:  # unknown model, missing weights: say so and stop
+        raise SystemExit(f"reverie bench: cannot load model '{args.model}': {exc}") from None
+    return model
+
+
+@dataclass
+class Episode:
+    """`actions[i]` leads to frame `i` (`actions[0]` is unused); frames uint8 `[N, H, W, 3]` or None."""
+
+    actions: list[int]
+    frames: object = None
+    poses: object = None
+    revisits: list[int] = field(default_factory=list)  # frame indices back at a loop's start
+
+
+def game_episode(spec, map_name: str, seed: int, steps: int, policy: str) -> Episode:
+    import numpy as np
+
+    from world.games import DoomConfig, DoomGame, make_policy
+
+    h, w, _ = spec.frame_shape
+    pol = make_policy(policy, seed=seed)
+    frames, poses, actions = [], [], [0]
+    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False))) as game:
+        obs = game.reset(seed)
+        pol.reset(obs)
+        frames.append(obs.frame)
+        poses.append(obs.pose)
+        while len(frames) < steps:
+            a = int(pol.act(obs))
+            obs = game.step(a)
+            actions.append(a)
+            frames.append(obs.frame)
+            poses.append(obs.pose)
+    revisits = []
+    for loop in getattr(pol, "loops", []):
+        end = int(loop["end_step"])
+        revisits += [i for i in range(end, end + getattr(pol, "pause", 1)) if 0 < i < steps]
+    return Episode(actions, np.stack(frames), np.stack(poses), revisits)
+
+
+def random_episode(spec, seed: int, steps: int) -> Episode:
+    import random
+
+    rng = random.Random(seed)
+    actions, a = [0], 0
+    while len(actions) < steps:
+        if rng.random() < 0.15:
+            a = rng.randrange(len(spec.action_space))
+        actions.append(a)
+    return Episode(actions)
+
+
+def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from: str):
+    """Generate `frames` frames on `episode.actions` (seed frame = the episode's first real frame, or
+    grey). Returns (uint8 frames `[frames, H, W, 3]` incl. the seed frame, seconds spent generating)."""
+    import numpy as np
+    import torch
+
+    from engine.sampler import generate_chunk
+
+    spec, dev = model.spec, model.device
+    k = spec.chunk_frames
+    first = episode.frames[0] if episode.frames is not None else np.full(spec.frame_shape, 128, np.uint8)
+    pose = (0.0, 0.0, 0.0)
+    out = [first]
+    with torch.inference_mode():
+        lat = model.encode(torch.from_numpy(np.ascontiguousarray(first))[None].to(dev))
+        memory.begin_chunk(pose=_pose(episode, 0, pose, pose_from))
+        model.commit(lat.expand(k, *lat.shape[1:]).contiguous(), torch.zeros(k, dtype=torch.long, device=dev), memory)
+        memory.end_chunk()
+        t0 = time.perf_counter()
+        chunk = 0
+        while len(out) < frames:
+            i = len(out)
+            acts = [episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)]
+            memory.begin_chunk(pose=_pose(episode, i, pose, pose_from))
+            x0, delta = generate_chunk(model, memory, torch.tensor(acts, device=dev), seed=seed, chunk_index=chunk)
+            memory.end_chunk()
+            chunk += 1
+            out.extend(model.decode(x0).cpu().numpy())
+            if delta is not None:
+                for dx, dy, da in delta.double().cpu().tolist():
+                    pose = _advance(pose, dx, dy, da)
+        seconds = time.perf_counter() - t0
+    return np.stack(out[:frames]), seconds
+
+
+def _advance(pose, forward, left, dangle):
+    x, y, a = pose
+    rad = math.radians(a)
+    return (x + forward * math.cos(rad) - left * math.sin(rad), y + forward * math.sin(rad) + left * math.cos(rad),
+            a + dangle)
+
+
+def _pose(episode: Episode, i: int, model_pose, pose_from: str):
+    if pose_from == "game" and episode.poses is not None:
+        return tuple(float(v) for v in episode.poses[min(i, len(episode.poses) - 1)])
+    return model_pose if pose_from == "model" else None
+
+
+def psnr(a, b) -> float:
+    """Mean per-frame PSNR (dB) of uint8 frame stacks, each frame capped at `PSNR_CAP`."""
+    import numpy as np
+
+    diff = a.astype(np.float64) - b.astype(np.float64)
+    mse = (diff ** 2).reshape(len(a), -1).mean(1)
+    vals = [PSNR_CAP if m == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / m)) for m in mse]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- shadow
+class ShadowMemory:
+    """Drives the model with the `full` reference and measures every policy on the same queries."""
+
+    def __init__(self, full, policies: dict, samples: int) -> None:
+        self.full, self.policies, self.samples = full, policies, samples
+        self.err = {key: [0.0, 0] for key in policies}
+        self.mass = {key: [0.0, 0] for key in policies}
+
+    def begin_chunk(self, pose=None, events=()):
+        for m in (self.full, *self.policies.values()):
+            m.begin_chunk(pose=pose, events=events)
+
+    def end_chunk(self):
+        for m in (self.full, *self.policies.values()):
+            m.end_chunk()
+
+    def view(self, layer, q, k, v):
+        from kernels import attend
+
+        fv = self.full.view(layer, q, k, v)
+        ref = attend(q, fv).float()
+        probs, full_ids = self._full_probs(layer, q, fv)
+        for key, mem in self.policies.items():
+            pv = mem.view(layer, q, k, v)
+            out = attend(q, pv).float()
+            e = self.err[key]
+            e[0] += float((out - ref).norm() / ref.norm().clamp_min(1e-12))
+            e[1] += 1
+            m = self.mass[key]
+            m[0] += float(_retained(probs, full_ids, mem.slot_tokens(layer), pv))
+            m[1] += 1
+        return fv
+
+    def commit(self, layer, k, v, q):
+        for m in (self.full, *self.policies.values()):
+            m.commit(layer, k, v, q)
+
+    def _full_probs(self, layer, q, view):
+        import torch
+
+        from kernels.attend import read_segment
+        from kernels.rope import apply_rope_ref
+
+        n = q.shape[1]
+        idx = torch.arange(0, n, max(n // self.samples, 1), device=q.device)[: self.samples]
+        qr = apply_rope_ref(q.index_select(1, idx).float(), view.q_pos.index_select(0, idx), view.rope)
+        keys = [apply_rope_ref(read_segment(s, torch.float32)[0], s.pos, view.rope) for s in view.segments]
+        logits = torch.einsum("hqd,hsd->hqs", qr, torch.cat(keys, 1)) / math.sqrt(q.shape[-1])
+        e = (logits - logits.amax(-1, keepdim=True)).exp()
+        return e / e.sum(-1, keepdim=True), self.full.slot_tokens(layer)
+
+
+def _retained(probs, full_ids, pol_ids, pol_view):
+    """Mean over heads and sampled queries of the full-cache probability on slots the policy shows."""
+    import torch
+
+    h = probs.shape[0]
+    cached = full_ids.shape[0]
+    visible = torch.ones(h, pol_ids.shape[0], dtype=torch.bool, device=probs.device)
+    start = 0
+    for seg in pol_view.segments[:-1]:
+        s = seg.pos.shape[0]
+        if seg.bias is not None:
+            b = seg.bias if seg.bias.ndim == 2 else seg.bias[None].expand(h, s)
+            visible[:, start:start + s] = torch.isfinite(b)
+        start += s
+    kept = torch.stack([torch.isin(full_ids, pol_ids[visible[i] & (pol_ids >= 0)]) for i in range(h)])
+    mass = (probs[:, :, :cached] * kept[:, None, :]).sum(-1) + probs[:, :, cached:].sum(-1)
+    return mass.mean()
+
+
+# ---------------------------------------------------------------------------------------------- run
+def make_memories(spec, policies, fracs, horizon, device):
+    from memory import BudgetError, MemoryManager
+
+    out, refused = {}, {}
+    for policy in policies:
+        for frac in ([1.0] if policy == "full" else fracs):
+            try:
+                out[(policy, frac)] = MemoryManager.create(spec, policy=policy, budget_frac=frac,
+                                                           horizon_frames=horizon + spec.chunk_frames, device=device)
+            except BudgetError as exc:
+                refused[(policy, frac)] = str(exc)
+    return out, refused
+
+
+def run(args: argparse.Namespace) -> int:
+    from memory import MemoryManager, available_policies
+    from world.games.maps import DEFAULT_EVAL_MAP
+
+    model = load_world_model(args)
+    spec, device = model.spec, args.device or model.device
+    n = args.horizon
+    policies = args.policies.split(",") if args.policies else available_policies()
+    fracs = [float(f) for f in args.fracs.split(",")]
+    pose_from = "model" if spec.has_pose_head else ("game" if not args.no_game else "none")
+    if args.no_game:
+        play, revisit_eps = random_episode(spec, args.seed, n), []
+    else:
+        map_name = args.map or DEFAULT_EVAL_MAP
+        play = game_episode(spec, map_name, args.seed, n, "wander")
+        revisit_eps = [game_episode(spec, map_name, args.seed + 1 + e, n, "go-and-return")
+                       for e in range(args.revisit_episodes)]
+
+    # shadow mode: the full cache drives; its rollout is also the free-running reference
+    shadow_mems, refused = make_memories(spec, policies, fracs, n, device)
+    full = MemoryManager.create(spec, policy="full", horizon_frames=n + spec.chunk_frames, device=device)
+    shadow = ShadowMemory(full, shadow_mems, args.shadow_queries)
+    ref_frames, _ = free_run(model, shadow, play, args.seed, n, pose_from)
+    shadow_stats = {key: (_mean(shadow.err[key]), _mean(shadow.mass[key])) for key in shadow_mems}
+    del shadow, shadow_mems
+
+    rows = []
+    mems, _ = make_memories(spec, policies, fracs, n, device)
+    for (policy, frac), mem in mems.items():
+        mem.profile = True
+        frames, seconds = free_run(model, mem, play, args.seed, n, pose_from)
+        generated = max(len(frames) - 1, 1)
+        err, mass = shadow_stats[(policy, frac)]
+        row = {"policy": policy, "budget_frac": frac, "attn_rel_err": err, "retained_mass": mass,
+               "psnr_vs_full": psnr(frames[1:], ref_frames[1:]),
+               "psnr_vs_game": psnr(frames[1:], play.frames[1:n]) if play.frames is not None else None,
+               "revisit_psnr": None, "kv_bytes": mem.kv_bytes(),
+               "ms_per_frame": 1000.0 * seconds / generated,
+               "overhead_ms": {k: 1000.0 * v / generated for k, v in sorted(mem.timings.items())}}
+        if revisit_eps:
+            vals = []
+            mem.profile = False
+            for ep in revisit_eps:
+                mem.reset()
+                out, _ = free_run(model, mem, ep, args.seed, n, pose_from)
+                vals += [psnr(out[i:i + 1], ep.frames[i:i + 1]) for i in ep.revisits if i < len(out)]
+            row["revisit_psnr"] = sum(vals) / len(vals) if vals else None
+        rows.append(row)
+    print_table(rows, refused, n, args.model, pose_from)
+    if args.json:
+        print(json.dumps({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from,
+                          "revisits": sum(len(e.revisits) for e in revisit_eps),
+                          "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}))
+    return 0
+
+
+def _mean(acc) -> float | None:
+    return acc[0] / acc[1] if acc[1] else None
+
+
+def print_table(rows, refused, horizon, model, pose_from) -> None:
+    cols = ("policy", "budget_frac", "attn_rel_err", "retained_mass", "psnr_vs_full", "psnr_vs_game",
+            "revisit_psnr", "kv_bytes", "ms_per_frame")
+    print(f"memory policies on model '{model}', horizon {horizon} frames, retrieval pose from: {pose_from}")
+    print("  ".join(f"{c:>13}" for c in cols) + "  overhead ms/frame")
+    for r in rows:
+        cells = [_cell(r[c]) for c in cols]
+        over = ", ".join(f"{k} {v:.2f}" for k, v in r["overhead_ms"].items())
+        print("  ".join(f"{c:>13}" for c in cells) + "  " + over)
+    for (p, f), msg in refused.items():
+        print(f"refused {p} at {f}: {msg}")
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
