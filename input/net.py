@@ -78,6 +78,7 @@ class Connection:
         self.lost = 0
         self._shown: tuple[int, int] = (-1, 0)
         self._last_send = 0.0
+        self._last_stats = 0.0
         self._last_frame = time.monotonic()
         self.welcome = self._hello(P.Hello(client=client, credits=credits, **hello), seed_frame, timeout_s)
         self.frame_shape = tuple(self.welcome.frame_shape)
@@ -129,8 +130,9 @@ class Connection:
             self.in_flight = 0
 
     def keepalive(self, every_s: float = 0.5) -> None:
-        """Ask for stats when nothing was sent for a while (keeps the session's TTL fresh, feeds the HUD)."""
-        if time.monotonic() - self._last_send > every_s:
+        """Ask for stats every `every_s` seconds (feeds the HUD; keeps the session's TTL fresh when paused)."""
+        if time.monotonic() - self._last_stats > every_s:
+            self._last_stats = time.monotonic()
             self.control("stats")
 
     # --- receiving ----------------------------------------------------------------------------------
