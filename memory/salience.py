@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -70,13 +71,20 @@ class SalienceHead(nn.Module):
 
 
 def load_salience_head(spec, path: str | Path | None, device) -> SalienceHead | None:
-    """The trained head for `spec` from `path` (default: the bundled file for `spec.name`); None when
-    no file exists (the caller falls back to the attention proxy).
+    """The trained head for `spec` from `path`, or from the bundled file for `spec.name` when `path` is
+    None; None when there is none (the caller falls back to the attention proxy). A bundled file made for
+    another geometry (e.g. a differently sized model of the same name) is ignored with a warning.
 
     Raises:
-        ValueError: the file is unreadable or was trained for another geometry.
+        ValueError: an explicitly given file is missing, unreadable or made for another geometry.
     """
-    p = Path(path) if path is not None else default_weights_path(spec.name)
+    if path is None:
+        try:
+            return load_salience_head(spec, default_weights_path(spec.name), device) if default_weights_path(spec.name).is_file() else None
+        except ValueError as exc:
+            warnings.warn(f"ignoring the bundled salience head: {exc}", stacklevel=2)
+            return None
+    p = Path(path)
     if not p.is_file():
         if path is not None:
             raise ValueError(f"salience weights {p} do not exist")
