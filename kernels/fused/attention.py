@@ -36,7 +36,7 @@ def _attend_segment(
     Q, K, V, COS, SIN, IDX, BIAS, KS, KZ, VS, VZ, ACC, M, L, O,
     n_keys, n_q, qk_scale,
     sq_h, sq_m, sk_h, sk_s, sv_h, sv_s, sks_h, sks_s, svs_h, svs_s, sb_h,
-    D: tl.constexpr, ROPE_DIMS: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr,
+    D: tl.constexpr, ROPE_DIMS: tl.constexpr, HALF_P: tl.constexpr, BITS: tl.constexpr, GROUP: tl.constexpr,
     HAS_INDEX: tl.constexpr, HAS_BIAS: tl.constexpr, FIRST: tl.constexpr, LAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_F32: tl.constexpr,
 ):
@@ -75,43 +75,41 @@ def _attend_segment(
             slot = offs_n
         slot = slot.to(tl.int64)
 
-        # Keys (own channel and RoPE partner channel) and values, dequantized to float32.
+        # Keys and values of the tile, dequantized to float32.
         kbase = K + h * sk_h + slot[:, None] * sk_s
         vbase = V + h * sv_h + slot[:, None] * sv_s
         if BITS == 0:
             k = tl.load(kbase + offs_d[None, :], mask=mask_n[:, None], other=0.0).to(tl.float32)
-            kp = tl.load(kbase + partner[None, :], mask=mask_n[:, None], other=0.0).to(tl.float32)
             v = tl.load(vbase + offs_d[None, :], mask=mask_n[:, None], other=0.0).to(tl.float32)
         else:
             ksbase = KS + h * sks_h + slot[:, None] * sks_s
             vsbase = VS + h * svs_h + slot[:, None] * svs_s
             gk = offs_d[None, :] // GROUP
-            gp = partner[None, :] // GROUP
             if BITS == 8:
                 k = tl.load(kbase + offs_d[None, :], mask=mask_n[:, None], other=0).to(tl.float32)
-                kp = tl.load(kbase + partner[None, :], mask=mask_n[:, None], other=0).to(tl.float32)
                 v = tl.load(vbase + offs_d[None, :], mask=mask_n[:, None], other=0).to(tl.float32)
                 k = k * tl.load(ksbase + gk, mask=mask_n[:, None], other=0.0)
-                kp = kp * tl.load(ksbase + gp, mask=mask_n[:, None], other=0.0)
                 v = v * tl.load(vsbase + gk, mask=mask_n[:, None], other=0.0)
             else:
                 kzbase = KZ + h * sks_h + slot[:, None] * sks_s
                 vzbase = VZ + h * svs_h + slot[:, None] * svs_s
                 kb = tl.load(kbase + offs_d[None, :] // 2, mask=mask_n[:, None], other=0).to(tl.int32)
-                kpb = tl.load(kbase + partner[None, :] // 2, mask=mask_n[:, None], other=0).to(tl.int32)
                 vb = tl.load(vbase + offs_d[None, :] // 2, mask=mask_n[:, None], other=0).to(tl.int32)
                 k = ((kb >> ((offs_d[None, :] % 2) * 4)) & 15).to(tl.float32)
-                kp = ((kpb >> ((partner[None, :] % 2) * 4)) & 15).to(tl.float32)
                 v = ((vb >> ((offs_d[None, :] % 2) * 4)) & 15).to(tl.float32)
                 k = k * tl.load(ksbase + gk, mask=mask_n[:, None], other=0.0) + tl.load(kzbase + gk, mask=mask_n[:, None], other=0.0)
-                kp = kp * tl.load(ksbase + gp, mask=mask_n[:, None], other=0.0) + tl.load(kzbase + gp, mask=mask_n[:, None], other=0.0)
                 v = v * tl.load(vsbase + gk, mask=mask_n[:, None], other=0.0) + tl.load(vzbase + gk, mask=mask_n[:, None], other=0.0)
 
         if ROPE_DIMS > 0:
-            tab = slot[:, None] * half + pair[None, :]
-            rmask = mask_n[:, None] & rotated[None, :]
-            cos = tl.load(COS + tab, mask=rmask, other=1.0)
-            sin = tl.load(SIN + tab, mask=rmask, other=0.0)
+            # Table rows [BLOCK_N, HALF_P] spread to channels, and the partner channel, by register gathers.
+            offs_h = tl.arange(0, HALF_P)
+            tmask = mask_n[:, None] & (offs_h < half)[None, :]
+            c = tl.load(COS + slot[:, None] * half + offs_h[None, :], mask=tmask, other=1.0)
+            sn = tl.load(SIN + slot[:, None] * half + offs_h[None, :], mask=tmask, other=0.0)
+            pair_idx = tl.broadcast_to(pair[None, :], [BLOCK_N, D])
+            cos = tl.where(rotated[None, :], tl.gather(c, pair_idx, 1), 1.0)
+            sin = tl.where(rotated[None, :], tl.gather(sn, pair_idx, 1), 0.0)
+            kp = tl.gather(k, tl.broadcast_to(partner[None, :], [BLOCK_N, D]), 1)
             k = k * cos + sign[None, :] * kp * sin
 
         # Operands are rounded to q's dtype (bf16/fp16 MMA, fp32 accumulation). DOT_F32 (interpreter only,
@@ -162,11 +160,7 @@ def attend_triton(q: torch.Tensor, view: KVView, *, block_m: int | None = None, 
     qr = qr.to(q.dtype).contiguous()
     out = torch.empty_like(qr)
     segments = [s for s in view.segments if s.visible > 0]
-    # Untuned defaults (no GPU was available when this was written): 128x64 tiles / 8 warps for long query
-    # blocks (Matrix-Game: 2640 queries), 16-row tiles for short ones (and the interpreter).
-    block_m = block_m or (128 if nq >= 256 else 64 if nq > 32 else 16)
-    block_n = block_n or 64
-    num_warps = 8 if block_m >= 128 else 4
+    block_m, block_n, num_warps, num_stages = launch_config(nq, block_m, block_n)
     if len(segments) > 1:
         acc = torch.empty(h, nq, d, dtype=torch.float32, device=q.device)
         m = torch.empty(h, nq, dtype=torch.float32, device=q.device)
@@ -178,11 +172,27 @@ def attend_triton(q: torch.Tensor, view: KVView, *, block_m: int | None = None, 
     for i, seg in enumerate(segments):
         cos, sin = rope_tables(seg.pos, spec) if spec.dims else (seg.pos, seg.pos)  # [S, dims/2] per slot
         _launch(seg, qr, cos, sin, acc, m, l, out, grid, nq, qk_scale, spec.dims,
-                first=i == 0, last=i == len(segments) - 1, block_m=block_m, block_n=block_n, num_warps=num_warps)
+                first=i == 0, last=i == len(segments) - 1, block_m=block_m, block_n=block_n, num_warps=num_warps,
+                num_stages=num_stages)
     return out
 
 
-def _launch(seg: KVSegment, q, cos, sin, acc, m, l, out, grid, nq, qk_scale, rope_dims, *, first, last, block_m, block_n, num_warps):
+def launch_config(nq: int, block_m: int | None = None, block_n: int | None = None) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for `nq` queries.
+
+    Not tuned on a GPU (none was available when this was written). Chosen from sm_90 compiles (ptxas -v,
+    D=128, 44 RoPE channels): 128x32 tiles, 8 warps, 2 stages keep register spills to a few hundred bytes
+    at most for bf16/int8/int4 tiers and shared memory under 120 KB; 128x64 spilled 260-730 bytes. Short
+    query blocks (and the interpreter) use 16- or 64-row tiles.
+    """
+    if block_m is None:
+        block_m = 128 if nq >= 256 else 64 if nq > 32 else 16
+    if block_n is None:
+        block_n = 32 if block_m >= 128 else 64
+    return block_m, block_n, 8 if block_m >= 128 else 4, 2
+
+
+def _launch(seg: KVSegment, q, cos, sin, acc, m, l, out, grid, nq, qk_scale, rope_dims, *, first, last, block_m, block_n, num_warps, num_stages):
     k, v = _unit_stride(seg.k), _unit_stride(seg.v)
     bits = seg.bits
     ks = _unit_stride(seg.k_scale) if bits else k
@@ -202,9 +212,9 @@ def _launch(seg: KVSegment, q, cos, sin, acc, m, l, out, grid, nq, qk_scale, rop
         seg.visible, nq, qk_scale,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         ks.stride(0), ks.stride(1), vs.stride(0), vs.stride(1), bias_h,
-        D=q.shape[-1], ROPE_DIMS=rope_dims, BITS=bits, GROUP=seg.group or 1,
+        D=q.shape[-1], ROPE_DIMS=rope_dims, HALF_P=triton.next_power_of_2(max(1, rope_dims // 2)), BITS=bits, GROUP=seg.group or 1,
         HAS_INDEX=seg.index is not None, HAS_BIAS=bias is not None, FIRST=first, LAST=last,
-        BLOCK_M=block_m, BLOCK_N=block_n, DOT_F32=interpreting(), num_warps=num_warps,
+        BLOCK_M=block_m, BLOCK_N=block_n, DOT_F32=interpreting(), num_warps=num_warps, num_stages=num_stages,
     )
 
 

@@ -5,7 +5,8 @@ standard library (`tl.sum`, `tl.max`, ...) at `import triton`. On a machine with
 cannot run at all, so if triton is not imported yet we import it once with `TRITON_INTERPRET=1` and then
 restore the environment: the variable itself is only set inside the interpreter tests (see
 `interpreted` fixture in test_fused.py), and `kernels.fused` kernels pick their mode at launch. Elsewhere
-(CUDA present, or triton already imported compiled) the interpreter tests rerun in a subprocess.
+(CUDA present, or triton already imported compiled) the interpreter tests rerun in a subprocess, and
+test_compile.py (which needs triton imported in compiled mode) reruns in one when the interpreter won.
 """
 
 import importlib.util
@@ -17,6 +18,8 @@ import torch
 
 def _preload_interpreted_triton() -> None:
     if "triton" in sys.modules or torch.cuda.is_available() or importlib.util.find_spec("triton") is None:
+        return
+    if os.environ.get("REVERIE_TRITON_COMPILED") == "1":  # test_compile.py's subprocess wants the compiler
         return
     before = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
