@@ -1,0 +1,72 @@
+"""`reverie train`: train the default world model (the block-causal DiT of `world.dit`).
+
+    reverie train --config default --out runs/default --seed 0
+    reverie train --config default --data rollouts/train/ --out runs/default   # from recorded rollouts
+    reverie train --config default --out runs/default --resume                 # continue a run
+
+Without `--data`, the run records its own episodes from the real game on the train maps (the config's
+data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
+`OUT/model.safetensors` (+ `.json`), `OUT/train_state.safetensors` (resume), `OUT/loss.csv`, `OUT/loss.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="default", help="training preset (default, tiny)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/train-CONFIG-seedS)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", nargs="+", default=None, help="rollout directories recorded on a train map")
+    parser.add_argument("--steps", type=int, default=None, help="override the number of optimizer steps")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default from the config)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from world.dit.config import train_config
+    from world.dit.data import find_rollouts, generate_episodes, load_episode
+    from world.dit.train import train
+
+    try:
+        cfg = train_config(args.config).with_overrides(steps=args.steps, batch=args.batch, lr=args.lr,
+                                                        threads=args.threads)
+    except ValueError as exc:
+        print(f"reverie train: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or f"runs/train-{args.config}-seed{args.seed}"
+    progress = not args.no_progress
+    if args.data:
+        episodes = [load_episode(p) for p in find_rollouts(args.data)]
+        source = {"data": [e.name for e in episodes]}
+        _check_train_maps(args.data)
+    else:
+        episodes = generate_episodes(cfg, args.seed, progress=progress)
+        source = {"data": "recipe"}
+    frames = sum(len(e) for e in episodes)
+    print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) -> {out}", flush=True)
+    command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
+    path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress,
+                 extra_meta={"command": command, "tics_per_step": cfg.tics_per_step, **source})
+    print(f"model: {path}")
+    return 0
+
+
+def _check_train_maps(paths) -> None:
+    """Refuse rollouts recorded on a held-out map (they are for evaluation only)."""
+    import json
+
+    from world.dit.data import find_rollouts
+    from world.games.maps import get_map
+
+    for d in find_rollouts(paths):
+        meta = json.loads((d / "meta.json").read_text())
+        name = meta.get("map")
+        if name and get_map(name).role != "train":
+            raise SystemExit(f"reverie train: {d} was recorded on '{name}', a held-out map; use train maps only")

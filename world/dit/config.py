@@ -1,0 +1,170 @@
+"""Configuration of the default model (architecture) and of its training run, as frozen dataclasses.
+
+Presets are looked up by name: `model_config("default")`, `train_config("tiny")`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True, slots=True)
+class DiTConfig:
+    """Architecture of the block-causal DiT over frame patches.
+
+    Head channels: `[temporal_rope | row_rope | col_rope | free]`; see `world.dit.rope`. The pose head
+    predicts per-frame motion `(forward, left, dangle)` divided by `pose_scale` (map units, degrees).
+    """
+
+    frame_h: int = 48
+    frame_w: int = 64
+    patch: int = 8
+    width: int = 128
+    layers: int = 6
+    heads: int = 2
+    mlp_ratio: float = 4.0
+    temporal_rope: int = 16
+    row_rope: int = 16
+    col_rope: int = 16
+    temporal_theta: float = 10000.0
+    spatial_theta: float = 100.0
+    num_actions: int = 27
+    pose_head: bool = True
+    pose_scale: tuple[float, float, float] = (16.0, 16.0, 10.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pose_scale", tuple(float(v) for v in self.pose_scale))
+        if len(self.pose_scale) != 3:
+            raise ValueError("pose_scale must have 3 entries (forward, left, dangle)")
+        if self.frame_h % self.patch or self.frame_w % self.patch:
+            raise ValueError(f"frame {self.frame_w}x{self.frame_h} is not a multiple of patch {self.patch}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.temporal_rope + self.row_rope + self.col_rope > self.head_dim:
+            raise ValueError("rope channels exceed head_dim")
+        for name in ("temporal_rope", "row_rope", "col_rope"):
+            if getattr(self, name) % 2:
+                raise ValueError(f"{name} must be even")
+        if self.layers < 1 or self.num_actions < 1:
+            raise ValueError("layers and num_actions must be >= 1")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.frame_h // self.patch, self.frame_w // self.patch
+
+    @property
+    def tokens_per_frame(self) -> int:
+        gh, gw = self.grid
+        return gh * gw
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch * self.patch * 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DiTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown DiTConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def hash(self) -> str:
+        """Short stable hash of the architecture (goes into checkpoints and rollouts)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """One training run: model preset, data, schedule.
+
+    Attributes:
+        window: contiguous frames per training window (the last frame sees `window - 1` context frames).
+        revisit_frames: extra far-earlier frames of the same place prepended to a revisit window.
+        revisit_prob: fraction of windows that get revisit frames (when a matching earlier frame exists).
+        context_aug_prob, context_aug_max: noise augmentation of the clean context copies.
+        pose_weight: weight of the pose-delta loss.
+        maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe used when no
+            recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
+            (train map, policy) pair, the game advancing `tics_per_step` tics per step.
+    """
+
+    model: str = "default"
+    steps: int = 1600
+    batch: int = 2
+    lr: float = 8e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    window: int = 17
+    revisit_frames: int = 2
+    revisit_prob: float = 0.3
+    revisit_min_gap: int = 24
+    revisit_max_dist: float = 96.0
+    revisit_max_angle: float = 30.0
+    context_aug_prob: float = 0.5
+    context_aug_max: float = 0.1
+    pose_weight: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    threads: int = 2
+    maps: tuple[str, ...] = ("maze", "freedoom2-map01")
+    policies: tuple[str, ...] = ("random", "wander", "go-and-return")
+    episodes_per: int = 6
+    episode_steps: int = 1000
+    tics_per_step: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "maps", tuple(self.maps))
+        object.__setattr__(self, "policies", tuple(self.policies))
+        if self.tics_per_step < 1 or self.episodes_per < 1 or self.episode_steps < self.window:
+            raise ValueError("tics_per_step and episodes_per must be >= 1, episode_steps >= window")
+        if self.window < 2:
+            raise ValueError("window must be >= 2")
+        if self.steps < 1 or self.batch < 1:
+            raise ValueError("steps and batch must be >= 1")
+        if not 0.0 <= self.revisit_prob <= 1.0 or not 0.0 <= self.context_aug_prob <= 1.0:
+            raise ValueError("probabilities must be in [0, 1]")
+        if self.model not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset '{self.model}'; choose from {sorted(MODEL_PRESETS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **kw) -> "TrainConfig":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+MODEL_PRESETS: dict[str, DiTConfig] = {
+    "default": DiTConfig(),
+    "tiny": DiTConfig(width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8),
+}
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
+                        maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
+}
+
+
+def model_config(name: str) -> DiTConfig:
+    try:
+        return MODEL_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown model config '{name}'; choose from {sorted(MODEL_PRESETS)}") from None
+
+
+def train_config(name: str) -> TrainConfig:
+    try:
+        return TRAIN_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown train config '{name}'; choose from {sorted(TRAIN_PRESETS)}") from None

@@ -1,0 +1,140 @@
+"""The default neural game: `DiTWorldModel` (the `WorldModel` contract around `DiTNet`) and `build`.
+
+Latents are the frame's non-overlapping `patch x patch` RGB patches scaled to [-1, 1]
+(`[T, tokens_per_frame, patch * patch * 3]`), so `encode`/`decode` are exact reshapes and the network
+works directly in pixel space.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kernels.view import RopeSpec
+from world.checkpoint import CheckpointError, load_state, read_metadata
+from world.contract import AttentionMemory, ModelSpec, WorldModel
+from world.dit.config import DiTConfig, model_config
+from world.dit.network import DiTNet
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
+
+
+class DiTWorldModel(WorldModel):
+    """Block-causal DiT over frame patches, conditioned per frame on the action and the noise level.
+
+    Attributes:
+        net: the weights (`DiTNet`); cfg: its `DiTConfig`; meta: checkpoint metadata (empty if random).
+    """
+
+    def __init__(self, net: DiTNet, *, name: str = "default", steps: tuple[float, ...] | None = None,
+                 meta: dict | None = None):
+        self.net = net.eval().requires_grad_(False)
+        self.cfg: DiTConfig = net.cfg
+        self.meta = dict(meta or {})
+        cfg = self.cfg
+        extra = {"steps": tuple(steps)} if steps else {}
+        self.spec = ModelSpec(
+            name=name, frame_shape=(cfg.frame_h, cfg.frame_w, 3), tokens_per_frame=cfg.tokens_per_frame,
+            latent_shape=(cfg.tokens_per_frame, cfg.patch_dim), layers=cfg.layers, heads=cfg.heads,
+            head_dim=cfg.head_dim, rope=RopeSpec(dims=cfg.temporal_rope, theta=cfg.temporal_theta),
+            has_pose_head=cfg.pose_head, **extra)
+        from kernels import attend
+
+        self._attend = attend
+
+    # -- pixels <-> latents ---------------------------------------------------------------------------
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 `[T, H, W, 3]` -> float32 `[T, tokens_per_frame, patch * patch * 3]` in [-1, 1]."""
+        return patchify(frames, self.cfg.patch)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """`[T, tokens_per_frame, patch * patch * 3]` -> uint8 `[T, H, W, 3]` (clamped, rounded)."""
+        return unpatchify(latents, self.cfg.patch, self.cfg.frame_h, self.cfg.frame_w)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+        """See `WorldModel.denoise`: x `[C, T, P]` at noise `t` -> clean estimate `[C, T, P]`."""
+        tt = torch.full((x.shape[0],), float(t), dtype=torch.float32)
+        x0, _ = self.net.step(x.float(), tt, actions.long(), memory, self._attend, commit=False)
+        return x0
+
+    @torch.inference_mode()
+    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor | None:
+        """See `WorldModel.commit`: writes the clean chunk's K/V.
+
+        Returns pose deltas `[C, 3]` = (forward, left, dangle degrees), motion since the previous frame in
+        that frame's heading (egocentric; see `world.dit.data.pose_deltas`), or None without a pose head.
+        """
+        tt = torch.full((x0.shape[0],), float(self.spec.context_noise), dtype=torch.float32)
+        _, pose = self.net.step(x0.float(), tt, actions.long(), memory, self._attend, commit=True)
+        if pose is None:
+            return None
+        return pose * torch.tensor(self.cfg.pose_scale, dtype=pose.dtype)
+
+
+def patchify(frames: torch.Tensor, patch: int) -> torch.Tensor:
+    """uint8 `[..., H, W, 3]` -> `[..., (H/p)*(W/p), p*p*3]` float32 in [-1, 1] (raster order of patches)."""
+    *lead, h, w, c = frames.shape
+    x = frames.to(torch.float32) / 127.5 - 1.0
+    x = x.reshape(*lead, h // patch, patch, w // patch, patch, c)
+    x = x.movedim(-4, -3)  # [..., gh, gw, p, p, c]
+    return x.reshape(*lead, (h // patch) * (w // patch), patch * patch * c)
+
+
+def unpatchify(latents: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of `patchify`, to uint8 `[..., H, W, 3]`."""
+    *lead, _, _ = latents.shape
+    x = latents.reshape(*lead, h // patch, w // patch, patch, patch, 3).movedim(-3, -4)
+    x = x.reshape(*lead, h, w, 3)
+    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def load_net(path: str | Path) -> tuple[DiTNet, dict]:
+    """Build a `DiTNet` from a checkpoint (config read from the checkpoint's metadata)."""
+    meta = read_metadata(path)
+    if "config" not in meta:
+        raise CheckpointError(f"checkpoint {path} has no model config in its metadata")
+    try:
+        cfg = DiTConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid model config: {exc}") from exc
+    if meta.get("config_hash") not in (None, cfg.hash()):
+        raise CheckpointError(f"checkpoint {path}: config hash {meta.get('config_hash')} does not match its "
+                              f"config ({cfg.hash()})")
+    net = DiTNet(cfg)
+    expected = {n: t.shape for n, t in net.state_dict().items()}
+    net.load_state_dict(load_state(path, expected))
+    return net, meta
+
+
+def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, config: str | DiTConfig = "default",
+          steps: tuple[float, ...] | None = None, seed: int = 0, name: str = "default") -> DiTWorldModel:
+    """The registry factory for `"default"`.
+
+    Args:
+        pretrained: load the weights bundled in the package (`world/dit/weights/default.safetensors`).
+        checkpoint: load this safetensors file instead (its config comes from its metadata).
+        config: preset name or `DiTConfig` for random weights (`pretrained=False`, no checkpoint).
+        steps: override the sampler's noise levels (default `(1.0, 0.75, 0.5, 0.25)`).
+        seed: seeds the random initialisation when no weights are loaded.
+    Raises:
+        CheckpointError: no bundled weights (with `pretrained=True`), or a missing/corrupt/mismatched file.
+    """
+    if checkpoint is None and pretrained:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise CheckpointError(
+                f"no trained default model is bundled with this install ({DEFAULT_CHECKPOINT} is missing); "
+                "train one with `reverie train --config default` and pass `--checkpoint`, or use random "
+                "weights with load_model('default', pretrained=False)")
+        checkpoint = DEFAULT_CHECKPOINT
+    if checkpoint is not None:
+        net, meta = load_net(checkpoint)
+        return DiTWorldModel(net, name=name, steps=steps, meta=meta)
+    cfg = model_config(config) if isinstance(config, str) else config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = DiTNet(cfg)
+    return DiTWorldModel(net, name=name, steps=steps, meta={"config": cfg.to_dict(), "config_hash": cfg.hash()})

@@ -1,0 +1,264 @@
+"""Training the default model: diffusion forcing with a clean commit copy of every frame.
+
+Each training sequence is `[R revisit frames | W clean frames | W noisy frames]`:
+
+* the clean copies play the commit pass: frame i attends to the revisit frames and clean frames <= i,
+  at noise level 0 (or a small augmentation level, so the model learns to tolerate imperfect history);
+* the noisy copies play a denoising step: frame i, at its own independently drawn noise level, attends to
+  the revisit frames, clean frames < i and itself, which is exactly what `denoise` sees through memory.
+
+The loss is the x0 error of every noisy copy (flow matching, `x_t = (1 - t) x0 + t noise`, x0
+prediction) plus the pose-delta error of the clean copies. Everything random is drawn from generators
+seeded by the run's seed, so a run is reproducible; `resume` continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from world.checkpoint import save_state
+from world.dit.config import DiTConfig, TrainConfig, model_config
+from world.dit.data import Episode, WindowSampler
+from world.dit.default import patchify
+from world.dit.network import DiTNet
+
+SAMPLER_LEVELS = torch.tensor([1.0, 0.75, 0.5, 0.25])
+
+
+def block_causal_mask(window: int, n_extra: int = 0, extra_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Frame-level attention mask for `[extra | clean | noisy]` sequences.
+
+    Args:
+        window: W frames (each present as a clean and a noisy copy).
+        n_extra: R revisit frames placed first.
+        extra_valid: optional bool `[B, R]`; invalid revisit slots are hidden from everyone.
+    Returns:
+        bool `[R + 2W, R + 2W]` (or `[B, ...]` with `extra_valid`); `[i, j]` true if i may attend to j.
+    """
+    r, w = n_extra, window
+    n = r + 2 * w
+    m = torch.zeros(n, n, dtype=torch.bool)
+    m[:r, :r] = torch.ones(r, r, dtype=torch.bool).tril()
+    m[r:, :r] = True
+    m[r:r + w, r:r + w] = torch.ones(w, w, dtype=torch.bool).tril()
+    m[r + w:, r:r + w] = torch.ones(w, w, dtype=torch.bool).tril(-1)
+    m[r + w:, r + w:] = torch.eye(w, dtype=torch.bool)
+    if extra_valid is None:
+        return m
+    m = m.expand(extra_valid.shape[0], n, n).clone()
+    hidden = torch.zeros(extra_valid.shape[0], n, dtype=torch.bool)
+    hidden[:, :r] = ~extra_valid
+    m &= ~hidden[:, None, :]
+    idx = torch.arange(r)
+    m[:, idx, idx] = True  # every frame sees at least itself
+    return m
+
+
+def sample_levels(gen: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+    """Noise levels for the noisy copies: uniform in (0, 1], half of them snapped to the sampler's levels."""
+    t = torch.rand(shape, generator=gen).clamp_min(0.02)
+    snap = torch.rand(shape, generator=gen) < 0.5
+    pick = SAMPLER_LEVELS[torch.randint(0, len(SAMPLER_LEVELS), shape, generator=gen)]
+    return torch.where(snap, pick, t)
+
+
+def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTConfig, gen: torch.Generator) -> dict:
+    """Turn sampled windows into network inputs and targets (see the module docstring)."""
+    r, w = cfg.revisit_frames, cfg.window
+    x0 = patchify(torch.from_numpy(sample["frames"]), model_cfg.patch)  # [B, R+W, T, P]
+    b = x0.shape[0]
+    t_ctx = torch.rand(b, r + w, generator=gen) * cfg.context_aug_max
+    t_ctx = torch.where(torch.rand(b, r + w, generator=gen) < cfg.context_aug_prob, t_ctx, torch.zeros_like(t_ctx))
+    t_noisy = sample_levels(gen, (b, w))
+    t = torch.cat((t_ctx, t_noisy), 1)
+    target = torch.cat((x0, x0[:, r:]), 1)
+    noise = torch.randn(target.shape, generator=gen)
+    tt = t[..., None, None]
+    x_in = (1.0 - tt) * target + tt * noise
+    actions = torch.from_numpy(sample["actions"])
+    pos = torch.from_numpy(sample["pos"])
+    scale = torch.tensor(model_cfg.pose_scale)
+    return {
+        "x": x_in, "t": t, "actions": torch.cat((actions, actions[:, r:]), 1),
+        "pos": torch.cat((pos, pos[:, r:]), 1),
+        "revisit_valid": torch.from_numpy(sample["revisit_valid"]),
+        "x0": x0[:, r:], "pose": torch.from_numpy(sample["deltas"][:, r:]) / scale,
+    }
+
+
+def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    r, w = cfg.revisit_frames, cfg.window
+    out, pose = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r, batch["revisit_valid"])
+    loss_x0 = F.mse_loss(out[:, r + w:], batch["x0"])
+    total = loss_x0
+    result = {"x0": loss_x0}
+    if pose is not None:
+        loss_pose = F.mse_loss(pose[:, r:r + w], batch["pose"])
+        total = total + cfg.pose_weight * loss_pose
+        result["pose"] = loss_pose
+    result["loss"] = total
+    return result
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+@dataclass
+class RunPaths:
+    out: Path
+
+    @property
+    def model(self) -> Path:
+        return self.out / "model.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return self.out / "train_state.safetensors"
+
+    @property
+    def state_json(self) -> Path:
+        return self.out / "train_state.json"
+
+    @property
+    def curve(self) -> Path:
+        return self.out / "loss.csv"
+
+
+def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, np_rng: np.random.Generator,
+          gen: torch.Generator, meta: dict) -> None:
+    """Model (fp16, for use) and full training state (fp32 weights + AdamW moments + RNG, for resume)."""
+    model_meta = dict(meta, step=step)
+    save_state(paths.model, net.state_dict(), model_meta, dtype=torch.float16)
+    state = {f"model.{n}": p for n, p in net.state_dict().items()}
+    names = {id(p): n for n, p in net.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            s = opt.state.get(p)
+            if s:
+                state[f"adam.exp_avg.{names[id(p)]}"] = s["exp_avg"]
+                state[f"adam.exp_avg_sq.{names[id(p)]}"] = s["exp_avg_sq"]
+    state["rng.torch"] = gen.get_state()
+    adam_step = next((float(s["step"]) for s in opt.state.values() if "step" in s), 0.0)
+    save_state(paths.state, state, dict(meta, step=step, adam_step=adam_step,
+                                        numpy_rng=np_rng.bit_generator.state))
+
+
+def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np.random.Generator,
+            gen: torch.Generator) -> int:
+    from world.checkpoint import load_state, read_metadata
+
+    meta = read_metadata(paths.state)
+    from safetensors.torch import load_file
+
+    state = load_file(str(paths.state))
+    expected = {f"model.{n}": p.shape for n, p in net.state_dict().items()}
+    model_state = load_state(paths.state, {**expected, **{k: v.shape for k, v in state.items() if not k.startswith("model.")}})
+    net.load_state_dict({k[len("model."):]: v for k, v in model_state.items() if k.startswith("model.")})
+    for name, p in net.named_parameters():
+        if f"adam.exp_avg.{name}" in state:
+            opt.state[p] = {"step": torch.tensor(meta["adam_step"]), "exp_avg": state[f"adam.exp_avg.{name}"],
+                            "exp_avg_sq": state[f"adam.exp_avg_sq.{name}"]}
+    gen.set_state(state["rng.torch"])
+    np_rng.bit_generator.state = meta["numpy_rng"]
+    return int(meta["step"])
+
+
+def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: int = 0, resume: bool = False,
+          extra_meta: dict | None = None, progress: bool = True) -> Path:
+    """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`.
+
+    Returns the path of the model checkpoint.
+    """
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    paths = RunPaths(Path(out))
+    paths.out.mkdir(parents=True, exist_ok=True)
+    model_cfg = model_config(cfg.model)
+    torch.manual_seed(seed)
+    net = DiTNet(model_cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    np_rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    sampler = WindowSampler(episodes, cfg)
+    meta = {"config": model_cfg.to_dict(), "config_hash": model_cfg.hash(), "train": cfg.to_dict(), "seed": seed,
+            "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes), **(extra_meta or {})}
+    start = 0
+    if resume and paths.state.is_file():
+        start = _resume(paths, net, opt, np_rng, gen)
+    elif paths.curve.exists():
+        paths.curve.unlink()
+    new_curve = not paths.curve.exists()
+    with open(paths.curve, "a", newline="") as f:
+        log = csv.writer(f)
+        if new_curve:
+            log.writerow(["step", "loss", "x0", "pose", "lr", "seconds"])
+        t0 = time.time()
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
+        net.train()
+        for step in bar:
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen)
+            parts = losses(net, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+                row = [step, *(float(parts[k].detach()) if k in parts else float("nan") for k in ("loss", "x0", "pose")),
+                       lr, round(time.time() - t0, 2)]
+                log.writerow(row)
+                f.flush()
+                bar.set_postfix(loss=f"{row[1]:.4f}", x0=f"{row[2]:.4f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                _save(paths, net, opt, step + 1, np_rng, gen, meta)
+                plot_curve(paths.curve, paths.out / "loss.png")
+    if start >= cfg.steps and not paths.model.exists():
+        _save(paths, net, opt, start, np_rng, gen, meta)
+    return paths.model
+
+
+def plot_curve(csv_path: Path, png_path: Path) -> bool:
+    """Loss curve PNG (skipped, returning False, when matplotlib is not installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = list(csv.DictReader(open(csv_path)))
+    if not rows:
+        return False
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("x0", "pose"):
+        vals = [float(r[key]) for r in rows]
+        ax.plot(steps, vals, label=key, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def config_summary(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True)
