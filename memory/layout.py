@@ -145,3 +145,27 @@ def _plan_unbounded(spec, budget_bytes, horizon_frames, frame_b, common) -> Layo
                 f"({frame_b * n_layers:,} bytes each), less than one chunk ({c} frames)")
     return Layout(sink_frames=0, recent_frames=frames, mid_tokens=0, spill_tokens=0, retrieved_frames=0,
                   recent_grows=grows, evicts=False, budget_bytes=budget_bytes, **common)
+
+
+DEFAULT_BUDGET_FRAMES = 32  # budget of a managed policy created without one: 32 frames of full cache
+
+
+def resolve_budget(spec, cfg: PolicyConfig, budget_bytes, budget_frac, horizon_frames) -> int | None:
+    """The byte budget implied by the arguments (None = unbounded `full`)."""
+    if budget_bytes is not None and budget_frac is not None:
+        raise BudgetError("give budget_bytes or budget_frac, not both")
+    if horizon_frames is not None and horizon_frames < 1:
+        raise BudgetError(f"horizon_frames must be >= 1, got {horizon_frames}")
+    if budget_frac is not None:
+        if not 0.0 < budget_frac <= 1.0:
+            raise BudgetError(f"budget_frac must be in (0, 1], got {budget_frac}")
+        if horizon_frames is None:
+            raise BudgetError("budget_frac is a fraction of the full cache at horizon_frames; give horizon_frames")
+        return int(math.floor(budget_frac * horizon_frames * spec.kv_bytes_per_frame))
+    if budget_bytes is not None:
+        if budget_bytes <= 0:
+            raise BudgetError(f"budget_bytes must be positive, got {budget_bytes}")
+        return int(budget_bytes)
+    if cfg.unbounded:
+        return None
+    return DEFAULT_BUDGET_FRAMES * spec.kv_bytes_per_frame

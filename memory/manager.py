@@ -18,10 +18,8 @@ No host syncs happen in `view`/`commit`: occupancy and the frame clock are Pytho
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
@@ -29,29 +27,14 @@ from kernels.view import KVSegment, KVView
 from memory.config import PolicyConfig
 from memory.errors import BudgetError
 from memory.heads import MIN_HISTORY_FRAMES, HeadGroups
-from memory.layout import Layout, plan_layout, quant_group
+from memory.layout import Layout, plan_layout, resolve_budget
 from memory.merge import TokenMerger
 from memory.policies import resolve
-from memory.pools import TokenPool
 from memory.positions import Clock, make_position_policy
-from memory.regions import FrameRing, Tokens
+from memory.regions import Tokens
 from memory.scorers import make_scorer
 from memory.spatial import FrameArchive
-
-DEFAULT_BUDGET_FRAMES = 32  # budget of a managed policy created without one: 32 frames of full cache
-
-
-@dataclass
-class LayerStore:
-    """The regions of one layer (None where the policy has no such region)."""
-
-    recent: FrameRing
-    sink: FrameRing | None = None
-    mid: TokenPool | None = None
-    spill: TokenPool | None = None
-    retrieved: FrameRing | None = None
-    segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
-
+from memory.store import LayerStore, build_segments, new_store, segment_names, slot_tokens
 
 class MemoryManager:
     """A session's memory. Build it with `MemoryManager.create(spec, policy=..., ...)`."""
@@ -66,7 +49,7 @@ class MemoryManager:
         limit = cfg.rope_limit
         if limit is not None and self.positions.bounded and self.span > limit:
             raise BudgetError(f"policy '{cfg.name}' spans {self.span} temporal positions, more than rope_limit={limit}")
-        self.layers = [self._new_store() for _ in range(spec.layers)]
+        self.layers = [new_store(spec, layout, self.device) for _ in range(spec.layers)]
         self._stage = self._new_staging()
         # optional features, composed from the policy (None when the policy does not use them)
         self.merger = (TokenMerger(cfg.merge_threshold, spec.layers, spec.tokens_per_frame, self.device)
@@ -109,24 +92,6 @@ class MemoryManager:
         budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)
         layout = plan_layout(spec, cfg, budget, horizon_frames)
         return cls(spec, cfg, layout, device)
-
-    def _new_store(self) -> LayerStore:
-        lay, s = self.layout, self.spec
-        geo = dict(heads=s.heads, head_dim=s.head_dim, tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype,
-                   device=self.device)
-        mode = "grow" if lay.recent_grows else ("ring" if lay.evicts else "bounded")
-        store = LayerStore(recent=FrameRing(capacity=lay.recent_frames, mode=mode, **geo))
-        if lay.sink_frames:
-            store.sink = FrameRing(capacity=lay.sink_frames, mode="fill", **geo)
-        if lay.retrieved_frames:
-            store.retrieved = FrameRing(capacity=lay.retrieved_frames, mode="fill", **geo)
-        pool_geo = dict(heads=s.heads, head_dim=s.head_dim, dtype=s.kv_dtype, device=self.device,
-                        group=quant_group(s.head_dim), merged=lay.merged)
-        if lay.mid_tokens:
-            store.mid = TokenPool(capacity=lay.mid_tokens, bits=lay.mid_bits, **pool_geo)
-        if lay.spill_tokens:
-            store.spill = TokenPool(capacity=lay.spill_tokens, bits=lay.spill_bits, **pool_geo)
-        return store
 
     def _new_staging(self) -> Tokens:
         s = self.spec
@@ -272,7 +237,7 @@ class MemoryManager:
         slot = (ring.written - 1) % ring.capacity
         view = KVView(segments=(*store.segments, KVSegment(k=k, v=v, pos=self._chunk_pos)), q_pos=self._chunk_pos,
                       rope=self.spec.rope)
-        self.heads.observe(layer, q, view, self._segment_names(store), range(slot * f, (slot + 1) * f))
+        self.heads.observe(layer, q, view, segment_names(store), range(slot * f, (slot + 1) * f))
 
     @contextmanager
     def _timed(self, name: str):
@@ -304,65 +269,13 @@ class MemoryManager:
                      recent_frames=tuple(st.recent.frames), pool_lo=pool_lo)
 
     def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
-        clock, pp, f = self._clock, self.positions, self.spec.tokens_per_frame
-        segs = []
-        if store.sink is not None and store.sink.frames:
-            segs.append(store.sink.segment(self._frame_pos(pp.sink(clock), store.sink, f)))
-        for pool in (store.mid, store.spill):
-            if pool is not None and pool.used:
-                segs.append(pool.segment(pp.tail(pool.frame[:pool.used], clock, "pool"), self._bias(layer, pool)))
-        if store.retrieved is not None and store.retrieved.frames:
-            segs.append(store.retrieved.segment(self._frame_pos(pp.retrieved(clock), store.retrieved, f)))
-        if store.recent.frames:
-            n = store.recent.slots_used
-            segs.append(store.recent.segment(pp.tail(store.recent.frame[:n], clock, "recent")))
-        names = self._segment_names(store)
-        if self.heads is None or not self.heads.ready:
-            return tuple(segs)
-        ring = store.recent
-        anchor = (ring.written - 1) % ring.capacity if ring.frames else None
-        keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
-        return tuple(self.heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
+        return build_segments(store, layer, self._clock, self.positions, self.heads, self.device)
 
     def slot_tokens(self, layer: int) -> torch.Tensor:
         """`[S]` int64 token id (`frame * tokens_per_frame + index in frame`) of every cached slot of
         `layer`'s view, in view order (scratch excluded); -1 for empty merged-away entries. A merged slot
         carries its newest member's id. For analysis (shadow mode), not the hot path."""
-        store, f = self.layers[layer], self.spec.tokens_per_frame
-        ids = []
-        for name in self._segment_names(store):
-            if name in ("mid", "spill"):
-                pool = getattr(store, name)
-                n = pool.used
-                tok = pool.frame[:n] * f + pool.hw[:n]
-                ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
-            else:
-                ring = getattr(store, name)
-                n = ring.slots_used
-                ids.append(ring.frame[:n] * f + torch.arange(n, device=ring.frame.device) % f)
-        return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=self.device)
-
-    def _frame_pos(self, per_frame: list[int], ring: FrameRing, f: int) -> torch.Tensor:
-        """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
-        pos = torch.empty(ring.slots_used, dtype=torch.int64)
-        for i, p in enumerate(per_frame):
-            slot = (ring.written - len(ring.frames) + i) % ring.capacity
-            pos[slot * f:(slot + 1) * f] = p
-        return pos.to(self.device)
-
-    def _segment_names(self, store: LayerStore) -> list[str]:
-        names = []
-        if store.sink is not None and store.sink.frames:
-            names.append("sink")
-        names += [n for n, p in (("mid", store.mid), ("spill", store.spill)) if p is not None and p.used]
-        if store.retrieved is not None and store.retrieved.frames:
-            names.append("retrieved")
-        if store.recent.frames:
-            names.append("recent")
-        return names
-
-    def _bias(self, layer: int, pool: TokenPool) -> torch.Tensor | None:
-        return pool.bias()
+        return slot_tokens(self.layers[layer])
 
     # ------------------------------------------------------------------ events
     def handle_event(self, event) -> None:
@@ -495,24 +408,3 @@ class MemoryManager:
             "static_heads": self.heads.to_json()["static"] if self.heads is not None and self.heads.ready else None,
             "timings_s": dict(self.timings),
         }
-
-
-def resolve_budget(spec, cfg: PolicyConfig, budget_bytes, budget_frac, horizon_frames) -> int | None:
-    """The byte budget implied by the arguments (None = unbounded `full`)."""
-    if budget_bytes is not None and budget_frac is not None:
-        raise BudgetError("give budget_bytes or budget_frac, not both")
-    if horizon_frames is not None and horizon_frames < 1:
-        raise BudgetError(f"horizon_frames must be >= 1, got {horizon_frames}")
-    if budget_frac is not None:
-        if not 0.0 < budget_frac <= 1.0:
-            raise BudgetError(f"budget_frac must be in (0, 1], got {budget_frac}")
-        if horizon_frames is None:
-            raise BudgetError("budget_frac is a fraction of the full cache at horizon_frames; give horizon_frames")
-        return int(math.floor(budget_frac * horizon_frames * spec.kv_bytes_per_frame))
-    if budget_bytes is not None:
-        if budget_bytes <= 0:
-            raise BudgetError(f"budget_bytes must be positive, got {budget_bytes}")
-        return int(budget_bytes)
-    if cfg.unbounded:
-        return None
-    return DEFAULT_BUDGET_FRAMES * spec.kv_bytes_per_frame

@@ -10,6 +10,7 @@ from kernels.view import KVSegment, KVView, RopeSpec
 from memory import MemoryManager
 from memory.salience import SalienceHead, load_salience_head, sse_targets
 from memory.spatial import FrameArchive
+from memory.store import segment_names
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 
@@ -92,7 +93,7 @@ def test_deep_sink_realigns_the_sink_next_to_the_tail():
     for c in range(80):
         views = run_chunk(mem, spec, c)
     st = mem.layers[0]
-    names = mem._segment_names(st)
+    names = segment_names(st)
     segs = dict(zip(names, views[0][1].segments))
     sink_top = int(segs["sink"].pos.max())
     tail_low = min(int(segs[n].pos.min()) for n in ("mid", "recent") if n in segs)
@@ -122,7 +123,7 @@ def test_head_profiling_is_deterministic_and_finds_static_heads(tmp_path):
     q, k, v = _static_head_qkv(spec, 12, 2)
     mem.begin_chunk()
     view = mem.view(2, q, k, v)
-    names = mem._segment_names(mem.layers[2])
+    names = segment_names(mem.layers[2])
     for name, seg in zip(names, view.segments):
         if name in ("mid", "recent"):
             hidden = torch.isinf(seg.bias[1]).sum().item()
@@ -158,7 +159,7 @@ def test_spatial_policy_brings_back_the_frame_seen_from_the_same_pose():
     mem.begin_chunk(pose=(0.0, 300.0, 90.0))
     assert mem.layers[0].retrieved.frames[0] == 5
     view = mem.view(1, q, k, v)
-    seg = dict(zip(mem._segment_names(mem.layers[1]), view.segments))["retrieved"]
+    seg = dict(zip(segment_names(mem.layers[1]), view.segments))["retrieved"]
     _, k5, _ = chunk_qkv(spec, 5, 1)
     assert any(torch.equal(seg.k[:, i * 4:(i + 1) * 4], k5) for i in range(2))
 

@@ -1,0 +1,111 @@
+"""`LayerStore`: the regions of one layer, and how they become the segments of a `KVView`.
+
+View order: sink, mid, spill, retrieved, recent (the scratch chunk is appended by the manager). Each
+segment's positions come from the position policy; merged tiers carry a `log(count)` bias; head groups
+(Forcing-KV) hide slots from static heads with `-inf`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kernels.view import KVSegment
+from memory.layout import Layout, quant_group
+from memory.pools import TokenPool
+from memory.regions import FrameRing
+
+
+@dataclass
+class LayerStore:
+    """The regions of one layer (None where the policy has no such region)."""
+
+    recent: FrameRing
+    sink: FrameRing | None = None
+    mid: TokenPool | None = None
+    spill: TokenPool | None = None
+    retrieved: FrameRing | None = None
+    segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
+
+
+def new_store(spec, layout: Layout, device) -> LayerStore:
+    """Allocate one layer's regions for `layout` (all buffers preallocated here)."""
+    lay, s = layout, spec
+    geo = dict(heads=s.heads, head_dim=s.head_dim, tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype,
+               device=device)
+    mode = "grow" if lay.recent_grows else ("ring" if lay.evicts else "bounded")
+    store = LayerStore(recent=FrameRing(capacity=lay.recent_frames, mode=mode, **geo))
+    if lay.sink_frames:
+        store.sink = FrameRing(capacity=lay.sink_frames, mode="fill", **geo)
+    if lay.retrieved_frames:
+        store.retrieved = FrameRing(capacity=lay.retrieved_frames, mode="fill", **geo)
+    pool_geo = dict(heads=s.heads, head_dim=s.head_dim, dtype=s.kv_dtype, device=device,
+                    group=quant_group(s.head_dim), merged=lay.merged)
+    if lay.mid_tokens:
+        store.mid = TokenPool(capacity=lay.mid_tokens, bits=lay.mid_bits, **pool_geo)
+    if lay.spill_tokens:
+        store.spill = TokenPool(capacity=lay.spill_tokens, bits=lay.spill_bits, **pool_geo)
+    return store
+
+
+def build_segments(store: LayerStore, layer: int, clock, pp, heads, device) -> tuple[KVSegment, ...]:
+    """The cached part of `layer`'s view at `clock` under position policy `pp`."""
+    f = store.recent.f
+    segs = []
+    if store.sink is not None and store.sink.frames:
+        segs.append(store.sink.segment(frame_positions(pp.sink(clock), store.sink, f, device)))
+    for pool in (store.mid, store.spill):
+        if pool is not None and pool.used:
+            segs.append(pool.segment(pp.tail(pool.frame[:pool.used], clock, "pool"), pool.bias()))
+    if store.retrieved is not None and store.retrieved.frames:
+        segs.append(store.retrieved.segment(frame_positions(pp.retrieved(clock), store.retrieved, f, device)))
+    if store.recent.frames:
+        n = store.recent.slots_used
+        segs.append(store.recent.segment(pp.tail(store.recent.frame[:n], clock, "recent")))
+    names = segment_names(store)
+    if heads is None or not heads.ready:
+        return tuple(segs)
+    ring = store.recent
+    anchor = (ring.written - 1) % ring.capacity if ring.frames else None
+    keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
+    return tuple(heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
+
+
+def slot_tokens(store: LayerStore) -> torch.Tensor:
+    """`[S]` int64 token ids (`frame * tokens_per_frame + index`) of the store's slots in view order."""
+    f = store.recent.f
+    ids = []
+    for name in segment_names(store):
+        if name in ("mid", "spill"):
+            pool = getattr(store, name)
+            n = pool.used
+            tok = pool.frame[:n] * f + pool.hw[:n]
+            ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
+        else:
+            ring = getattr(store, name)
+            n = ring.slots_used
+            ids.append(ring.frame[:n] * f + torch.arange(n, device=ring.frame.device) % f)
+    return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=store.recent.frame.device)
+
+
+def frame_positions(per_frame: list[int], ring: FrameRing, f: int, device) -> torch.Tensor:
+    """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
+    pos = torch.empty(ring.slots_used, dtype=torch.int64)
+    for i, p in enumerate(per_frame):
+        slot = (ring.written - len(ring.frames) + i) % ring.capacity
+        pos[slot * f:(slot + 1) * f] = p
+    return pos.to(device)
+
+
+def segment_names(store: LayerStore) -> list[str]:
+    """Region names of the non-empty segments, in view order."""
+    names = []
+    if store.sink is not None and store.sink.frames:
+        names.append("sink")
+    names += [n for n, p in (("mid", store.mid), ("spill", store.spill)) if p is not None and p.used]
+    if store.retrieved is not None and store.retrieved.frames:
+        names.append("retrieved")
+    if store.recent.frames:
+        names.append("recent")
+    return names
