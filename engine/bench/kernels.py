@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to run (auto: CUDA when available)")
     parser.add_argument("--repeat", type=int, default=20, help="timed repetitions per row (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each row")
     parser.add_argument("--quick", action="store_true", help="one small size per op (smoke test)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads on the CPU (default 1: on a busy machine more threads can be "
@@ -64,7 +65,12 @@ def _cpu_rows(args) -> list[dict]:
     return rows
 
 
-def _gpu_rows(args) -> list[dict]:
+# Matrix-Game 2.0: 12 heads x 128, 880 tokens per frame, 3-frame chunks, 6 to 21 visible cache frames.
+MG2 = {"heads": 12, "head_dim": 128, "tokens": 880, "chunk": 3, "frames": (6, 12, 21)}
+
+
+def _gpu_rows(args, device: str = "cuda", geometry: dict | None = None) -> list[dict]:
+    """The CUDA rows. `device`/`geometry` exist so tests can walk this code on a tiny CPU (interpreter) setup."""
     import importlib.util
 
     import torch
@@ -72,22 +78,23 @@ def _gpu_rows(args) -> list[dict]:
     from kernels.attend import attend_torch
     from kernels.fused.attention import attend_triton
 
-    h, d, t, chunk = 12, 128, 880, 3
-    have_flash = importlib.util.find_spec("flash_attn") is not None
+    geo = geometry or MG2
+    h, d, t, chunk = geo["heads"], geo["head_dim"], geo["tokens"], geo["chunk"]
+    have_flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    nq = chunk * t
     rows = []
-    for frames in ((6,) if args.quick else (6, 12, 21)):
+    for frames in (geo["frames"][:1] if args.quick else geo["frames"]):
         visible = frames * t
-        dense = _view_kw(visible + chunk * t, bits=0, dense=True)
-        rows.append(_attention_row("attend-dense", "triton", h, d, chunk * t, visible, dense, attend_triton, "cuda", args))
-        rows.append(_dense_baseline_row("torch-sdpa", h, d, chunk * t, visible, args))
+        for label, kw in _variants(visible, nq):
+            rows.append(_attention_row("attend-" + label, "triton", h, d, nq, visible, kw, attend_triton, device, args))
+        rows.append(_dense_baseline_row("torch-sdpa", h, d, nq, visible, device, args))
         if have_flash:
-            rows.append(_dense_baseline_row("flash-attn", h, d, chunk * t, visible, args))
-        for label, kw in _variants(visible, chunk * t):
-            rows.append(_attention_row("attend-" + label, "triton", h, d, chunk * t, visible, kw, attend_triton, "cuda", args))
-        rows.append(_attention_row("attend-int8-gather-bias", "torch", h, d, chunk * t, visible,
-                                   _view_kw(visible, bits=8), attend_torch, "cuda", args))
-    rows += _commit_rows(h, d, t * chunk, 21 * t, "cuda", ("torch", "triton"), args)
-    torch.cuda.empty_cache()
+            rows.append(_dense_baseline_row("flash-attn", h, d, nq, visible, device, args))
+        rows.append(_attention_row("attend-int8-gather-bias", "torch", h, d, nq, visible,
+                                   _view_kw(visible, bits=8), attend_torch, device, args))
+    rows += _commit_rows(h, d, nq, geo["frames"][-1] * t, device, ("torch", "triton"), args)
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return rows
 
 
@@ -97,11 +104,14 @@ def _variants(visible: int, nq: int) -> list[tuple[str, dict]]:
             ("int8-gather-bias", _view_kw(visible, bits=8)), ("int4-gather-bias", _view_kw(visible, bits=4))]
 
 
+GROUP = 32  # channels per quantization group (capped at the head dim)
+
+
 def _view_kw(visible: int, *, bits: int, dense: bool = False) -> dict:
     """Dense: one segment of exactly `visible` slots. Otherwise a 4/3 larger store gathered to `visible`."""
     if dense:
         return {"cache": visible, "bits": bits, "dense": True}
-    return {"cache": visible * 4 // 3, "gather": visible, "bits": bits, "bias": "slot", "group": 32}
+    return {"cache": visible * 4 // 3, "gather": visible, "bits": bits, "bias": "slot", "group": GROUP}
 
 
 def _build(h, d, nq, kw, device, dtype):
@@ -110,6 +120,8 @@ def _build(h, d, nq, kw, device, dtype):
 
     kw = dict(kw)
     dense = kw.pop("dense", False)
+    if "group" in kw:
+        kw["group"] = min(kw["group"], d)
     q, view = random_view(h, d, nq, device=device, dtype=dtype, **kw)
     if dense:  # the cache tier alone: one plain float segment (no scratch, no gather, no bias)
         view = KVView(view.segments[:1], view.q_pos, view.rope)
@@ -124,7 +136,7 @@ def _attention_row(op, backend, h, d, nq, visible, kw, fn, device, args) -> dict
     q, view = _build(h, d, nq, kw, device, dtype)
     n = view.visible
     inputs = _nbytes(q, view)
-    ms = _time(lambda: fn(q, view), device, args.repeat)
+    ms = _time(lambda: fn(q, view), device, args.repeat, args.warmup)
     peak = _peak_mb(lambda: fn(q, view), device, inputs, base)
     moved = inputs + q.nbytes  # everything read once + the output written
     tier = f"int{kw['bits']}" if kw.get("bits") else str(dtype).removeprefix("torch.")
@@ -133,24 +145,25 @@ def _attention_row(op, backend, h, d, nq, visible, kw, fn, device, args) -> dict
     return _row(op, backend, shape, ms, 4 * h * nq * n * d, moved, peak)
 
 
-def _dense_baseline_row(backend, h, d, nq, visible, args) -> dict:
+def _dense_baseline_row(backend, h, d, nq, visible, device, args) -> dict:
     """Dense attention over pre-rotated bf16 K/V of `visible + nq` tokens: the speed-of-light reference."""
     import torch
     import torch.nn.functional as F
 
-    base = _allocated("cuda")
+    base = _allocated(device)
     n = visible + nq
-    q, k, v = (torch.randn(h, m, d, device="cuda", dtype=torch.bfloat16) for m in (nq, n, n))
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    q, k, v = (torch.randn(h, m, d, device=device, dtype=dtype) for m in (nq, n, n))
     if backend == "flash-attn":
         from flash_attn import flash_attn_func
 
         qb, kb, vb = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
         fn = lambda: flash_attn_func(qb, kb, vb)  # noqa: E731
     else:
-        fn = lambda: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
+        fn = lambda: F.scaled_dot_product_attention(q[None], k[None], v[None])  # noqa: E731
     inputs = q.nbytes + k.nbytes + v.nbytes
-    ms = _time(fn, "cuda", args.repeat)
-    peak = _peak_mb(fn, "cuda", inputs, base)
+    ms = _time(fn, device, args.repeat, args.warmup)
+    peak = _peak_mb(fn, device, inputs, base)
     return _row("attend-dense", backend, f"H{h}xD{d} q{nq} kv{n} (pre-rotated)", ms, 4 * h * nq * n * d,
                 inputs + q.nbytes, peak)
 
@@ -163,16 +176,17 @@ def _commit_rows(h, d, t, cache, device, backends, args) -> list[dict]:
     from kernels.scores import participation_scores, segment_similarity
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    g = torch.Generator(device=device).manual_seed(0)
-    k_chunk = torch.randn(h, t, d, device=device, dtype=dtype, generator=g)
-    k_cache = torch.randn(h, cache, d, device=device, dtype=dtype, generator=g)
-    q_recent = torch.randn(h, t, d, device=device, dtype=dtype, generator=g)
-    frames = torch.randn(h, 4, t, d, device=device, dtype=dtype, generator=g)
-    codes8, codes4 = quantize(k_chunk, 8, 32), quantize(k_chunk, 4, 32)
+    gen = torch.Generator(device=device).manual_seed(0)
+    k_chunk = torch.randn(h, t, d, device=device, dtype=dtype, generator=gen)
+    k_cache = torch.randn(h, cache, d, device=device, dtype=dtype, generator=gen)
+    q_recent = torch.randn(h, t, d, device=device, dtype=dtype, generator=gen)
+    frames = torch.randn(h, 4, t, d, device=device, dtype=dtype, generator=gen)
+    g = min(GROUP, d)
+    codes8, codes4 = quantize(k_chunk, 8, g), quantize(k_chunk, 4, g)
     cases = [
-        ("quantize-int8", f"[{h},{t},{d}] g32", lambda: quantize(k_chunk, 8, 32), k_chunk.nbytes + _nbytes(*codes8)),
-        ("quantize-int4", f"[{h},{t},{d}] g32", lambda: quantize(k_chunk, 4, 32), k_chunk.nbytes + _nbytes(*codes4)),
-        ("dequantize-int4", f"[{h},{t},{d}] g32", lambda: dequantize(*codes4, 4, 32, dtype), k_chunk.nbytes + _nbytes(*codes4)),
+        ("quantize-int8", f"[{h},{t},{d}] g{g}", lambda: quantize(k_chunk, 8, g), k_chunk.nbytes + _nbytes(*codes8)),
+        ("quantize-int4", f"[{h},{t},{d}] g{g}", lambda: quantize(k_chunk, 4, g), k_chunk.nbytes + _nbytes(*codes4)),
+        ("dequantize-int4", f"[{h},{t},{d}] g{g}", lambda: dequantize(*codes4, 4, g, dtype), k_chunk.nbytes + _nbytes(*codes4)),
         ("participation-scores", f"q[{h},{t},{d}] k[{h},{cache},{d}]",
          lambda: participation_scores(q_recent, k_cache, sum_heads=True), q_recent.nbytes + k_cache.nbytes),
         ("segment-similarity", f"[{h},4,{t},{d}] n6", lambda: segment_similarity(frames, 6), frames.nbytes),
@@ -181,7 +195,7 @@ def _commit_rows(h, d, t, cache, device, backends, args) -> list[dict]:
     for backend in backends:
         with attention_backend(backend):
             for op, shape, fn, moved in cases:
-                ms = _time(fn, device, args.repeat)
+                ms = _time(fn, device, args.repeat, args.warmup)
                 rows.append(_row(op, backend, shape, ms, 0, moved, _peak_mb(fn, device, moved, _allocated(device))))
     return rows
 
