@@ -7,7 +7,9 @@ it is tensor code at commit time: no host syncs.
 
 * `recency`: FIFO (newer frame = higher score).
 * `participation` (Deep Forcing PC): `(sum of the last R frames' clean queries) . k`, summed over heads,
-  scaled by `1 / (sqrt(D) H)`; the whole pool is re-ranked at every commit with the new query sum.
+  scaled by `1 / (sqrt(D) H)`; the whole pool is re-ranked at every commit with the new query sum. (The
+  paper compresses at the first denoising step with past + current queries; here it runs at commit with
+  the clean past queries, the "past-only" variant of its ablation, so views stay read-only.)
 * `mass` (H2O, age-neutral): exponential moving average of the softmax attention mass that sampled clean
   queries put on each token (pre-RoPE dot products: a proxy), so old tokens are not favoured.
 * `salience` (PaFu-KV): a trained S-MLP head predicts each token's salience from its key (see
@@ -105,22 +107,25 @@ class AttentionMass(Scorer):
     def observe(self, layer, q):
         self.q[layer] = q.index_select(1, self.sample).float()
 
-    def _mass(self, layer, keys: torch.Tensor) -> torch.Tensor:
-        q = self.q[layer]
-        logits = torch.einsum("hqd,hsd->hqs", q, keys.float()) / math.sqrt(keys.shape[-1])
-        return softmax(logits).mean(dim=(0, 1)) * keys.shape[1]  # mean mass, 1.0 = uniform share
+    def _logits(self, layer, keys: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("hqd,hsd->hqs", self.q[layer], keys.float()) / math.sqrt(keys.shape[-1])
+
+    def _mass(self, logits: torch.Tensor) -> torch.Tensor:
+        return softmax(logits).mean(dim=(0, 1)) * logits.shape[-1]  # mean mass, 1.0 = uniform share
 
     def score(self, layer, tokens, store):
         if self.q[layer] is None:
             return torch.ones(tokens.k.shape[1], device=tokens.k.device)
+        logits = self._logits(layer, tokens.k)
         pool = store.mid
-        keys = tokens.k if pool is None or not pool.used else torch.cat((pool.keys(), tokens.k.to(pool.dtype)), 1)
-        return self._mass(layer, keys)[-tokens.k.shape[1]:]
+        if pool is not None and pool.used:  # compete with what the pool holds (logits only, no key copies)
+            logits = torch.cat((self._logits(layer, pool.keys()), logits), -1)
+        return self._mass(logits)[-tokens.k.shape[1]:]
 
     def rescore(self, layer, pool):
         n = pool.used
         if n and self.q[layer] is not None:
-            ema = self.decay * pool.score[:n] + (1 - self.decay) * self._mass(layer, pool.keys())
+            ema = self.decay * pool.score[:n] + (1 - self.decay) * self._mass(self._logits(layer, pool.keys()))
             pool.score[:n] = _keep_empty(pool.score[:n], ema)
 
     def reset(self):
