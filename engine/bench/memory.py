@@ -12,8 +12,8 @@ Protocol (kv-methods.md §9.6), for a model (`--model`, default "default") and a
    from seed, chunk and step): `psnr_vs_full` against the full-cache rollout, `psnr_vs_game` against the
    real frames, `revisit_psnr` = the model's frames on return vs the real game's frames at those steps.
    `ms_per_frame` is the wall time per generated frame, `overhead_ms` the policy's own share per section
-   (scoring, compaction, merge, archive, retrieval, head profiling). PSNR is capped at 100 dB
-   (identical frames).
+   (scoring, compaction, merge, archive, retrieval, head profiling; measured on the CPU only, since the
+   section timers would add device syncs on a GPU). PSNR is capped at 100 dB (identical frames).
 
 Budgets are fractions of the full cache at the horizon; `full` runs at 1 only (it is the reference).
 The last line with `--json`: `{"horizon", "model", "device", "rows": [{"policy", "budget_frac",
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     mems, _ = make_memories(spec, policies, fracs, n, device)
     for (policy, frac), mem in mems.items():
-        mem.profile = True
+        mem.profile = not str(device).startswith("cuda")  # section timers sync the device: CPU only
         frames, seconds = free_run(model, mem, play, args.seed, n, pose_from)
         generated = max(len(frames) - 1, 1)
         err, mass = shadow_stats[(policy, frac)]
