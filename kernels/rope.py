@@ -45,9 +45,11 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
 
     Returns:
         `(cos, sin)`, each `[S, dims // 2]`. Angles are formed in float64 so large positions keep their
-        precision; the tables are then cast to `dtype`. Tables of a position tensor seen recently (same
-        storage, shape, strides and version counter: no device sync) are reused, so one `q_pos` shared by
-        every layer of a step is turned into tables once.
+        precision; the tables are then cast to `dtype`. Recently built tables are reused, so positions
+        shared by every layer and denoising step of a chunk are turned into tables once: on the CPU the cache
+        is keyed by the positions' values; on other devices by the tensor's storage, shape, strides and
+        version counter (no device sync; tensors without a version counter, i.e. inference tensors, are
+        recomputed each time).
     """
     key = _table_key(pos, spec, dtype)
     if key is not None:
@@ -58,7 +60,7 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
     angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)
     cos, sin = torch.stack((angle.cos(), angle.sin())).to(dtype).unbind(0)
     if key is not None:
-        _TABLES[key] = (pos, cos, sin)  # holding `pos` keeps its storage (hence data_ptr) from being reused
+        _TABLES[key] = (pos, cos, sin)  # holding `pos` keeps its storage (so its data_ptr) from being reused
         if len(_TABLES) > _TABLE_CACHE_SIZE:
             _TABLES.popitem(last=False)
     return cos, sin
@@ -69,8 +71,12 @@ _TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = O
 
 
 def _table_key(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple | None:
-    if pos.is_inference() or pos.requires_grad:
-        return None  # inference tensors have no version counter: recompute (cheap) rather than guess
+    if pos.requires_grad:
+        return None
+    if pos.device.type == "cpu":  # reading values costs no device sync here
+        return (pos.dtype, tuple(pos.shape), pos.contiguous().numpy().tobytes(), spec.dims, spec.theta, dtype)
+    if pos.is_inference():
+        return None  # no version counter to detect in-place writes: recompute rather than guess
     return (pos.data_ptr(), pos._version, tuple(pos.shape), tuple(pos.stride()), pos.dtype, pos.device,
             spec.dims, spec.theta, dtype)
 
