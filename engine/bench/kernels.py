@@ -1,7 +1,7 @@
 """`reverie bench kernels`: attention over memory views and the commit-time ops, per backend.
 
-CPU: times the torch reference path (the CPU play path) at a small-model geometry: float / int8 / int4
-views with gathered slots and a per-slot bias at several visible-cache sizes, a dense single-segment view
+CPU: times the torch reference path (the CPU play path) at the default model's geometry and a wider one:
+float / int8 / int4 views with gathered slots and a per-slot bias at several visible-cache sizes, a dense single-segment view
 (plain SDPA after RoPE), and the commit-time ops (quantize, dequantize, participation scores, segment
 similarity). CUDA: the Matrix-Game-2.0 geometry (880 tokens per frame, 12 heads x 128, 3-frame chunk
 queries, 6 to 21 visible cache frames): fused Triton vs flash-attn (and torch SDPA) dense on the same number
@@ -52,16 +52,26 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- cases
 
 
+# The default model (world/dit/config.py): 2 heads x 64, 48 tokens per frame, 1-frame chunks; plus a wider
+# geometry nearer the top of the CPU play range (8 heads, 128 tokens per frame).
+CPU_GEOMETRIES = (
+    {"heads": 2, "head_dim": 64, "tokens": 48, "chunk": 1, "frames": (4, 16, 64)},
+    {"heads": 8, "head_dim": 64, "tokens": 128, "chunk": 1, "frames": (4, 16)},
+)
+
+
 def _cpu_rows(args) -> list[dict]:
     from kernels.attend import attend_torch
 
-    h, d, t = 8, 64, 128  # small model: 8 heads x 64, 128 tokens per frame, 1-frame chunks
     rows = []
-    for frames in ((4,) if args.quick else (4, 8, 16)):
-        visible = frames * t
-        for label, kw in _variants(visible, t):
-            rows.append(_attention_row("attend-" + label, "torch", h, d, t, visible, kw, attend_torch, "cpu", args))
-    rows += _commit_rows(h, d, t, (4 if args.quick else 16) * t, "cpu", ("torch",), args)
+    for geo in CPU_GEOMETRIES[:1] if args.quick else CPU_GEOMETRIES:
+        h, d, t = geo["heads"], geo["head_dim"], geo["tokens"]
+        nq = geo["chunk"] * t
+        for frames in geo["frames"][:1] if args.quick else geo["frames"]:
+            visible = frames * t
+            for label, kw in _variants(visible, nq):
+                rows.append(_attention_row("attend-" + label, "torch", h, d, nq, visible, kw, attend_torch, "cpu", args))
+        rows += _commit_rows(h, d, nq, geo["frames"][-1] * t, "cpu", ("torch",), args)
     return rows
 
 

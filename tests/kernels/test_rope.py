@@ -64,3 +64,17 @@ def test_bad_arguments():
         apply_rope_ref(torch.randn(2, 4, 8), torch.arange(4), RopeSpec(10))
     with pytest.raises(ValueError):
         apply_rope_ref(torch.randn(2, 4, 8), torch.arange(5), RopeSpec(4))
+
+
+def test_cached_tables_follow_values_and_in_place_writes():
+    spec = RopeSpec(4)
+    pos = torch.arange(6)
+    first = rope_tables(pos, spec)[0].clone()
+    assert torch.equal(rope_tables(torch.arange(6), spec)[0], first)  # a different tensor, same values
+    pos.add_(1)
+    torch.testing.assert_close(rope_tables(pos, spec)[0][0], first[1])
+    with torch.inference_mode():
+        p = torch.arange(6) * 2
+        torch.testing.assert_close(rope_tables(p, spec)[0][1], first[2])
+        p.mul_(0)
+        assert torch.equal(rope_tables(p, spec)[0], torch.ones(6, 2))
