@@ -72,3 +72,19 @@ def test_int4_needs_zero():
     c, s, _ = quantize_ref(torch.randn(2, 8), 4, 8)
     with pytest.raises(ValueError):
         dequantize_ref(c, s, None, 4, 8)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(bits=st.sampled_from([8, 4]), groups=st.integers(1, 4), group=st.sampled_from([2, 4, 8, 16]),
+       rows=st.integers(1, 6), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_round_trip_bound_property(bits, groups, group, rows, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, groups * group, generator=g) * scale
+    codes, s, z = quantize_ref(x, bits, group)
+    err = _groups((dequantize_ref(codes, s, z, bits, group) - x).abs(), group)
+    bound = s[..., None] / 2 + 4e-7 * _groups(x.abs(), group).amax(-1, keepdim=True)
+    assert (err <= bound).all()
