@@ -38,13 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.play import free_port, start_server, stop_server
+    from engine.commands.play import exit_on_sigterm, free_port, start_server, stop_server
     from engine.rollout import read_rollout
     from input.bot import load_actions
 
     model, kwargs = args.model, args.model_kwargs
     if args.tiny:
         model, kwargs = "default", json.dumps({"pretrained": False, "config": "tiny"})
+    exit_on_sigterm()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     actions = load_actions(args.actions)
     with tempfile.TemporaryDirectory(prefix="reverie-bench-play-") as tmp:

@@ -52,6 +52,13 @@ def start_server(model: str, model_kwargs: str, endpoint: str, extra: list[str],
     return proc, proc.poll()
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` blocks stop the child server too."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
     if proc.poll() is None:
         proc.terminate()  # SIGTERM: the server closes its recordings, then exits
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.commands.client import client_config
 
+    exit_on_sigterm()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     proc, code = start_server(args.model, args.model_kwargs, endpoint,
                               ["--record-dir", args.record_dir, *shlex.split(args.serve_args)])
