@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         rows = _gpu_rows(args) if device == "cuda" else _cpu_rows(args)
     name = torch.cuda.get_device_name() if device == "cuda" else _cpu_name(torch.get_num_threads())
     _print_table(name, rows)
+    for line in _ratios(rows):
+        print(line)
     if args.json:
         print(json.dumps({"device": name, "rows": rows}))
     return 0
@@ -300,6 +302,28 @@ def _row(op, backend, shape, ms, flops, moved, peak) -> dict:
     return {"op": op, "backend": backend, "shape": shape, "ms": round(ms, 4),
             "tflops": round(flops / secs / 1e12, 4) if flops else 0.0,
             "gbps": round(moved / secs / 1e9, 3), "peak_mb": None if peak is None else round(peak, 3)}
+
+
+def _ratios(rows: list[dict]) -> list[str]:
+    """Acceptance ratios per visible-token count: gathered Triton vs the best dense baseline, int8/int4 vs float."""
+    lines = []
+    by_kv: dict[str, dict[tuple[str, str], dict]] = {}
+    for r in rows:
+        if r["op"].startswith("attend"):
+            by_kv.setdefault(r["shape"].split()[2], {})[(r["op"], r["backend"])] = r
+    for kv, rs in by_kv.items():
+        gathered = rs.get(("attend-float-gather-bias", "triton"))
+        dense = rs.get(("attend-dense", "flash-attn")) or rs.get(("attend-dense", "torch-sdpa"))
+        if gathered and dense:
+            lines.append(f"{kv}: triton gathered+bias / {dense['backend']} dense throughput = {dense['ms'] / gathered['ms']:.2f}")
+        for backend in ("triton", "torch"):
+            base = rs.get(("attend-float-gather-bias", backend))
+            for bits in ("int8", "int4"):
+                quant = rs.get((f"attend-{bits}-gather-bias", backend))
+                if base and quant and base["peak_mb"] and quant["peak_mb"]:
+                    lines.append(f"{kv}: {backend} {bits} vs float: time x{quant['ms'] / base['ms']:.2f}, "
+                                 f"peak memory x{quant['peak_mb'] / base['peak_mb']:.2f}")
+    return lines
 
 
 def _print_table(device: str, rows: list[dict]) -> None:
