@@ -47,6 +47,14 @@ def test_missing_flash_attn_is_a_clear_error(monkeypatch):
         attend(q, view)
 
 
+def test_interpreter_imported_too_late_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(backends, "interpreter_ready", lambda: False)
+    q, view = random_view(2, 16, 3, 6)
+    with attention_backend("triton"), pytest.raises(BackendError, match="before TRITON_INTERPRET=1 was set"):
+        attend(q, view)
+
+
 def test_triton_on_cpu_without_interpreter_is_a_clear_error():
     q, view = random_view(2, 16, 3, 6)
     with attention_backend("triton"), pytest.raises(BackendError, match="TRITON_INTERPRET=1"):
@@ -101,6 +109,8 @@ def test_auto_falls_back_per_call_when_the_first_choice_cannot_run_the_view(monk
 
 def test_triton_backend_through_the_interpreter(monkeypatch):
     pytest.importorskip("triton")
+    if not backends.interpreter_ready():
+        pytest.skip("triton was imported compiled in this process (test_fused.py covers it in a subprocess)")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     q, view = random_view(2, 16, 3, 6, bits=8, group=8, bias="slot", gather=4)
     with attention_backend("triton"):
