@@ -111,13 +111,19 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int,
 def apply_rope_ref(x: torch.Tensor, pos: torch.Tensor, spec: RopeSpec) -> torch.Tensor:
     """Reference temporal RoPE: rotate `x` `[..., S, D]` at positions `pos` `[S]`.
 
-    Computed in float32 (or the input's precision if higher) and returned in `x.dtype`. Also usable at
-    training time with absolute positions.
+    Computed in float32 (or the input's precision if higher) and returned in `x.dtype`. Written with
+    out-of-place ops, so it is differentiable: the model can use it at training time with absolute
+    positions. (`apply_rope` is the allocation-lean inference variant and does not support autograd.)
     """
     if spec.dims > x.shape[-1]:
         raise ValueError(f"RopeSpec.dims={spec.dims} exceeds head dim {x.shape[-1]}")
     if pos.ndim != 1 or pos.shape[0] != x.shape[-2]:
         raise ValueError(f"pos must be [S]={x.shape[-2]}, got {tuple(pos.shape)}")
+    if spec.dims == 0:
+        return x
     work = torch.promote_types(x.dtype, torch.float32)
     cos, sin = rope_tables(pos, spec, work)
-    return apply_rope(x.to(work), cos, sin, spec.dims).to(x.dtype)
+    half, xw = spec.dims // 2, x.to(work)
+    x1, x2 = xw[..., :half], xw[..., half:spec.dims]
+    rotated = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, xw[..., spec.dims:]), dim=-1)
+    return rotated.to(x.dtype)

@@ -78,3 +78,10 @@ def test_cached_tables_follow_values_and_in_place_writes():
         torch.testing.assert_close(rope_tables(p, spec)[0][1], first[2])
         p.mul_(0)
         assert torch.equal(rope_tables(p, spec)[0], torch.ones(6, 2))
+
+
+def test_reference_is_differentiable():
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    y = apply_rope_ref(x, torch.arange(5), RopeSpec(4))
+    y.pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, 2 * x.detach())  # a rotation preserves norms: d|Rx|^2/dx = 2x
