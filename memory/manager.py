@@ -66,6 +66,7 @@ class MemoryManager:
         self._committed: set[int] = set()
         self._clock: Clock | None = None
         self._chunk_pos: torch.Tensor | None = None
+        self._shared_pos: dict[str, torch.Tensor] = {}  # this chunk's positions of frame regions
         self.pending_recache: list[int] = []
         self.events_seen: dict[str, int] = {}
 
@@ -121,6 +122,7 @@ class MemoryManager:
         self._chunk_pos = q.repeat_interleave(f).to(self.device)
         for store in self.layers:
             store.segments = None
+        self._shared_pos = {}
         self._open = True
 
     def view(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> KVView:
@@ -269,7 +271,7 @@ class MemoryManager:
                      recent_frames=tuple(st.recent.frames), pool_lo=pool_lo)
 
     def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
-        return build_segments(store, layer, self._clock, self.positions, self.heads, self.device)
+        return build_segments(store, layer, self._clock, self.positions, self.heads, self.device, self._shared_pos)
 
     def slot_tokens(self, layer: int) -> torch.Tensor:
         """`[S]` int64 token id (`frame * tokens_per_frame + index in frame`) of every cached slot of
@@ -336,6 +338,7 @@ class MemoryManager:
             store.retrieved.clear()
 
     def _invalidate(self) -> None:
+        self._shared_pos = {}
         for store in self.layers:
             store.segments = None
         if self._open:

@@ -102,6 +102,7 @@ class AttentionMass(Scorer):
         step = max(n // QUERY_SAMPLES, 1)
         self.sample = torch.arange(0, n, step, device=self.device)[:QUERY_SAMPLES]
         self.q: list[torch.Tensor | None] = [None] * spec.layers
+        self.fresh = [False] * spec.layers  # pool scores already updated by this commit's `score`
         self.decay = cfg.score_decay
 
     def observe(self, layer, q):
@@ -114,19 +115,32 @@ class AttentionMass(Scorer):
         return softmax(logits).mean(dim=(0, 1)) * logits.shape[-1]  # mean mass, 1.0 = uniform share
 
     def score(self, layer, tokens, store):
+        """Mass of the new tokens when they compete with the pool; the pool's moving averages are updated
+        from the same logits (one pass per commit)."""
         if self.q[layer] is None:
             return torch.ones(tokens.k.shape[1], device=tokens.k.device)
         logits = self._logits(layer, tokens.k)
         pool = store.mid
-        if pool is not None and pool.used:  # compete with what the pool holds (logits only, no key copies)
+        n = pool.used if pool is not None else 0
+        if n:
             logits = torch.cat((self._logits(layer, pool.keys()), logits), -1)
-        return self._mass(logits)[-tokens.k.shape[1]:]
+        mass = self._mass(logits)
+        if n:
+            self._update(pool, mass[:n])
+            self.fresh[layer] = True
+        return mass[n:]
 
     def rescore(self, layer, pool):
+        if self.fresh[layer]:
+            self.fresh[layer] = False
+            return
+        if pool.used and self.q[layer] is not None:
+            self._update(pool, self._mass(self._logits(layer, pool.keys())))
+
+    def _update(self, pool, mass):
         n = pool.used
-        if n and self.q[layer] is not None:
-            ema = self.decay * pool.score[:n] + (1 - self.decay) * self._mass(self._logits(layer, pool.keys()))
-            pool.score[:n] = _keep_empty(pool.score[:n], ema)
+        ema = self.decay * pool.score[:n] + (1 - self.decay) * mass
+        pool.score[:n] = _keep_empty(pool.score[:n], ema)
 
     def reset(self):
         self.q = [None] * self.spec.layers

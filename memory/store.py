@@ -49,20 +49,29 @@ def new_store(spec, layout: Layout, device) -> LayerStore:
     return store
 
 
-def build_segments(store: LayerStore, layer: int, clock, pp, heads, device) -> tuple[KVSegment, ...]:
-    """The cached part of `layer`'s view at `clock` under position policy `pp`."""
+def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shared: dict) -> tuple[KVSegment, ...]:
+    """The cached part of `layer`'s view at `clock` under position policy `pp`.
+
+    `shared` caches, for one chunk, the positions of the frame-granular regions (sink, retrieved,
+    recent), which hold the same frames in the same slots in every layer before that layer's commit.
+    """
     f = store.recent.f
     segs = []
     if store.sink is not None and store.sink.frames:
-        segs.append(store.sink.segment(frame_positions(pp.sink(clock), store.sink, f, device)))
+        if "sink" not in shared:
+            shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
+        segs.append(store.sink.segment(shared["sink"]))
     for pool in (store.mid, store.spill):
         if pool is not None and pool.used:
             segs.append(pool.segment(pp.tail(pool.frame[:pool.used], clock, "pool"), pool.bias()))
     if store.retrieved is not None and store.retrieved.frames:
-        segs.append(store.retrieved.segment(frame_positions(pp.retrieved(clock), store.retrieved, f, device)))
+        if "retrieved" not in shared:
+            shared["retrieved"] = frame_positions(pp.retrieved(clock), store.retrieved, f, device)
+        segs.append(store.retrieved.segment(shared["retrieved"]))
     if store.recent.frames:
-        n = store.recent.slots_used
-        segs.append(store.recent.segment(pp.tail(store.recent.frame[:n], clock, "recent")))
+        if "recent" not in shared:
+            shared["recent"] = pp.tail(store.recent.frame[:store.recent.slots_used], clock, "recent")
+        segs.append(store.recent.segment(shared["recent"]))
     names = segment_names(store)
     if heads is None or not heads.ready:
         return tuple(segs)
