@@ -20,10 +20,10 @@ class DiTConfig:
 
     frame_h: int = 48
     frame_w: int = 64
-    patch: int = 8
-    width: int = 128
+    patch: int = 16
+    width: int = 256
     layers: int = 6
-    heads: int = 2
+    heads: int = 4
     mlp_ratio: float = 4.0
     temporal_rope: int = 16
     row_rope: int = 16
@@ -99,8 +99,8 @@ class TrainConfig:
     """
 
     model: str = "default"
-    steps: int = 1600
-    batch: int = 2
+    steps: int = 2400
+    batch: int = 4
     lr: float = 8e-4
     warmup: int = 100
     weight_decay: float = 0.01
@@ -116,10 +116,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 50
     log_every: int = 10
-    threads: int = 2
+    threads: int = 1
     maps: tuple[str, ...] = ("maze", "freedoom2-map01")
     policies: tuple[str, ...] = ("random", "wander", "go-and-return")
-    episodes_per: int = 6
+    episodes_per: int = 10
     episode_steps: int = 1000
     tics_per_step: int = 4
 
@@ -146,7 +146,7 @@ class TrainConfig:
 
 MODEL_PRESETS: dict[str, DiTConfig] = {
     "default": DiTConfig(),
-    "tiny": DiTConfig(width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8),
+    "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

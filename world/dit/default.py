@@ -132,6 +132,7 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
         checkpoint = DEFAULT_CHECKPOINT
     if checkpoint is not None:
         net, meta = load_net(checkpoint)
+        meta["checkpoint_path"] = str(checkpoint)
         return DiTWorldModel(net, name=name, steps=steps, meta=meta)
     cfg = model_config(config) if isinstance(config, str) else config
     with torch.random.fork_rng(devices=[]):
