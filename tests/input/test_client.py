@@ -69,3 +69,26 @@ def test_hud_lines_say_what_the_numbers_are():
         assert part in text, part
     assert "no budget" in "\n".join(hud_lines(fps=0, latency_p50=0, latency_p95=0, stats={}))
     assert fmt_bytes(512) == "512 B" and fmt_bytes(None) == "-"
+
+
+def test_side_by_side_plays_the_real_game_on_the_same_inputs(tmp_path):
+    pytest.importorskip("vizdoom")
+    from tinyworld import TinyWorld
+
+    from world.games.doom import DoomConfig, DoomGame
+
+    shot = tmp_path / "sbs.png"
+    with ServerThread(TinyWorld(h=48, w=64, patch=8), budget_bytes=10**6) as st:
+        client = GameClient(ClientConfig(endpoint=st.endpoint, scale=1, hud=False, side_by_side=True, max_frames=6,
+                                         screenshot=str(shot)), extra_keys=lambda i: {"w", "d"})
+        client.run()
+        last_seq = client.conn.latest.header.seq
+        neural = client.conn.latest.pixels.copy()
+    with DoomGame(DoomConfig(resolution=(64, 48))) as game:   # the same actions on a fresh real game
+        game.reset(0)
+        for _ in range(last_seq):
+            real = game.step(DOOM_ACTIONS.index("forward+turn_right")).frame
+    image = screenshot(shot)
+    assert image.shape == (48, 128, 3)
+    top = slice(0, 48 - 20)  # the pane labels ("real game", "neural game") are drawn along the bottom
+    assert np.array_equal(image[top, :64], real[top]) and np.array_equal(image[top, 64:], neural[top])
