@@ -14,7 +14,7 @@ from memtest import run_chunk, tiny_spec
 MANAGED = [p for p in available_policies() if p != "full"]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=st.sampled_from(MANAGED), frac=st.floats(0.1, 1.0), chunk=st.integers(1, 3),
        chunks=st.integers(1, 14), horizon=st.integers(8, 40), seed=st.integers(0, 3))
 def test_budget_is_never_exceeded_after_any_commit(policy, frac, chunk, chunks, horizon, seed):
@@ -44,7 +44,7 @@ def test_every_policy_reports_stats_and_bounded_positions(policy):
     spec = tiny_spec(chunk_frames=1)
     mem = MemoryManager.create(spec, policy=policy, budget_frac=0.25, horizon_frames=48)
     top = mem.max_position
-    for c in range(60):
+    for c in range(40):
         for _, view in run_chunk(mem, spec, c, pose=(float(c % 7), 0.0, float(15 * c % 360))):
             if top is not None:
                 assert max(int(s.pos.max()) for s in view.segments) <= top
@@ -59,7 +59,7 @@ def test_default_policy_positions_stay_bounded_over_a_long_run():
     mem = MemoryManager.create(spec, budget_frac=0.25, horizon_frames=64)  # the default policy
     assert mem.cfg.name == "dual" and mem.max_position is not None
     seen = 0
-    for c in range(300):
+    for c in range(200):
         for _, view in run_chunk(mem, spec, c, pose=(float(c % 50), 0.0, float(c % 360))):
             seen = max(seen, max(int(s.pos.max()) for s in view.segments))
     assert seen <= mem.max_position < 64
