@@ -21,7 +21,7 @@ import pygame
 
 from input.hud import hud_lines
 from input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
-from input.net import Connection
+from input.net import Connection, Percentiles
 from input.window import GameWindow
 
 
@@ -103,6 +103,10 @@ class GameClient:
         self.paused = False
         self.recording = config.record
         self.shown_times: deque[float] = deque(maxlen=60)
+        self.key_latency = Percentiles(200)   # key change -> its frame on screen (includes waiting for a credit)
+        self._last_action = 0
+        self._change_t: int | None = None
+        self._change_seq: dict[int, int] = {}
         self.frames_shown = 0
         self.note = ("", 0.0)
 
@@ -145,8 +149,10 @@ class GameClient:
         if len(self.shown_times) > 1:
             fps = (len(self.shown_times) - 1) / max(1e-9, self.shown_times[-1] - self.shown_times[0])
         note = self.note[0] if time.monotonic() < self.note[1] else ""
+        key = (self.key_latency.p(50), self.key_latency.p(95)) if self.key_latency.samples else None
         return hud_lines(fps=fps, latency_p50=self.conn.latency.p(50), latency_p95=self.conn.latency.p(95),
-                         stats=self.conn.stats, recording=self.recording, paused=self.paused, extra=note)
+                         key_latency=key, stats=self.conn.stats, recording=self.recording, paused=self.paused,
+                         extra=note)
 
     def run(self) -> dict:
         cfg, conn, win = self.config, self.conn, self.window
@@ -168,8 +174,12 @@ class GameClient:
                 if self.extra_keys is not None:
                     held |= self.extra_keys(i)
                 action = action_from_keys(held, self.keymap)
+                if action != self._last_action:
+                    self._last_action, self._change_t = action, time.monotonic_ns()
                 if not self.paused and conn.can_send():
                     seq = conn.send_action(action)
+                    if self._change_t is not None:
+                        self._change_seq[seq], self._change_t = self._change_t, None
                     if self.real:
                         self.real.step(seq, action)
                 wait_ms = max(0, int((tick - (time.monotonic() - t_tick)) * 1000))
@@ -183,6 +193,11 @@ class GameClient:
                     win.present(self._hud())
                 if frame is not None:
                     conn.mark_shown(frame)
+                    t_key = self._change_seq.pop(frame.header.seq, None)
+                    if t_key is not None:
+                        self.key_latency.add((time.monotonic_ns() - t_key) / 1e6)
+                    if len(self._change_seq) > 64:
+                        self._change_seq.clear()
                     self.shown_times.append(time.monotonic())
                     self.frames_shown += 1
                 while conn.errors:
@@ -202,7 +217,9 @@ class GameClient:
             self.close()
         elapsed = time.monotonic() - t_start
         return {"frames": self.frames_shown, "seconds": elapsed, "latency_p50_ms": conn.latency.p(50),
-                "latency_p95_ms": conn.latency.p(95), "iterations": i}
+                "latency_p95_ms": conn.latency.p(95), "key_latency_p50_ms": self.key_latency.p(50),
+                "key_latency_p95_ms": self.key_latency.p(95), "key_changes": len(self.key_latency.samples),
+                "iterations": i}
 
     def close(self) -> None:
         self.conn.close()

@@ -1,8 +1,11 @@
 """The heads-up display: what the numbers mean, drawn over the game.
 
     FPS         frames shown per second (the model's pace, as the player sees it)
-    latency     key-to-display: from polling the keys and sending the action to showing the frame it
-                produced, p50 / p95 over the last frames
+    latency     action-to-display: from polling the keys and sending that frame's action to showing the
+                frame it produced, p50 / p95 over the last frames
+    key         key-to-display: from the moment the held keys changed to the first frame made with the
+                new keys on screen; it also counts the wait for the frame being generated when the key
+                went down (up to one frame period more than `latency`)
     KV          the session's cached keys/values against its budget, then bytes per memory region
                 (sink, recent, mid, retrieved, ...) as the memory manager reports them
     policy      the memory policy in use (P cycles it live)
@@ -41,13 +44,15 @@ def _regions(memory: Mapping) -> dict[str, float]:
 
 
 def hud_lines(*, fps: float, latency_p50: float, latency_p95: float, stats: Mapping | None,
-              recording: bool = False, paused: bool = False, extra: str = "") -> list[str]:
+              key_latency: tuple[float, float] | None = None, recording: bool = False, paused: bool = False,
+              extra: str = "") -> list[str]:
     """The HUD text, one string per line, from the client's counters and the server's stats message."""
     stats = stats or {}
     memory = stats.get("memory") or {}
     kv = memory.get("kv_bytes", stats.get("kv_bytes"))
     budget = memory.get("budget_bytes") or stats.get("budget_bytes")
-    lines = [f"FPS {fps:5.1f}   latency p50 {latency_p50:5.0f} ms  p95 {latency_p95:5.0f} ms",
+    key = f"   key p50 {key_latency[0]:4.0f} p95 {key_latency[1]:4.0f} ms" if key_latency else ""
+    lines = [f"FPS {fps:5.1f}   latency p50 {latency_p50:5.0f} ms  p95 {latency_p95:5.0f} ms{key}",
              f"KV {fmt_bytes(kv)} / {fmt_bytes(budget) if budget else 'no budget'}   policy {stats.get('policy') or memory.get('policy') or '?'}"]
     regions = _regions(memory)
     if regions:

@@ -27,11 +27,12 @@ def server():
 def test_frames_reach_the_screen_scaled_up(server, tmp_path):
     shot = tmp_path / "plain.png"
     client = GameClient(ClientConfig(endpoint=server.endpoint, scale=4, hud=False, max_frames=8, screenshot=str(shot)),
-                        extra_keys=lambda i: {"w", "a"})
+                        extra_keys=lambda i: {"w", "a"} if i % 20 < 10 else {"s"})
     summary = client.run()
     latest = client.conn.latest
     assert summary["frames"] >= 8 and summary["latency_p95_ms"] > 0
-    assert latest.header.action == DOOM_ACTIONS.index("forward+turn_left")  # held keys -> action on the wire
+    assert latest.header.action in (DOOM_ACTIONS.index("forward+turn_left"), DOOM_ACTIONS.index("back"))
+    assert summary["key_changes"] >= 1 and summary["key_latency_p95_ms"] >= summary["latency_p50_ms"] * 0.5
     image = screenshot(shot)
     assert image.shape == (64, 64, 3)
     assert np.array_equal(image, upscale(latest.pixels, 4))
@@ -62,9 +63,10 @@ def test_escape_quits_and_the_session_is_closed(server):
 def test_hud_lines_say_what_the_numbers_are():
     stats = {"policy": "dual", "memory": {"kv_bytes": 3 * 2**20, "budget_bytes": 8 * 2**20,
                                           "regions": {"sink": 2**20, "recent": {"bf16": 2**21}}}}
-    lines = hud_lines(fps=15.2, latency_p50=40, latency_p95=70, stats=stats, recording=True, paused=True)
+    lines = hud_lines(fps=15.2, latency_p50=40, latency_p95=70, stats=stats, recording=True, paused=True,
+                      key_latency=(55, 90))
     text = "\n".join(lines)
-    for part in ("FPS  15.2", "p50    40 ms", "p95    70 ms", "KV 3.0 MB / 8.0 MB", "policy dual", "sink 1.0 MB",
+    for part in ("FPS  15.2", "p50    40 ms", "p95    70 ms", "key p50   55 p95   90 ms", "KV 3.0 MB / 8.0 MB", "policy dual", "sink 1.0 MB",
                  "recent 2.0 MB", "REC", "PAUSED"):
         assert part in text, part
     assert "no budget" in "\n".join(hud_lines(fps=0, latency_p50=0, latency_p95=0, stats={}))
