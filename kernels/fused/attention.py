@@ -180,16 +180,17 @@ def attend_triton(q: torch.Tensor, view: KVView, *, block_m: int | None = None, 
 def launch_config(nq: int, block_m: int | None = None, block_n: int | None = None) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps, num_stages) for `nq` queries.
 
-    Not tuned on a GPU (none was available when this was written). Chosen from sm_90 compiles (ptxas -v,
-    D=128, 44 RoPE channels): 128x32 tiles, 8 warps, 2 stages keep register spills to a few hundred bytes
-    at most for bf16/int8/int4 tiers and shared memory under 120 KB; 128x64 spilled 260-730 bytes. Short
-    query blocks (and the interpreter) use 16- or 64-row tiles.
+    Not timed on a GPU (none was available when this was written); chosen from sm_90 compiles (ptxas -v,
+    D=128, 44 RoPE channels, bf16/int8/int4 tiers): 128x32 tiles with 8 warps spill at most ~130 bytes
+    and amortise the read-time rotation of each key tile over 128 queries; 64x32 with 8 warps spills
+    ~0-20 bytes; 128x64 spilled 260-730 bytes and 16x64 with 4 warps over 1 KB. Two pipeline stages keep
+    shared memory under ~115 KB. The interpreter (tests) gets 64-key tiles: fewer, larger numpy steps.
     """
     if block_m is None:
         block_m = 128 if nq >= 256 else 64 if nq > 32 else 16
     if block_n is None:
-        block_n = 32 if block_m >= 128 else 64
-    return block_m, block_n, 8 if block_m >= 128 else 4, 2
+        block_n = 64 if interpreting() else 32
+    return block_m, block_n, 8 if block_m >= 64 else 4, 2
 
 
 def _launch(seg: KVSegment, q, cos, sin, acc, m, l, out, grid, nq, qk_scale, rope_dims, *, first, last, block_m, block_n, num_warps, num_stages):
