@@ -34,9 +34,11 @@ def main() -> int:
     parser.add_argument("--bot", action="store_true", help="headless bot play + recording + regeneration")
     parser.add_argument("--screenshot", default=None, help="save a side-by-side screenshot with the HUD here")
     parser.add_argument("--tiny", action="store_true", help="a tiny random-weight model instead of the default")
+    parser.add_argument("--model-kwargs", default=None, metavar="JSON",
+                        help='arguments for the default model, e.g. \'{"checkpoint": "runs/x/last.safetensors"}\'')
     parser.add_argument("--frames", type=int, default=120)
     args = parser.parse_args()
-    kwargs = json.dumps({"pretrained": False, "config": "tiny"} if args.tiny else {})
+    kwargs = args.model_kwargs or json.dumps({"pretrained": False, "config": "tiny"} if args.tiny else {})
     if not args.bot and not args.screenshot:
         from engine.cli import main as reverie
 
