@@ -156,10 +156,12 @@ def encode(msg: Any) -> bytes:
     return msgpack.packb({"k": kind, "v": PROTO_VERSION, **body}, use_bin_type=True)
 
 
-def decode(raw: bytes | memoryview) -> Any:
-    """Parse and validate a header; raises `ProtocolError` (never anything else) on bad input."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError("oversize", f"header of {len(raw)} bytes is over the {MAX_HEADER_BYTES}-byte limit")
+def decode(raw: bytes | memoryview, limit: int = MAX_HEADER_BYTES) -> Any:
+    """Parse and validate a header; raises `ProtocolError` (never anything else) on bad input.
+
+    `limit` caps the header size (clients allow the server's stats messages more room)."""
+    if len(raw) > limit:
+        raise ProtocolError("oversize", f"header of {len(raw)} bytes is over the {limit}-byte limit")
     try:
         obj = msgpack.unpackb(bytes(raw), raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, StackError, ValueError ...)

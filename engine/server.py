@@ -240,8 +240,14 @@ class Server:
             elif op == "resume":
                 s.paused = False
             elif op == "reset":
-                s.reset(seed=_int_or_none(value, "reset"))
+                seed = _int_or_none(value, "reset")
+                recording = client.recorder is not None
+                if recording:  # a recording covers one course of the world: finish it, start the next
+                    self._record(client, False)
+                s.reset(seed=seed)
                 client.pending.clear()
+                if recording:
+                    self._record(client, True)
             elif op == "seed":
                 s.set_seed(_int(value, "seed"))
             elif op == "policy":

@@ -18,6 +18,9 @@ import zmq
 from engine import protocol as P
 
 
+SERVER_HEADER_LIMIT = 1 << 20  # stats from the server may be larger than a client's messages
+
+
 class ServerError(RuntimeError):
     """The server refused or failed a request; `code` is the protocol error code."""
 
@@ -94,7 +97,7 @@ class Connection:
             if not self.sock.poll(100, zmq.POLLIN):
                 continue
             header, *_ = self.sock.recv_multipart()
-            reply = P.decode(header)
+            reply = P.decode(header, SERVER_HEADER_LIMIT)
             if isinstance(reply, P.Welcome):
                 return reply
             if isinstance(reply, P.Error):
@@ -149,7 +152,7 @@ class Connection:
                 return newest
             now = time.monotonic_ns()
             try:
-                msg = P.decode(parts[0].buffer)
+                msg = P.decode(parts[0].buffer, SERVER_HEADER_LIMIT)
             except P.ProtocolError as exc:
                 self.errors.append(ServerError(exc.code, f"bad message from the server: {exc}"))
                 continue

@@ -53,7 +53,7 @@ def test_a_client_seed_frame_starts_the_world_and_same_seed_gives_same_frames():
 
 
 def test_sessions_share_the_device_fairly():
-    with ServerThread() as st, Connection(st.endpoint) as a, Connection(st.endpoint) as b:
+    with ServerThread() as st, Connection(st.endpoint, credits=2) as a, Connection(st.endpoint, credits=2) as b:
         counts = {id(a): 0, id(b): 0}
         deadline = time.monotonic() + 20
         while min(counts.values()) < 15 and time.monotonic() < deadline:
@@ -63,7 +63,7 @@ def test_sessions_share_the_device_fairly():
                 before = c.frames_received
                 c.poll(5)
                 counts[id(c)] += c.frames_received - before
-        assert min(counts.values()) >= 15 and abs(counts[id(a)] - counts[id(b)]) <= 3
+        assert min(counts.values()) >= 15 and abs(counts[id(a)] - counts[id(b)]) <= 2
 
 
 def test_admission_refuses_what_does_not_fit_and_disturbs_nothing():
@@ -163,14 +163,38 @@ def test_a_silent_client_is_freed_after_its_ttl():
 
 def test_slow_client_gets_the_latest_frame_not_a_backlog():
     with ServerThread() as st, Connection(st.endpoint, credits=2) as c:
-        for _ in range(10):                          # over its credits: the server keeps the newest two
+        c.control("pause")                           # nothing is generated while the actions pile up
+        for _ in range(10):                          # more than its 2 credits: the server keeps the newest two
             c.send_action(1)
-        time.sleep(0.5)
+        c.control("resume")
         got = []
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:
-            f = c.poll(100)
-            if f is not None:
-                got.append(f.header.seq)
-        assert len(got) <= 2 and st.server.counters["coalesced"] >= 8
-        assert got and got[-1] == 10
+            c.poll(100)
+            if c.latest is not None and (not got or got[-1] != c.latest.header.seq):
+                got.append(c.latest.header.seq)
+        (client,) = st.server.clients.values()
+        assert client.frames == 2 and st.server.counters["coalesced"] == 8
+        assert got[-1] == 10 and set(got) <= {9, 10}
+
+
+def test_reset_while_recording_starts_a_new_recording_and_both_regenerate(tmp_path):
+    from engine.recorder import regenerate
+    from tinyworld import list_memory_factory
+
+    with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000) as st, Connection(st.endpoint, seed=5) as c:
+        run_bot(c, 2, [4])
+        c.control("record", True)
+        run_bot(c, 4, [1, 7])
+        c.control("reset")
+        run_bot(c, 3, [3])
+        c.control("record", False)
+        c.control("stats")
+        while not c.stats:
+            c.poll(100)
+        model = st.model
+    first, second = sorted(tmp_path.iterdir())
+    for path, prefix, n in ((first, [4, 4], 4), (second, [], 3)):
+        r = read_rollout(path)
+        assert r.complete and len(r) == n + 1 and r.meta.config["prefix_actions"] == prefix
+        assert np.array_equal(regenerate(r, model, memory_factory=list_memory_factory), r.frames[1:])
