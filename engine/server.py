@@ -194,7 +194,11 @@ class Server:
                 return self._reject(sid, P.ProtocolError("bad_field", f"seed frame part has {len(buf)} bytes, expected {int(np.prod(shape))}"))
             seed_frame = np.frombuffer(buf, np.uint8).reshape(shape).copy()
         else:
-            seed_frame = self._seed_frame(tuple(self.spec.frame_shape))
+            try:
+                seed_frame = self._seed_frame(tuple(self.spec.frame_shape))
+            except Exception as exc:  # e.g. no real game installed to take a first frame from
+                return self._reject(sid, P.ProtocolError("refused", f"this server has no seed frame ({exc}); "
+                                                         "send one in the hello"))
         policy = msg.policy or self.config.policy
         budget = msg.budget_bytes or self.config.budget_bytes
         if msg.credits < 1:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = GameClient(client_config(args, args.endpoint)).run()
-    except (ServerError, TimeoutError, ConnectionError) as exc:
+    except (ServerError, TimeoutError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"reverie client: {exc}", file=sys.stderr)
         return 1
     print(f"reverie client: {summary['frames']} frames, latency p50 {summary['latency_p50_ms']:.0f} ms "

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from input.net import ServerError
 
         summary = GameClient(client_config(args, endpoint)).run()
-    except (ServerError, TimeoutError, ConnectionError) as exc:
+    except (ServerError, TimeoutError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"reverie play: {exc}", file=sys.stderr)
         return 1
     finally:

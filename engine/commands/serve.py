@@ -112,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
                           budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
                           max_sessions=args.max_sessions, ttl_s=args.ttl, record_dir=args.record_dir, seed=args.seed)
-    server = Server(model, config, seed_frame=seed_frame_source(model, args.seed_frame, args.map))
+    seed_frame = seed_frame_source(model, args.seed_frame, args.map)
+    try:
+        seed_frame(tuple(model.spec.frame_shape))  # fail early and clearly, not at the first hello
+    except Exception as exc:
+        print(f"reverie serve: no default seed frame ({exc}); clients must send one in their hello "
+              f"(or pass --seed-frame)", file=sys.stderr)
+    server = Server(model, config, seed_frame=seed_frame)
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     print(f"reverie serve: {model.spec.name} {list(model.spec.frame_shape)} on {server.endpoint}, "

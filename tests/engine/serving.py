@@ -18,12 +18,12 @@ def seed_frame(shape) -> np.ndarray:
 
 
 class ServerThread:
-    def __init__(self, model=None, **config):
+    def __init__(self, model=None, seed_frame_fn=seed_frame, **config):
         torch.set_num_threads(1)
         self.model = model or TinyWorld()
         config.setdefault("endpoint", "tcp://127.0.0.1:0")
         config.setdefault("policies", ("full", "window"))
-        self.server = Server(self.model, ServerConfig(**config), seed_frame=seed_frame,
+        self.server = Server(self.model, ServerConfig(**config), seed_frame=seed_frame_fn,
                              memory_factory=list_memory_factory)
         self.endpoint = self.server.endpoint
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"max_idle_poll_ms": 10}, daemon=True)

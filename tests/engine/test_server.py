@@ -198,3 +198,14 @@ def test_reset_while_recording_starts_a_new_recording_and_both_regenerate(tmp_pa
         r = read_rollout(path)
         assert r.complete and len(r) == n + 1 and r.meta.config["prefix_actions"] == prefix
         assert np.array_equal(regenerate(r, model, memory_factory=list_memory_factory), r.frames[1:])
+
+
+def test_without_a_default_seed_frame_a_hello_must_bring_one():
+    def no_frame(shape):
+        raise RuntimeError("vizdoom is not installed")
+
+    with ServerThread(seed_frame_fn=no_frame) as st:
+        with pytest.raises(ServerError, match="no seed frame .*vizdoom is not installed.*send one"):
+            Connection(st.endpoint)
+        with Connection(st.endpoint, seed_frame=seed_frame((16, 16, 3))) as c:
+            assert run_bot(c, 2, [1])["frames"] == 2
