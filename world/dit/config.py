@@ -99,7 +99,7 @@ class TrainConfig:
     """
 
     model: str = "default"
-    steps: int = 2400
+    steps: int = 1600
     batch: int = 4
     lr: float = 8e-4
     warmup: int = 100

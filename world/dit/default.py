@@ -43,6 +43,15 @@ class DiTWorldModel(WorldModel):
         from kernels import attend
 
         self._attend = attend
+        self._tables: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _table(self, t: float):
+        """adaLN modulations for noise level `t` and every action, computed once per level."""
+        key = float(t)
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables[key] = self.net.condition_table(key)
+        return table
 
     # -- pixels <-> latents ---------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -57,8 +66,7 @@ class DiTWorldModel(WorldModel):
     @torch.inference_mode()
     def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
         """See `WorldModel.denoise`: x `[C, T, P]` at noise `t` -> clean estimate `[C, T, P]`."""
-        tt = torch.full((x.shape[0],), float(t), dtype=torch.float32)
-        x0, _ = self.net.step(x.float(), tt, actions.long(), memory, self._attend, commit=False)
+        x0, _ = self.net.step(x.float(), actions.long(), self._table(t), memory, self._attend, commit=False)
         return x0
 
     @torch.inference_mode()
@@ -68,8 +76,8 @@ class DiTWorldModel(WorldModel):
         Returns pose deltas `[C, 3]` = (forward, left, dangle degrees), motion since the previous frame in
         that frame's heading (egocentric; see `world.dit.data.pose_deltas`), or None without a pose head.
         """
-        tt = torch.full((x0.shape[0],), float(self.spec.context_noise), dtype=torch.float32)
-        _, pose = self.net.step(x0.float(), tt, actions.long(), memory, self._attend, commit=True)
+        _, pose = self.net.step(x0.float(), actions.long(), self._table(self.spec.context_noise), memory,
+                                self._attend, commit=True)
         if pose is None:
             return None
         return pose * torch.tensor(self.cfg.pose_scale, dtype=pose.dtype)

@@ -145,7 +145,10 @@ class DiTNet(nn.Module):
 
     def _head(self, h: torch.Tensor, cond: torch.Tensor):
         """Final layer: tokens `[..., n*T, D]` -> x0 `[..., n, T, P]` and pose `[..., n, 3]` (or None)."""
-        shift, scale = self._per_token(self.ada_out(cond)).chunk(2, dim=-1)
+        return self._head_from(h, self.ada_out(cond))
+
+    def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor):
+        shift, scale = self._per_token(out_mod).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(h), shift, scale))
         out = out.unflatten(-2, (-1, self.cfg.tokens_per_frame))
         pose = None
@@ -210,23 +213,34 @@ class DiTNet(nn.Module):
         return self._head(h, cond)
 
     # -- inference path -------------------------------------------------------------------------------
-    def step(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, memory, attend, commit: bool):
+    def condition_table(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every block's adaLN modulation for noise level `t` and every action (a pure function of the
+        weights; inference caches it per level): `[L, num_actions, 6D]` and the final layer's `[num_actions, 2D]`."""
+        acts = torch.arange(self.cfg.num_actions, device=self.pos_emb.device)
+        tt = torch.full((self.cfg.num_actions,), float(t), device=self.pos_emb.device)
+        cond = F.silu(self.t_mlp(timestep_features(tt)) + self.act_emb(acts))
+        return torch.stack([b.ada(cond) for b in self.blocks]), self.ada_out(cond)
+
+    def step(self, x: torch.Tensor, actions: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor], memory,
+             attend, commit: bool):
         """One chunk through the memory.
 
         Args:
-            x: `[C, T, P]` latents; t: `[C]` noise levels; actions: `[C]` int64.
+            x: `[C, T, P]` latents at one noise level; actions: `[C]` int64.
+            table: `condition_table(t)` for that noise level.
             memory: `AttentionMemory`; attend: `(q [H, N, hd], view) -> [H, N, hd]`.
             commit: call `memory.commit` per layer (the clean pass).
         Returns:
             x0 estimate `[C, T, P]` and pose `[C, 3]` (or None).
         """
-        h, cond = self._embed(x, t, actions)
+        blocks_table, out_table = table
+        h = (self.patch_in(x) + self.pos_emb).flatten(-3, -2)
         for layer, block in enumerate(self.blocks):
-            mod = self._per_token(block.ada(cond))
+            mod = self._per_token(blocks_table[layer].index_select(0, actions))
             q, k, v = block.qkv_heads(h, mod, self.spatial)
             view = memory.view(layer, q, k, v)
             attn = attend(q, view)
             if commit:
                 memory.commit(layer, k, v, q)
             h = block.finish(h, attn, mod)
-        return self._head(h, cond)
+        return self._head_from(h, out_table.index_select(0, actions))

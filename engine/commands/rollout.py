@@ -1,0 +1,118 @@
+"""`reverie rollout`: run a world model on a rollout's actions, starting from its first frames.
+
+    reverie rollout --model default --context data/eval/ep000 --out runs/model-ep000
+    reverie rollout --model default --context data/eval/ep000 --actions moves.json --out runs/x
+
+The first `--context-frames` frames of the context rollout (with their recorded actions) are committed
+to the model's memory as history and copied to the output; then the model generates one frame per
+action: the context rollout's own later actions, or the JSON action file (a list of action names, one
+per step, applied after the context). The output is a rollout directory (`engine.rollout`) with source
+`model:NAME`, so any model can be compared with the real game step by step (`reverie inspect`, PSNR).
+Noise comes from `--seed`, chunk and step (`engine.sampler`), so the same command gives the same frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="registered world model (default: default)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="keyword for the model factory, repeatable (e.g. checkpoint=runs/x/model.safetensors)")
+    parser.add_argument("--context", required=True, metavar="ROLLOUT", help="rollout whose first frames start the model")
+    parser.add_argument("--context-frames", type=int, default=4, help="real frames committed as history (default 4)")
+    parser.add_argument("--actions", default=None, metavar="FILE",
+                        help="JSON list of action names to play after the context (default: the context's own)")
+    parser.add_argument("--steps", type=int, default=None, help="generate at most this many frames")
+    parser.add_argument("--policy", default="full", help="memory policy (default full)")
+    parser.add_argument("--budget-bytes", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="output rollout directory (must not exist or be empty)")
+    parser.add_argument("--no-preview", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from engine.bench.memory import parse_model_args
+    from engine.rollout import RolloutError, read_rollout
+    from world.games.policies import load_action_file
+    from world.registry import load_model
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        context = read_rollout(args.context)
+    except (RolloutError, FileNotFoundError, OSError) as exc:
+        print(f"reverie rollout: {exc}", file=sys.stderr)
+        return 2
+    k = args.context_frames
+    if not 1 <= k <= len(context):
+        print(f"reverie rollout: --context-frames must be in 1..{len(context)}", file=sys.stderr)
+        return 2
+    try:
+        actions = load_action_file(args.actions) if args.actions else [int(a) for a in context.actions[k:]]
+    except ValueError as exc:
+        print(f"reverie rollout: {exc}", file=sys.stderr)
+        return 2
+    if args.steps is not None:
+        actions = actions[:args.steps]
+    try:
+        model = load_model(args.model, **parse_model_args(args.model_arg))
+    except Exception as exc:
+        print(f"reverie rollout: cannot load model '{args.model}': {exc}", file=sys.stderr)
+        return 2
+    if tuple(context.meta.frame_shape) != tuple(model.spec.frame_shape):
+        print(f"reverie rollout: the context is {context.meta.frame_shape}, the model makes {model.spec.frame_shape}",
+              file=sys.stderr)
+        return 2
+    summary = generate_rollout(model, args.model, context, k, actions, args)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['steps']} steps ({summary['generated']} generated) to {summary['dir']}")
+    return 0
+
+
+def generate_rollout(model, name: str, context, k: int, actions: list[int], args) -> dict:
+    """Commit `k` context frames, generate one frame per action, write everything as a rollout."""
+    import numpy as np
+    import torch
+
+    from engine.rollout import RolloutMeta, RolloutWriter
+    from engine.sampler import generate_chunk
+    from memory import MemoryManager
+
+    spec = model.spec
+    mem = MemoryManager.create(spec, policy=args.policy, budget_bytes=args.budget_bytes)
+    meta_model = getattr(model, "meta", {}) or {}
+    meta = RolloutMeta(source=f"model:{name}", seed=args.seed, frame_shape=spec.frame_shape, map=context.meta.map,
+                       fps=context.meta.fps, action_space=spec.action_space.names,
+                       config={"model": name, "config_hash": meta_model.get("config_hash"), "memory_policy": args.policy,
+                               "budget_bytes": args.budget_bytes, "context": str(context.path),
+                               "context_frames": k, "torch_threads": torch.get_num_threads()})
+    c = spec.chunk_frames
+    actions = actions[:len(actions) - len(actions) % c]  # whole chunks only
+    with RolloutWriter(args.out, meta) as writer, torch.inference_mode():
+        for t in range(k):  # the real history, committed as clean frames one chunk at a time
+            frame = np.array(context.frames[t], copy=True)
+            mem.begin_chunk()
+            lat = model.encode(torch.from_numpy(frame)[None]).expand(c, *spec.latent_shape).contiguous()
+            model.commit(lat, torch.full((c,), int(context.actions[t])), mem)
+            mem.end_chunk()
+            pose = context.poses[t]
+            writer.append(frame, int(context.actions[t]), None if np.isnan(pose).any() else pose)
+        for i in range(0, len(actions), c):
+            acts = torch.tensor(actions[i:i + c], dtype=torch.long)
+            mem.begin_chunk()
+            x0, _ = generate_chunk(model, mem, acts, seed=args.seed, chunk_index=i // c)
+            mem.end_chunk()
+            for frame, a in zip(model.decode(x0).numpy(), acts.tolist()):
+                writer.append(frame, a, None, extra={"kv_bytes": int(mem.kv_bytes())})
+        summary = writer.close(preview=not args.no_preview)
+    return {**summary, "generated": len(actions), "context_frames": k, "model": name}

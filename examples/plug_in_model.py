@@ -1,0 +1,64 @@
+"""Plug a third-party world model into reverie through the `reverie.world_models` entry point.
+
+A model package declares, in its pyproject.toml (see examples/plugin/pyproject.toml):
+
+    [project.entry-points."reverie.world_models"]
+    example-tiny = "reverie_example_plugin.model:build"
+
+Install it next to reverie (offline is fine: it has no dependencies of its own):
+
+    pip install --no-deps --no-build-isolation ./examples/plugin
+
+and every command finds it by name: `reverie play --model example-tiny`, `reverie bench model --model
+example-tiny --json`, `reverie rollout --model example-tiny --context ROLLOUT --out DIR`.
+
+This script checks that the model is registered, then runs it through the same loop the engine uses:
+`engine.sampler.generate_chunk` with a `memory.MemoryManager` (default policy and budget), and prints what
+it made. Run: python examples/plug_in_model.py [--name example-tiny] [--frames 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="example-tiny", help="entry-point name of the model")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--policy", default="dual", help="memory policy")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from engine.sampler import generate_chunk
+    from memory import MemoryManager
+    from world.registry import available, load_model
+
+    if args.name not in available():
+        print(f"'{args.name}' is not installed; run: pip install --no-deps --no-build-isolation ./examples/plugin",
+              file=sys.stderr)
+        return 1
+    model = load_model(args.name)
+    spec = model.spec
+    memory = MemoryManager.create(spec, policy=args.policy)
+    forward = spec.action_space.index("forward")
+    frames = []
+    t0 = time.perf_counter()
+    for i in range(args.frames):
+        memory.begin_chunk()
+        x0, _ = generate_chunk(model, memory, torch.full((spec.chunk_frames,), forward), seed=0, chunk_index=i)
+        memory.end_chunk()
+        frames.append(model.decode(x0))
+    elapsed = time.perf_counter() - t0
+    video = torch.cat(frames)
+    print(f"model {spec.name}: {len(video)} frames {tuple(video.shape[1:])} uint8 in {elapsed:.2f} s "
+          f"({len(video) / elapsed:.1f} fps), memory {memory.stats().get('policy')} holding "
+          f"{memory.kv_bytes()} bytes of K/V for {memory.frames_committed} frames")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

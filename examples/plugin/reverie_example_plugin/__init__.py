@@ -1,0 +1,1 @@
+"""An example third-party world model for reverie (see `reverie_example_plugin.model`)."""

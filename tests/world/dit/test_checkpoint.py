@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+
+from world.checkpoint import CheckpointError, save_state
+from world.dit.config import DiTConfig
+from world.dit.default import DEFAULT_CHECKPOINT, build
+from world.registry import load_model
+
+
+def _save(model, path):
+    cfg = model.cfg
+    return save_state(path, model.net.state_dict(), {"config": cfg.to_dict(), "config_hash": cfg.hash()},
+                      dtype=torch.float16)
+
+
+def test_round_trip_fp16(tmp_path):
+    model = build(pretrained=False, config="tiny", seed=3)
+    path = _save(model, tmp_path / "m.safetensors")
+    loaded = build(checkpoint=path)
+    assert loaded.cfg == model.cfg
+    for name, t in model.net.state_dict().items():
+        torch.testing.assert_close(loaded.net.state_dict()[name], t.half().float())
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["config_hash"] == model.cfg.hash() and len(side["sha256"]) == 64
+
+
+def test_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        build(checkpoint=tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_checkpoint_is_clear(tmp_path, damage):
+    path = _save(build(pretrained=False, config="tiny"), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        build(checkpoint=path)
+
+
+def test_mismatched_checkpoint_is_clear(tmp_path):
+    from world.checkpoint import load_state
+
+    path = _save(build(pretrained=False, config="tiny"), tmp_path / "m.safetensors")
+    other = build(pretrained=False, config=DiTConfig(patch=8, width=64, layers=2, heads=2, temporal_rope=8,
+                                                       row_rope=8, col_rope=8))
+    with pytest.raises(CheckpointError, match="shapes"):
+        load_state(path, {n: t.shape for n, t in other.net.state_dict().items()})
+    fewer = {n: t.shape for n, t in list(build(pretrained=False, config="tiny").net.state_dict().items())[:-2]}
+    with pytest.raises(CheckpointError, match="unexpected"):
+        load_state(path, fewer)
+
+
+def test_config_hash_mismatch_is_clear(tmp_path):
+    model = build(pretrained=False, config="tiny")
+    path = save_state(tmp_path / "m.safetensors", model.net.state_dict(),
+                      {"config": model.cfg.to_dict(), "config_hash": "0" * 16})
+    with pytest.raises(CheckpointError, match="hash"):
+        build(checkpoint=path)
+
+
+def test_registry_default_without_bundled_weights(monkeypatch, tmp_path):
+    import world.dit.default as default
+
+    monkeypatch.setattr(default, "DEFAULT_CHECKPOINT", tmp_path / "default.safetensors")
+    with pytest.raises(CheckpointError, match="no trained default model is bundled"):
+        load_model("default")
+    assert load_model("default", pretrained=False, config="tiny").spec.name == "default"
+
+
+@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no bundled weights in this checkout")
+def test_bundled_weights_load_small_and_fast():
+    import time
+
+    t0 = time.perf_counter()
+    model = load_model("default")
+    assert time.perf_counter() - t0 < 10  # generous here; `reverie bench model` reports load_s
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 50e6
+    assert model.meta.get("command", "").startswith("reverie train")
