@@ -31,6 +31,8 @@ class PolicyConfig:
         positions: temporal position policy (`memory.positions.POSITIONS`).
         merge_threshold: cosine threshold to merge a leaving token into its temporal correspondent in the
             mid pool (TempCache; None = no merging).
+        score_decay: moving-average coefficient of attention-mass scores / per-commit decay of change scores.
+        age_decay: per-commit factor on learned salience scores, so old tokens slowly yield to new ones.
         head_groups: None, or "profile" to split heads into static/dynamic groups (Forcing-KV): online
             over the first `profile_chunks` chunks, or from the JSON file `head_profile`.
         fov_degrees, retrieval_distance: view-overlap scoring of archived frames (see `memory.spatial`).
@@ -55,6 +57,7 @@ class PolicyConfig:
     static_threshold: float = 0.8
     profile_chunks: int = 2
     score_decay: float = 0.9
+    age_decay: float = 1.0
     query_frames: int = 4
     salience_weights: str | None = None
     head_profile: str | None = None
@@ -87,8 +90,10 @@ class PolicyConfig:
             raise ValueError("retrieval needs an archive (archive_frames > 0)")
         if self.head_groups not in (None, "profile"):
             raise ValueError(f"head_groups must be None or 'profile', got {self.head_groups!r}")
-        if not 0.0 < self.score_decay <= 1.0 or self.query_frames < 1 or self.profile_chunks < 1:
-            raise ValueError("score_decay in (0, 1], query_frames >= 1 and profile_chunks >= 1")
+        if not 0.0 < self.score_decay <= 1.0 or not 0.0 < self.age_decay <= 1.0:
+            raise ValueError("score_decay and age_decay must be in (0, 1]")
+        if self.query_frames < 1 or self.profile_chunks < 1:
+            raise ValueError("query_frames and profile_chunks must be >= 1")
         if self.rope_limit is not None and self.rope_limit < 1:
             raise ValueError("rope_limit must be >= 1")
 

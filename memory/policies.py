@@ -51,7 +51,7 @@ register_policy(PolicyConfig(
     name="h2o", mid_frac=0.5, scorer="mass", positions="relative",
     description="H2O: recent window + heavy hitters by (moving-average) attention mass"))
 register_policy(PolicyConfig(
-    name="salience", sink_frames=1, mid_frac=0.6, scorer="salience", positions="relative",
+    name="salience", sink_frames=1, mid_frac=0.6, scorer="salience", positions="relative", age_decay=0.98,
     description="PaFu-KV: recent window + tokens kept by the learned S-MLP salience head "
                 "(attention-mass proxy when the model has no trained head)"))
 register_policy(PolicyConfig(
@@ -71,6 +71,6 @@ register_policy(PolicyConfig(
     description="Memory Forcing for KV: recent window + frames retrieved from a pose-indexed host archive "
                 "by view overlap"))
 register_policy(PolicyConfig(
-    name="dual", sink_frames=1, sink_frac=0.1, mid_frac=0.5, scorer="salience", retrieved_frames=4,
+    name="dual", sink_frames=1, sink_frac=0.1, mid_frac=0.5, scorer="salience", retrieved_frames=4, age_decay=0.98,
     archive_frames=512, positions="relative",
     description="default: sink/anchor + salience-pruned recent + spatial retrieval"))

@@ -13,7 +13,8 @@ it is tensor code at commit time: no host syncs.
 * `mass` (H2O, age-neutral): exponential moving average of the softmax attention mass that sampled clean
   queries put on each token (pre-RoPE dot products: a proxy), so old tokens are not favoured.
 * `salience` (PaFu-KV): a trained S-MLP head predicts each token's salience from its key (see
-  `memory.salience`); without trained weights for the model it falls back to `mass` (attention proxy).
+  `memory.salience`), aged by `age_decay` per commit; without trained weights for the model it falls back
+  to `mass` (attention proxy).
 * `change` (Forcing-KV dynamic heads): `1 - segment similarity` between a leaving frame and the next
   frame (most-changing segments kept); pool scores decay so the region turns over.
 """
@@ -164,11 +165,13 @@ class Salience(Scorer):
     def score(self, layer, tokens, store):
         if self.proxy is not None:
             return self.proxy.score(layer, tokens, store)
-        return self.head.predict(layer, tokens.k)
+        return self.head.predict(layer, tokens.k).clamp_min(0.0)  # targets are log1p(SSE) >= 0
 
     def rescore(self, layer, pool):
         if self.proxy is not None:
             self.proxy.rescore(layer, pool)
+        elif pool.used and self.cfg.age_decay < 1.0:
+            pool.score[:pool.used] *= self.cfg.age_decay  # -inf (empty) stays -inf
 
     def reset(self):
         if self.proxy is not None:

@@ -200,3 +200,24 @@ def test_sse_targets_rank_the_key_the_future_attends_to_first():
     chunks = torch.tensor([0, 0, 1, 1, 2, 2])
     t = sse_targets(q, k, chunks, chunks)
     assert int(t[:2].argmax()) == 1
+
+
+def test_trained_salience_keeps_the_tokens_the_head_ranks_highest(tmp_path):
+    spec = tiny_spec(layers=1)
+    head = SalienceHead(spec.layers, spec.heads, spec.head_dim)
+    path = tmp_path / "s.safetensors"
+    head.save(path, spec.name)
+    mem = MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=24, salience_weights=str(path),
+                               age_decay=1.0)
+    demoted = []
+    for c in range(20):
+        run_chunk(mem, spec, c)
+    recent = mem.layout.recent_frames
+    for c in range(20 - recent - mem.layout.sink_frames):
+        demoted.append(chunk_qkv(spec, c + mem.layout.sink_frames, 0)[1])
+    keys = torch.cat(demoted, 1)
+    pred = head.predict(0, keys).clamp_min(0.0)
+    pool = mem.layers[0].mid
+    kept = sorted(pool.score[:pool.used].tolist(), reverse=True)
+    best = sorted(torch.topk(pred, pool.used).values.tolist(), reverse=True)
+    torch.testing.assert_close(torch.tensor(kept), torch.tensor(best))
