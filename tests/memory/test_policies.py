@@ -221,3 +221,24 @@ def test_trained_salience_keeps_the_tokens_the_head_ranks_highest(tmp_path):
     kept = sorted(pool.score[:pool.used].tolist(), reverse=True)
     best = sorted(torch.topk(pred, pool.used).values.tolist(), reverse=True)
     torch.testing.assert_close(torch.tensor(kept), torch.tensor(best))
+
+
+def test_packed_positions_are_contiguous_and_ordered():
+    spec = tiny_spec(layers=1)
+    mem = MemoryManager.create(spec, policy="h2o", budget_frac=0.25, horizon_frames=64, positions="packed",
+                               sink_frames=2)
+    for c in range(40):
+        run_chunk(mem, spec, c)
+    mem.begin_chunk()
+    view = mem.view(0, *chunk_qkv(spec, 40, 0))
+    segs = dict(zip(segment_names(mem.layers[0]), view.segments))
+    sink, mid, recent = (segs[n].pos for n in ("sink", "mid", "recent"))
+    span = mem.layout.pool_frames
+    assert sorted(set(sink.tolist())) == [0, 1]
+    assert 2 <= int(mid.min()) and int(mid.max()) < 2 + span
+    r = mem.layout.recent_frames
+    assert sorted(set(recent.tolist())) == list(range(2 + span, 2 + span + r))
+    assert set(view.q_pos.tolist()) == {2 + span + r} and mem.max_position == 2 + span + r
+    # recent positions follow frame order
+    order = torch.argsort(mem.layers[0].recent.frame[: recent.shape[0]])
+    assert bool((recent[order][1:] >= recent[order][:-1]).all())
