@@ -7,7 +7,9 @@ Protocol (kv-methods.md §9.6), for a model (`--model`, default "default") and a
 2. Shadow mode: the `full` cache drives the model on the game's actions; at every layer and denoising
    step the same queries also attend through every policy's view (each policy is fed the reference's
    clean chunks). `attn_rel_err` = mean `||O_policy - O_full|| / ||O_full||`; `retained_mass` = mean
-   full-cache softmax mass (sampled queries, all heads) on the tokens the policy still shows that head.
+   full-cache softmax mass (sampled queries, all heads) on the tokens the policy still shows that head
+   (a merged slot counts as its newest member only, so this understates `tempcache`; quantized tokens
+   count as kept).
 3. Free-running: each policy generates its own rollout on the same actions with the same noise (drawn
    from seed, chunk and step): `psnr_vs_full` against the full-cache rollout, `psnr_vs_game` against the
    real frames, `revisit_psnr` = the model's frames on return vs the real game's frames at those steps.
