@@ -1,9 +1,15 @@
 """Attention over what `memory` exposes: gathered slots, per-slot logit bias, quantized tiers, RoPE at read.
 
-`from kernels import attend` is the entry point (`attend(q [H, Nq, D], view) -> [H, Nq, D]`). Importing this
-package is light: torch only; `triton` and `flash_attn` are imported when a backend that needs them first
-runs (see `kernels.backends`). Commit-time helpers: `kernels.scores` (participation scores, segment
-similarity) and `kernels.quant` (int8/int4 quantize/dequantize). Every op has a pure-torch `*_ref` oracle.
+Entry point: `attend(q [H, Nq, D], view) -> [H, Nq, D]` (`kernels.attend`), on the backend chosen by
+`kernels.backends` (`torch` on the CPU; `triton` on CUDA; `flash-attn` for dense float spans; override
+with `REVERIE_ATTN_BACKEND` or `with attention_backend(name):`). Commit-time helpers, each dispatching to
+Triton on CUDA and to its torch `*_ref` elsewhere: `kernels.scores.participation_scores`,
+`kernels.scores.segment_similarity`, `kernels.quant.quantize` / `dequantize`. Read-time RoPE:
+`kernels.rope.apply_rope_ref` (differentiable), `rope_tables` + `apply_rope` (inference). View builders
+for tests and benches: `kernels.testing`.
+
+Importing this package is light (torch only); `triton` and `flash_attn` are imported when a backend that
+needs them first runs.
 """
 
 from kernels.attend import attend, attend_ref

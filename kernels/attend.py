@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.quant import dequantize_ref
-from kernels.rope import apply_rope, rope_tables
+from kernels.rope import apply_rope_full, rope_tables_full
 from kernels.view import KVSegment, KVView, RopeSpec
 
 
@@ -73,7 +73,7 @@ def attend_torch(q: torch.Tensor, view: KVView, *, upcast: bool = False) -> torc
         stop = start + seg.visible
         _read_into(seg, k_all[:, start:stop], v_all[:, start:stop])
         if spec.dims:
-            cos, sin = rope_tables(seg.pos, spec, work)  # per slot; cached while seg.pos is unchanged
+            cos, sin = rope_tables_full(seg.pos, spec, work)  # per slot; cached while seg.pos is unchanged
             if seg.index is not None:
                 cos, sin = cos.index_select(0, seg.index), sin.index_select(0, seg.index)
             cos_parts.append(cos)
@@ -84,7 +84,7 @@ def attend_torch(q: torch.Tensor, view: KVView, *, upcast: bool = False) -> torc
     if spec.dims:  # one in-place rotation of every gathered key
         cos = cos_parts[0] if len(cos_parts) == 1 else torch.cat(cos_parts)
         sin = sin_parts[0] if len(sin_parts) == 1 else torch.cat(sin_parts)
-        apply_rope(k_all, cos, sin, spec.dims, out=k_all)
+        apply_rope_full(k_all, cos, sin, spec.dims, out=k_all)
     return _sdpa(qr, k_all, v_all, bias_all)
 
 
@@ -163,8 +163,8 @@ def _plain(seg: KVSegment) -> bool:
 def _rotate(x: torch.Tensor, pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> torch.Tensor:
     if not spec.dims:
         return x
-    cos, sin = rope_tables(pos, spec, dtype)
-    return apply_rope(x, cos, sin, spec.dims)
+    cos2, sin2 = rope_tables_full(pos, spec, dtype)
+    return apply_rope_full(x, cos2, sin2, spec.dims)
 
 
 def _bias_buffer(segments: list[KVSegment], h: int, total: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:

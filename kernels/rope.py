@@ -51,23 +51,38 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
         version counter (no device sync; tensors without a version counter, i.e. inference tensors, are
         recomputed each time).
     """
+    return _tables(pos, spec, dtype)[:2]
+
+
+def rope_tables_full(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same tables spread over the rotated channels, for `apply_rope_full`.
+
+    Returns:
+        `(cos2, sin2)`, each `[S, dims]`: `cos2 = [cos, cos]`, `sin2 = [-sin, sin]` (cached with
+        `rope_tables`).
+    """
+    return _tables(pos, spec, dtype)[2:]
+
+
+def _tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     key = _table_key(pos, spec, dtype)
     if key is not None:
         hit = _TABLES.get(key)
         if hit is not None:
             _TABLES.move_to_end(key)
-            return hit[1], hit[2]
+            return hit[1:]
     angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)
     cos, sin = torch.stack((angle.cos(), angle.sin())).to(dtype).unbind(0)
+    tables = (cos, sin, torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1))
     if key is not None:
-        _TABLES[key] = (pos, cos, sin)  # holding `pos` keeps its storage (so its data_ptr) from being reused
+        _TABLES[key] = (pos, *tables)  # holding `pos` keeps its storage (so its data_ptr) from being reused
         if len(_TABLES) > _TABLE_CACHE_SIZE:
             _TABLES.popitem(last=False)
-    return cos, sin
+    return tables
 
 
 _TABLE_CACHE_SIZE = 32
-_TABLES: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+_TABLES: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
 
 
 def _table_key(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple | None:
@@ -94,6 +109,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int,
     Returns:
         the rotated tensor (`out` when given). `x` is not modified unless `out is x`.
     """
+    if dims == 0:
+        return apply_rope_full(x, cos, sin, 0, out)
+    return apply_rope_full(x, torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1), dims, out)
+
+
+def apply_rope_full(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor, dims: int,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
+    """`apply_rope` with tables already spread over the rotated channels (`rope_tables_full`, `[S, dims]`)."""
     if out is None:
         out = torch.empty_like(x)
     if dims < x.shape[-1] and out is not x:
@@ -103,8 +126,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dims: int,
     half = dims // 2
     # [x1, x2] * [cos, cos] + [x2, x1] * [-sin, sin], written straight into out's rotated channels.
     swapped = torch.cat((x[..., half:dims], x[..., :half]), dim=-1)
-    torch.mul(x[..., :dims], torch.cat((cos, cos), dim=-1), out=out[..., :dims])
-    out[..., :dims].addcmul_(swapped, torch.cat((-sin, sin), dim=-1))
+    torch.mul(x[..., :dims], cos2, out=out[..., :dims])
+    out[..., :dims].addcmul_(swapped, sin2)
     return out
 
 
