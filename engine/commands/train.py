@@ -42,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or f"runs/train-{args.config}-seed{args.seed}"
     progress = not args.no_progress
+    tics = cfg.tics_per_step
     if args.data:
+        tics = _check_train_maps(args.data)
         episodes = [load_episode(p) for p in find_rollouts(args.data)]
         source = {"data": [e.name for e in episodes]}
-        _check_train_maps(args.data)
     else:
         episodes = generate_episodes(cfg, args.seed, progress=progress)
         source = {"data": "recipe"}
@@ -53,20 +54,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) -> {out}", flush=True)
     command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
     path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress,
-                 extra_meta={"command": command, "tics_per_step": cfg.tics_per_step, **source})
+                 extra_meta={"command": command, "tics_per_step": tics, **source})
     print(f"model: {path}")
     return 0
 
 
-def _check_train_maps(paths) -> None:
-    """Refuse rollouts recorded on a held-out map (they are for evaluation only)."""
+def _check_train_maps(paths) -> int:
+    """Refuse rollouts recorded on a held-out map (they are for evaluation only) or at mixed frame skips;
+    returns the recordings' game tics per step."""
     import json
 
     from world.dit.data import find_rollouts
     from world.games.maps import get_map
 
+    tics: set[int] = set()
     for d in find_rollouts(paths):
         meta = json.loads((d / "meta.json").read_text())
         name = meta.get("map")
         if name and get_map(name).role != "train":
             raise SystemExit(f"reverie train: {d} was recorded on '{name}', a held-out map; use train maps only")
+        tics.add(int((meta.get("config") or {}).get("game", {}).get("tics_per_step", 1)))
+    if len(tics) != 1:
+        raise SystemExit(f"reverie train: the rollouts mix frame skips (tics per step {sorted(tics)}); use one")
+    return tics.pop()
