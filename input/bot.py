@@ -36,7 +36,16 @@ def load_actions(source: str | Path | list | None) -> list[int]:
             raise ValueError(f"cannot read the action file {source}: {exc}") from None
         if not isinstance(items, list) or not items:
             raise ValueError(f"the action file {source} must hold a non-empty JSON list of action names")
-    return [DOOM_ACTIONS.index(a) if isinstance(a, str) else DOOM_ACTIONS.name(a) and int(a) for a in items]
+    return [_index(a) for a in items]
+
+
+def _index(action) -> int:
+    if isinstance(action, str):
+        return DOOM_ACTIONS.index(action)
+    if isinstance(action, int) and not isinstance(action, bool):
+        DOOM_ACTIONS.name(action)  # raises for an index outside the action space
+        return action
+    raise ValueError(f"an action is a name or an index, got {action!r}")
 
 
 def run_bot(conn: Connection, frames: int, actions: list[int], *, warmup: int = 0,
