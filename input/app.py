@@ -45,6 +45,7 @@ class ClientConfig:
     max_seconds: float | None = None
     screenshot: str | None = None
     connect_timeout_s: float = 60.0
+    server_timeout_s: float = 15.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.credits <= 2:
@@ -204,6 +205,9 @@ class GameClient:
                     self._say(str(conn.errors.popleft()))
                 if conn.closed_reason is not None:
                     raise ConnectionError(f"the server closed the session: {conn.closed_reason}")
+                if time.monotonic() - conn.last_recv > cfg.server_timeout_s:
+                    raise ConnectionError(f"the server at {cfg.endpoint} stopped answering "
+                                          f"({cfg.server_timeout_s:.0f} s without a message)")
                 conn.keepalive()
                 i += 1
                 if cfg.max_frames is not None and self.frames_shown >= cfg.max_frames:

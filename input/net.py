@@ -83,6 +83,7 @@ class Connection:
         self._last_send = 0.0
         self._last_stats = 0.0
         self._last_frame = time.monotonic()
+        self.last_recv = time.monotonic()   # any message from the server (the client's liveness check)
         self.welcome = self._hello(P.Hello(client=client, credits=credits, **hello), seed_frame, timeout_s)
         self.frame_shape = tuple(self.welcome.frame_shape)
 
@@ -151,6 +152,7 @@ class Connection:
             except zmq.Again:
                 return newest
             now = time.monotonic_ns()
+            self.last_recv = time.monotonic()
             try:
                 msg = P.decode(parts[0].buffer, SERVER_HEADER_LIMIT)
             except P.ProtocolError as exc:

@@ -94,3 +94,13 @@ def test_side_by_side_plays_the_real_game_on_the_same_inputs(tmp_path):
     assert image.shape == (48, 128, 3)
     top = slice(0, 48 - 20)  # the pane labels ("real game", "neural game") are drawn along the bottom
     assert np.array_equal(image[top, :64], real[top]) and np.array_equal(image[top, 64:], neural[top])
+
+
+def test_a_vanished_server_is_reported_not_waited_on_forever():
+    st = ServerThread()
+    st.thread.start()
+    client = GameClient(ClientConfig(endpoint=st.endpoint, scale=1, server_timeout_s=1.0, max_seconds=20))
+    st.server.stop()
+    st.thread.join(5)
+    with pytest.raises(ConnectionError, match="stopped answering|closed the session"):
+        client.run()
