@@ -2,7 +2,8 @@
 
 Loop (one iteration per display tick): command keys from events -> held keys polled -> action (pure
 keymap function) -> send it if a credit is free -> wait for the socket up to the tick's end, keep the
-newest frame -> scale, HUD, flip -> report the frame shown (its key-to-display latency). The engine runs
+newest frame -> when a frame arrives, poll the keys again and send the next action at once (the server
+works while we draw) -> scale, HUD, flip -> report the frame shown (its key-to-display latency). The engine runs
 in its own process; this process never imports torch.
 
 With `side_by_side`, the real game (ViZDoom) runs here on the same actions: the neural session starts
@@ -155,6 +156,21 @@ class GameClient:
                          key_latency=key, stats=self.conn.stats, recording=self.recording, paused=self.paused,
                          extra=note)
 
+    def _send_if_due(self, i: int) -> None:
+        """Poll the held keys; send their action if a credit is free (and step the real game with it)."""
+        held = self.window.pressed_keys(self.keymap.keys)
+        if self.extra_keys is not None:
+            held |= self.extra_keys(i)
+        action = action_from_keys(held, self.keymap)
+        if action != self._last_action:
+            self._last_action, self._change_t = action, time.monotonic_ns()
+        if not self.paused and self.conn.can_send():
+            seq = self.conn.send_action(action)
+            if self._change_t is not None:
+                self._change_seq[seq], self._change_t = self._change_t, None
+            if self.real:
+                self.real.step(seq, action)
+
     def run(self) -> dict:
         cfg, conn, win = self.config, self.conn, self.window
         tick = 1.0 / cfg.tick_hz
@@ -171,21 +187,12 @@ class GameClient:
                         cmd = command_for_key(pygame.key.name(event.key), self.keymap)
                         if cmd is not None:
                             running = self.command(cmd) and running
-                held = win.pressed_keys(self.keymap.keys)
-                if self.extra_keys is not None:
-                    held |= self.extra_keys(i)
-                action = action_from_keys(held, self.keymap)
-                if action != self._last_action:
-                    self._last_action, self._change_t = action, time.monotonic_ns()
-                if not self.paused and conn.can_send():
-                    seq = conn.send_action(action)
-                    if self._change_t is not None:
-                        self._change_seq[seq], self._change_t = self._change_t, None
-                    if self.real:
-                        self.real.step(seq, action)
+                self._send_if_due(i)
                 wait_ms = max(0, int((tick - (time.monotonic() - t_tick)) * 1000))
                 frame = conn.poll(wait_ms)
                 if frame is not None:
+                    pygame.event.pump()   # fresh key state: the next action goes out before we draw
+                    self._send_if_due(i)
                     win.show(frame.pixels, len(win.panes) - 1)
                     if self.real and frame.header.seq in self.real.frames:
                         win.show(self.real.frames[frame.header.seq], 0)
