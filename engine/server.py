@@ -69,7 +69,6 @@ class _Client:
     credits: int
     pending: deque = field(default_factory=deque)
     last_seen: float = 0.0
-    recorder: Recorder | None = None
     recordings: int = 0
     frames: int = 0
     t_first: float = 0.0
@@ -230,8 +229,8 @@ class Server:
     def _action(self, client: _Client, msg: P.Action) -> None:
         if not 0 <= msg.action < len(self.spec.action_space):
             return self._reject(client.sid, P.ProtocolError("bad_field", f"action {msg.action} is not in 0..{len(self.spec.action_space) - 1}"), msg.seq)
-        if client.recorder is not None and msg.shown_seq >= 0:
-            client.recorder.shown(msg.shown_seq, msg.t_shown_ns)
+        if client.session.recorder is not None and msg.shown_seq >= 0:
+            client.session.recorder.shown(msg.shown_seq, msg.t_shown_ns)
         if len(client.pending) == client.pending.maxlen:
             self.counters["coalesced"] += 1  # the client sent more than its credits: keep the newest
         client.pending.append(msg)
@@ -245,7 +244,7 @@ class Server:
                 s.paused = False
             elif op == "reset":
                 seed = _int_or_none(value, "reset")
-                recording = client.recorder is not None
+                recording = s.recorder is not None
                 if recording:  # a recording covers one course of the world: finish it, start the next
                     self._record(client, False)
                 s.reset(seed=seed)
@@ -284,7 +283,7 @@ class Server:
     def _turn(self, client: _Client) -> None:
         msg: P.Action = client.pending.popleft()
         try:
-            r = client.session.step(msg.action)
+            r = client.session.step(msg.action, seq=msg.seq, t_client_ns=msg.t_client_ns)
         except Exception as exc:
             log.exception("session %s failed", client.sid.hex())
             self.counters["engine_errors"] += 1
@@ -297,30 +296,24 @@ class Server:
         header = P.Frame(seq=msg.seq, index=r.index, action=r.action, shape=list(r.frame.shape),
                          t_client_ns=msg.t_client_ns, t_start_ns=r.t_start_ns, t_end_ns=r.t_end_ns,
                          pose=list(r.pose) if r.pose is not None else [], kv_bytes=int(client.session.memory.kv_bytes()),
-                         recording=client.recorder is not None)
+                         recording=client.session.recorder is not None)
         self._send(client.sid, header, r.frame)
-        if client.recorder is not None:
-            client.recorder.append(r, seq=msg.seq, t_client_ns=msg.t_client_ns, kv_bytes=header.kv_bytes)
 
     def _record(self, client: _Client, on: bool) -> None:
-        if on and client.recorder is None:
+        s = client.session
+        if on and s.recorder is None:
             if self.config.record_dir is None:
                 raise P.ProtocolError("refused", "this server was started without --record-dir")
             from pathlib import Path
 
             client.recordings += 1
             out = Path(self.config.record_dir) / f"{client.sid.hex()}-{client.recordings:03d}"
-            s = client.session
             try:
-                client.recorder = Recorder(out, s.model, seed_frame=s.seed_frame, seed=s.seed, policy=s.policy,
-                                           budget_bytes=s.budget_bytes, prefix_actions=s.history,
-                                           regenerable=s.replayable)
+                s.start_recording(out)
             except (OSError, ValueError) as exc:
                 raise P.ProtocolError("refused", f"cannot record to {out}: {exc}") from None
-        elif not on and client.recorder is not None:
-            client.recorder.close(wait=False, regenerable=client.session.replayable)
-            self._closing_recorders.append(client.recorder)
-            client.recorder = None
+        elif not on and s.recorder is not None:
+            self._closing_recorders.append(s.stop_recording(wait=False))
 
     # --- housekeeping --------------------------------------------------------------------------------
     def _send(self, sid: bytes, msg, payload: np.ndarray | None = None) -> None:
@@ -348,9 +341,8 @@ class Server:
             return
         self.rr.remove(sid)
         self.admission.release(sid)
-        if client.recorder is not None:
-            client.recorder.close(wait=False, regenerable=client.session.replayable)
-            self._closing_recorders.append(client.recorder)
+        if client.session.recorder is not None:
+            self._closing_recorders.append(client.session.stop_recording(wait=False))
         self.counters["sessions_closed"] += 1
         log.info("session %s closed (%s)", sid.hex(), reason)
         if error is not None:
@@ -362,8 +354,8 @@ class Server:
         data = json.loads(json.dumps(client.session.stats(), default=str))  # plain JSON types on the wire
         elapsed = time.monotonic() - client.t_first if client.frames > 1 else 0.0
         data.update(fps=(client.frames - 1) / elapsed if elapsed > 0 else 0.0, frames=client.frames,
-                    recording=client.recorder is not None,
-                    recording_dir=str(client.recorder.path) if client.recorder is not None else "",
+                    recording=client.session.recorder is not None,
+                    recording_dir=str(client.session.recorder.path) if client.session.recorder is not None else "",
                     server={"sessions": len(self.clients), **{k: int(v) for k, v in self.counters.items()}})
         return data
 

@@ -89,6 +89,7 @@ class Session:
         self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(1, recache_chunks))
         self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
         self.paused = False
+        self.recorder = None  # an engine.recorder.Recorder while recording
         self._start()
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -147,9 +148,29 @@ class Session:
         self.memory.flush()
         self.replayable = False
 
+    # --- recording -----------------------------------------------------------------------------------
+    def start_recording(self, path, *, fps: float = 15.0):
+        """Record every frame from now on into the rollout directory `path` (written off the hot path)."""
+        if self.recorder is None:
+            from engine.recorder import Recorder
+
+            self.recorder = Recorder(path, self.model, seed_frame=self.seed_frame, seed=self.seed,
+                                     policy=self.policy, budget_bytes=self.budget_bytes,
+                                     prefix_actions=self.history, regenerable=self.replayable, fps=fps)
+        return self.recorder
+
+    def stop_recording(self, wait: bool = True):
+        """Finish the recording (returns the recorder, still finishing in the background if not `wait`)."""
+        rec, self.recorder = self.recorder, None
+        if rec is not None:
+            rec.close(wait=wait, regenerable=self.replayable)
+        return rec
+
     # --- the hot path ------------------------------------------------------------------------------------
-    def step(self, action: int) -> StepResult:
-        """Generate (or hand out the next already generated) frame for `action`."""
+    def step(self, action: int, *, seq: int | None = None, t_client_ns: int = 0) -> StepResult:
+        """Generate (or hand out the next already generated) frame for `action`.
+
+        `seq` and `t_client_ns` (the client's action number and send time) go into the recording."""
         if not 0 <= int(action) < len(self.spec.action_space):
             raise ValueError(f"action {action} is outside 0..{len(self.spec.action_space) - 1}")
         t0 = time.monotonic_ns()
@@ -160,6 +181,9 @@ class Session:
                             t_start_ns=t0, t_end_ns=time.monotonic_ns())
         self.frame_index += 1
         self.history.append(int(action))
+        if self.recorder is not None:  # a queue put: the writing happens on the recorder's thread
+            self.recorder.append(result, seq=result.index if seq is None else seq, t_client_ns=t_client_ns,
+                                 kv_bytes=self.memory.kv_bytes())
         return result
 
     def _generate(self, action: int) -> None:

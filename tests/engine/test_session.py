@@ -87,3 +87,25 @@ def test_sessions_on_the_real_memory_are_deterministic(policy):
     runs = [play(make(model, policy=policy, budget_bytes=budget, seed=2, memory_factory=factory), [1, 3, 7, 0] * 5)
             for _ in range(2)]
     assert np.array_equal(runs[0], runs[1])
+
+
+def test_a_session_records_itself_off_the_hot_path_and_the_recording_regenerates(tmp_path):
+    from engine.recorder import regenerate
+    from engine.rollout import read_rollout
+
+    s = make(seed=9)
+    play(s, [1, 1])
+    rec = s.start_recording(tmp_path / "r")
+    assert s.start_recording(tmp_path / "other") is rec   # already recording
+    frames = play(s, [3, 7, 0, 26, 5])
+    assert s.stop_recording() is rec and s.recorder is None and rec.summary["steps"] == 6
+    r = read_rollout(tmp_path / "r")
+    assert r.complete and np.array_equal(r.frames[1:], frames) and r.actions.tolist() == [0, 3, 7, 0, 26, 5]
+    assert r.meta.config["prefix_actions"] == [1, 1] and r.meta.config["regenerable"]
+    assert [e["kv_bytes"] for e in r.extras[1:]] == [s.spec.kv_bytes_per_frame * n for n in range(4, 9)]
+    assert np.array_equal(regenerate(r, TinyWorld(), memory_factory=list_memory_factory), frames)
+    s.start_recording(tmp_path / "r2")
+    s.set_seed(1)                                          # a live event: the recording says it
+    s.step(0)
+    s.stop_recording()
+    assert read_rollout(tmp_path / "r2").meta.config["regenerable"] is False
