@@ -186,6 +186,7 @@ class Session:
                                  kv_bytes=self.memory.kv_bytes())
         return result
 
+    @torch.inference_mode()
     def _generate(self, action: int) -> None:
         k = self.spec.chunk_frames
         device = self.model.device
@@ -194,9 +195,8 @@ class Session:
         x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=self.chunk_index)
         self.memory.end_chunk()
         self.chunk_index += 1
-        self._recent.append((x0.clone(), actions))
-        with torch.inference_mode():
-            frames = self.model.decode(x0).to("cpu", torch.uint8).numpy()  # the one host sync per chunk
+        self._recent.append((x0, actions))  # x0 is not touched again: no copy
+        frames = self.model.decode(x0).to("cpu", torch.uint8).numpy()  # the one host sync per chunk
         poses = self._integrate(pose_delta, k)
         for i in range(k):
             self._pending.append((np.ascontiguousarray(frames[i]), poses[i]))
