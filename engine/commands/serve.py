@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=None, help="memory policy of new sessions (default: the first of --policies)")
     parser.add_argument("--policies", default="window,dual,deep-sink,quant",
                         help="comma-separated policies clients may cycle through live (default: %(default)s)")
-    parser.add_argument("--budget-frames", type=int, default=32,
-                        help="per-session KV budget in frames of full-precision K/V (default: %(default)s)")
+    parser.add_argument("--budget-frames", type=int, default=None,
+                        help="per-session KV budget in frames of full-precision K/V (default: the memory's default, 32)")
     parser.add_argument("--budget-bytes", type=int, default=None, help="per-session KV budget in bytes (overrides --budget-frames)")
     parser.add_argument("--total-budget-bytes", type=int, default=None, help="all sessions' budgets together (default: no limit)")
     parser.add_argument("--max-sessions", type=int, default=8)
@@ -108,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"reverie serve: cannot load model '{args.model}': {exc}", file=sys.stderr)
         return 2
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    budget = args.budget_bytes or args.budget_frames * model.spec.kv_bytes_per_frame
+    frames = args.budget_frames
+    if frames is None:
+        from memory.layout import DEFAULT_BUDGET_FRAMES as frames
+    budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame
     config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
                           budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
                           max_sessions=args.max_sessions, ttl_s=args.ttl, record_dir=args.record_dir, seed=args.seed)
