@@ -6,8 +6,10 @@ and reports:
 
 * `kv_bytes_after_fill` / `kv_bytes_last`: cache bytes when the cache first reaches its final size, and
   at the end (equal for a budgeted policy);
-* `ms_ratio_last_first`: median ms per frame over the last `--window` frames divided by the median over
-  the first `--window` frames after the fill (medians: the machine is shared and noisy);
+* `ms_ratio_last_first`: median wall ms per frame over the last `--window` frames divided by the median
+  over the first `--window` frames after the fill (medians: the machine is shared and noisy);
+  `cpu_ms_ratio_last_first` is the same with this process's CPU time, which other processes on a busy
+  machine disturb less (meaningful on the CPU with one thread);
 * `rss_growth`: process RSS at the end over RSS right after the fill, minus 1;
 * `max_position_seen` vs `max_position` (the policy's bound; null = absolute positions): temporal
   positions never leave the bounded range.
@@ -49,7 +51,6 @@ class PositionProbe:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import psutil
     import torch
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     episode = random_episode(spec, args.seed, args.frames + spec.chunk_frames)
     proc = psutil.Process()
     k = spec.chunk_frames
-    ms, kv, rss = [], [], []
+    ms, cpu, kv, rss = [], [], [], []
     pose = (0.0, 0.0, 0.0)
     with torch.inference_mode():
         seed = model.encode(torch.full((1, *spec.frame_shape), 128, dtype=torch.uint8, device=dev))
@@ -74,29 +75,38 @@ def run(args: argparse.Namespace) -> int:
         mem.end_chunk()
         for chunk in range(args.frames // k):
             acts = torch.tensor(episode.actions[1 + chunk * k: 1 + (chunk + 1) * k], device=dev)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             mem.begin_chunk(pose=pose)
             x0, delta = generate_chunk(model, probe, acts, seed=args.seed, chunk_index=chunk)
             mem.end_chunk()
             model.decode(x0).cpu()
             ms.append(1000.0 * (time.perf_counter() - t0) / k)
+            cpu.append(1000.0 * (time.process_time() - c0) / k)
             kv.append(mem.kv_bytes())
             rss.append(proc.memory_info().rss)
             if delta is not None:
                 d = delta.double().sum(0).tolist()
                 pose = (pose[0] + d[0], pose[1] + d[1], pose[2] + d[2])
     result = summarize(ms, kv, rss, k, args.window)
+    cpu_first = cpu[result["fill_frame"] // k - 1:][: len(cpu)]
+    w = result["window_chunks"]
+    result["cpu_ms_ratio_last_first"] = _median(cpu[-w:]) / max(_median(cpu_first[:w]), 1e-9)
     result.update({"frames": len(ms) * k, "policy": args.policy, "model": args.model,
                    "budget_bytes": mem.layout.budget_bytes, "max_position_seen": probe.max_seen,
                    "max_position": mem.max_position, "archive_bytes": mem.stats()["archive_bytes"]})
     print(f"longrun: {result['frames']} frames, policy {args.policy}, model {args.model}")
     for key in ("kv_bytes_after_fill", "kv_bytes_last", "fill_frame", "ms_first", "ms_last", "ms_ratio_last_first",
-                "rss_growth", "max_position_seen", "max_position"):
+                "cpu_ms_ratio_last_first", "rss_growth", "max_position_seen", "max_position"):
         print(f"  {key:>20}: {result[key]}")
     if args.json:
         print(json.dumps(result))
-    del np
     return 0
+
+
+def _median(xs: list[float]) -> float:
+    import statistics
+
+    return statistics.median(xs)
 
 
 def summarize(ms: list[float], kv: list[int], rss: list[int], chunk_frames: int, window: int) -> dict:
@@ -110,4 +120,4 @@ def summarize(ms: list[float], kv: list[int], rss: list[int], chunk_frames: int,
     return {"kv_bytes_after_fill": kv[fill], "kv_bytes_last": final, "fill_frame": (fill + 1) * chunk_frames,
             "ms_first": statistics.median(first), "ms_last": statistics.median(last),
             "ms_ratio_last_first": statistics.median(last) / statistics.median(first),
-            "rss_growth": rss[-1] / rss[fill] - 1.0, "kv_max": max(kv)}
+            "rss_growth": rss[-1] / rss[fill] - 1.0, "kv_max": max(kv), "window_chunks": w}
