@@ -68,8 +68,9 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a safetensors file: {exc}") from exc
 
 
-def load_state(path: str | Path, expected: dict[str, torch.Size], *, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def load_state(path: str | Path, expected: dict[str, torch.Size], *, dtype: torch.dtype | None = torch.float32) -> dict[str, torch.Tensor]:
     """Load tensors from `path`, checking names and shapes against `expected` (e.g. a module's state).
+    Floating tensors are cast to `dtype` (None keeps the stored dtype).
 
     Raises:
         CheckpointError: missing file, truncated/garbage bytes, missing or unexpected tensors, wrong shapes.
@@ -91,7 +92,7 @@ def load_state(path: str | Path, expected: dict[str, torch.Size], *, dtype: torc
              for n, s in expected.items() if tuple(state[n].shape) != tuple(s)]
     if wrong:
         raise CheckpointError(f"checkpoint {path} does not match the model's shapes: " + "; ".join(wrong[:5]))
-    return {n: (t.to(dtype) if t.is_floating_point() else t) for n, t in state.items()}
+    return {n: (t.to(dtype) if dtype is not None and t.is_floating_point() else t) for n, t in state.items()}
 
 
 def _existing(path: str | Path) -> Path:

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
     parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip when the model does not say")
     parser.add_argument("--fps-frames", type=int, default=48, help="frames timed for fps_denoise")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared machine more threads stall on each other)")
 
 
 def psnr(a, b) -> float:

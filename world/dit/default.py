@@ -126,7 +126,8 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
         pretrained: load the weights bundled in the package (`world/dit/weights/default.safetensors`).
         checkpoint: load this safetensors file instead (its config comes from its metadata).
         config: preset name or `DiTConfig` for random weights (`pretrained=False`, no checkpoint).
-        steps: override the sampler's noise levels (default `(1.0, 0.75, 0.5, 0.25)`).
+        steps: override the sampler's noise levels (default: the checkpoint's `sampler_steps`, else
+            `ModelSpec`'s `(1.0, 0.75, 0.5, 0.25)`).
         seed: seeds the random initialisation when no weights are loaded.
     Raises:
         CheckpointError: no bundled weights (with `pretrained=True`), or a missing/corrupt/mismatched file.
@@ -141,6 +142,8 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
     if checkpoint is not None:
         net, meta = load_net(checkpoint)
         meta["checkpoint_path"] = str(checkpoint)
+        if steps is None and meta.get("sampler_steps"):
+            steps = tuple(float(s) for s in meta["sampler_steps"])
         return DiTWorldModel(net, name=name, steps=steps, meta=meta)
     cfg = model_config(config) if isinstance(config, str) else config
     with torch.random.fork_rng(devices=[]):

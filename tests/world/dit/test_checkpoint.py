@@ -79,3 +79,19 @@ def test_bundled_weights_load_small_and_fast():
     assert time.perf_counter() - t0 < 10  # generous here; `reverie bench model` reports load_s
     assert DEFAULT_CHECKPOINT.stat().st_size <= 50e6
     assert model.meta.get("command", "").startswith("reverie train")
+
+
+def test_release_sets_default_steps_and_keeps_weights(tmp_path):
+    from world.dit.release import release
+
+    model = build(pretrained=False, config="tiny", seed=2)
+    src = _save(model, tmp_path / "run" / "model.safetensors")
+    dst = release(src, tmp_path / "weights" / "default.safetensors", steps=(1.0, 0.5))
+    shipped = build(checkpoint=dst)
+    assert shipped.spec.steps == (1.0, 0.5)
+    assert build(checkpoint=dst, steps=(1.0,)).spec.steps == (1.0,)
+    for name, t in build(checkpoint=src).net.state_dict().items():
+        assert torch.equal(shipped.net.state_dict()[name], t)
+    assert json.loads(dst.with_suffix(".json").read_text())["released_from"]["file"] == str(src)
+    with pytest.raises(ValueError):
+        release(src, tmp_path / "bad.safetensors", steps=(0.5, 1.0))
