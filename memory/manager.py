@@ -127,7 +127,10 @@ class MemoryManager:
 
     def view(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> KVView:
         """What layer `layer` attends to: the visible cache (pre-RoPE keys, positions, biases) followed by
-        the current chunk itself (scratch, last segment). `q`, `k`, `v`: `[H, n, D]`, n = chunk tokens."""
+        the current chunk itself (scratch, last segment). `q`, `k`, `v`: `[H, n, D]`, n = chunk tokens.
+
+        The view aliases the cache buffers (no copies): it is valid until this layer's next `commit`.
+        Positions are fixed for the whole chunk (every denoising step sees the same view)."""
         if not self._open:
             self.begin_chunk()
         store = self.layers[layer]
