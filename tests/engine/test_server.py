@@ -9,7 +9,7 @@ import zmq
 
 from engine import protocol as P
 from engine.rollout import read_rollout
-from input.bot import load_actions, run_bot
+from input.bot import run_bot
 from input.net import Connection, ServerError
 from serving import ServerThread, seed_frame
 
