@@ -54,7 +54,16 @@ def _randomize(net):
             p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
 
 
-def test_cached_inference_equals_training_forward():
+def _memory(kind, spec):
+    if kind == "test-cache":
+        return FullCache(spec)
+    from memory import MemoryManager
+
+    return MemoryManager.create(spec, policy="full")
+
+
+@pytest.mark.parametrize("kind", ["test-cache", "memory-full"])
+def test_cached_inference_equals_training_forward(kind):
     """Frame-by-frame through a cache (denoise with clean history, commit) == one masked forward."""
     model = build(pretrained=False, config="tiny")
     _randomize(model.net)
@@ -64,7 +73,7 @@ def test_cached_inference_equals_training_forward():
     actions = torch.randint(0, 27, (n,))
     noisy = torch.randn(n, *model.spec.latent_shape)
     t_noisy = 0.75
-    cache = FullCache(model.spec)
+    cache = _memory(kind, model.spec)
     cached_x0, cached_pose = [], []
     for i in range(n):
         cache.begin_chunk()
