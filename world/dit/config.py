@@ -99,7 +99,7 @@ class TrainConfig:
     """
 
     model: str = "default"
-    steps: int = 1600
+    steps: int = 2000
     batch: int = 4
     lr: float = 8e-4
     warmup: int = 100

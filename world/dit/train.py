@@ -199,6 +199,13 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     start = 0
     if resume and paths.state.is_file():
         start = _resume(paths, net, opt, np_rng, gen)
+        from world.checkpoint import read_metadata
+
+        previous = read_metadata(paths.state)
+        # every command that shaped this run, with the step it stopped at (a resume may change the schedule)
+        history = list(previous.get("history", []))
+        history.append({"command": previous.get("command", ""), "until_step": start})
+        meta["history"] = history
     elif paths.curve.exists():
         paths.curve.unlink()
     new_curve = not paths.curve.exists()
