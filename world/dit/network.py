@@ -148,7 +148,7 @@ class DiTNet(nn.Module):
         return self._head_from(h, self.ada_out(cond))
 
     def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor):
-        shift, scale = self._per_token(out_mod).chunk(2, dim=-1)
+        shift, scale = self._broadcastable(out_mod).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(h), shift, scale))
         out = out.unflatten(-2, (-1, self.cfg.tokens_per_frame))
         pose = None
@@ -236,7 +236,7 @@ class DiTNet(nn.Module):
         blocks_table, out_table = table
         h = (self.patch_in(x) + self.pos_emb).flatten(-3, -2)
         for layer, block in enumerate(self.blocks):
-            mod = self._per_token(blocks_table[layer].index_select(0, actions))
+            mod = self._broadcastable(blocks_table[layer].index_select(0, actions))
             q, k, v = block.qkv_heads(h, mod, self.spatial)
             view = memory.view(layer, q, k, v)
             attn = attend(q, view)
@@ -244,3 +244,7 @@ class DiTNet(nn.Module):
                 memory.commit(layer, k, v, q)
             h = block.finish(h, attn, mod)
         return self._head_from(h, out_table.index_select(0, actions))
+
+    def _broadcastable(self, per_frame: torch.Tensor) -> torch.Tensor:
+        """`[..., n, X]` frame values that broadcast against `[..., n*T, X]` tokens (no copy when n == 1)."""
+        return per_frame if per_frame.shape[-2] == 1 else self._per_token(per_frame)
