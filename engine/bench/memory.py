@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fracs", default=",".join(str(f) for f in DEFAULT_FRACS),
                         help="budget fractions of the full cache at the horizon (default 1,0.5,0.25,0.125)")
     parser.add_argument("--map", default=None, help="real-game map (default: the held-out eval map)")
-    parser.add_argument("--revisit-episodes", type=int, default=1, help="go-and-return episodes (default 1)")
+    parser.add_argument("--revisit-episodes", type=int, default=2, help="go-and-return episodes (default 2)")
     parser.add_argument("--no-game", action="store_true",
                         help="no real game: seeded random actions, no psnr_vs_game / revisit_psnr")
     parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
