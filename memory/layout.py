@@ -136,7 +136,7 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
 def _plan_unbounded(spec, budget_bytes, horizon_frames, frame_b, common) -> Layout:
     n_layers, c = spec.layers, spec.chunk_frames
     if budget_bytes is None:
-        frames, grows = (horizon_frames, False) if horizon_frames else (max(c, 16), True)
+        frames, grows = (max(horizon_frames, c), True) if horizon_frames else (max(c, 16), True)
     else:
         frames, grows = budget_bytes // n_layers // frame_b, False
         if frames < c:

@@ -40,9 +40,12 @@ def test_full_at_budget_one_reproduces_unmanaged_reference_bit_exactly(chunk_fra
         run_chunk(mem, spec, 99)
 
 
-def test_full_without_budget_grows():
+@pytest.mark.parametrize("horizon", [None, 8])
+def test_full_without_budget_grows(horizon):
     spec = tiny_spec()
-    mem = MemoryManager.create(spec, policy="full")
+    mem = MemoryManager.create(spec, policy="full", horizon_frames=horizon)
+    if horizon:  # preallocated to the horizon
+        assert mem.allocated_bytes() == horizon * spec.kv_bytes_per_frame
     for c in range(40):
         run_chunk(mem, spec, c)
     assert mem.frames_committed == 40
