@@ -86,3 +86,11 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--model", "no-such-model",
                           "--endpoint", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "cannot load model 'no-such-model'" in out.stderr
+
+
+def test_play_says_plainly_when_there_is_no_model_to_play(capfd):
+    from engine.cli import main
+
+    assert main(["play", "--model", "no-such-model"]) == 2
+    err = capfd.readouterr().err
+    assert "cannot load model 'no-such-model'" in err and "nothing to play" in err
