@@ -91,6 +91,10 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path):
 def test_play_says_plainly_when_there_is_no_model_to_play(capfd):
     from engine.cli import main
 
-    assert main(["play", "--model", "no-such-model"]) == 2
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["play", "--model", "no-such-model"]) == 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     err = capfd.readouterr().err
     assert "cannot load model 'no-such-model'" in err and "nothing to play" in err
