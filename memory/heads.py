@@ -53,7 +53,8 @@ class HeadGroups:
                                                for l, row in enumerate(self.static.cpu())}}
 
     # ------------------------------------------------------------------ profiling
-    def observe(self, layer: int, q: torch.Tensor, view: KVView, regions: list[str], anchor_slots: range | None) -> None:
+    def observe(self, layer: int, q: torch.Tensor, view: KVView, regions: list[str],
+                anchor_slots: range | None) -> None:
         """Accumulate attention mass of `q` (subsampled) over `view` (cache segments named by `regions`,
         then the scratch chunk). Skipped until the cache holds an anchor frame."""
         if self.ready or anchor_slots is None:
@@ -66,7 +67,10 @@ class HeadGroups:
         per = [(m - lse).exp().sum(1) for m in masses]  # each [H, S]
         gen = per[-1].sum(-1)
         total = sum(p.sum(-1) for p in per)
-        sink = sum(p.sum(-1) for p, r in zip(per, regions) if r == "sink") if "sink" in regions else torch.zeros_like(gen)
+        sink = torch.zeros_like(gen)
+        for p, r in zip(per, regions):
+            if r == "sink":
+                sink = sink + p.sum(-1)
         anchor = per[regions.index("recent")][:, anchor_slots.start:anchor_slots.stop].sum(-1)
         self.mass[layer] += torch.stack((gen, anchor, sink, total))
         self.profiled[layer] += 1

@@ -54,7 +54,8 @@ class MemoryManager:
         # optional features, composed from the policy (None when the policy does not use them)
         self.merger = (TokenMerger(cfg.merge_threshold, spec.layers, spec.tokens_per_frame, self.device)
                        if cfg.merge_threshold is not None and layout.mid_tokens else None)
-        self.heads = HeadGroups(spec, cfg.static_threshold, cfg.profile_chunks, self.device) if cfg.head_groups else None
+        self.heads = (HeadGroups(spec, cfg.static_threshold, cfg.profile_chunks, self.device)
+                      if cfg.head_groups else None)
         if self.heads is not None and cfg.head_profile:
             self.heads.load(cfg.head_profile)
         self.archive = (FrameArchive(spec, cfg.archive_frames, self.device, cfg.fov_degrees, cfg.retrieval_distance)

@@ -39,7 +39,8 @@ class TokenMerger:
         ok &= torch.isfinite(pool.score.index_select(0, safe))
         rep_k = pool.k.index_select(1, safe).float()
         new_k = tokens.k.float()
-        cos = (rep_k * new_k).sum((0, 2)) / (rep_k.pow(2).sum((0, 2)).sqrt() * new_k.pow(2).sum((0, 2)).sqrt()).clamp_min(1e-8)
+        norms = rep_k.pow(2).sum((0, 2)).sqrt() * new_k.pow(2).sum((0, 2)).sqrt()
+        cos = (rep_k * new_k).sum((0, 2)) / norms.clamp_min(1e-8)
         merged = ok & (cos >= self.threshold)
         count = pool.count.index_select(0, safe)
         new_count = count + 1.0

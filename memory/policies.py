@@ -30,7 +30,8 @@ def resolve(name: str, **overrides) -> PolicyConfig:
     bad = sorted(set(overrides) - set(PolicyConfig.field_names()) - {"name"})
     if bad:
         raise UnknownPolicyError(
-            f"unknown override(s) {', '.join(bad)} for policy '{name}'; valid: {', '.join(PolicyConfig.field_names()[2:])}")
+            f"unknown override(s) {', '.join(bad)} for policy '{name}'; "
+            f"valid: {', '.join(PolicyConfig.field_names()[2:])}")
     return dataclasses.replace(POLICIES[name], **overrides)
 
 

@@ -99,7 +99,12 @@ class TokenPool:
 
     def _write(self, dest: torch.Tensor, tokens: Tokens, src, stop) -> None:
         """Write arrivals `src` (an index tensor, or a start offset with `stop`) into slots `dest`."""
-        pick = (lambda t, dim: t.index_select(dim, src)) if torch.is_tensor(src) else (lambda t, dim: t.narrow(dim, src, stop - src))
+        if torch.is_tensor(src):
+            def pick(t, dim):
+                return t.index_select(dim, src)
+        else:
+            def pick(t, dim):
+                return t.narrow(dim, src, stop - src)
         k, v = pick(tokens.k, 1), pick(tokens.v, 1)
         if self.bits:
             kc, ks, kz = quantize(k, self.bits, self.group)
@@ -127,8 +132,8 @@ class TokenPool:
         pk, pv = self.read(p_idx)
         k = torch.where(in_pool[None, :, None], pk, tokens.k.index_select(1, a_idx).to(pk.dtype))
         v = torch.where(in_pool[None, :, None], pv, tokens.v.index_select(1, a_idx).to(pv.dtype))
-        meta = [torch.where(in_pool, getattr(self, name).index_select(0, p_idx), getattr(tokens, name).index_select(0, a_idx))
-                for name in ("frame", "hw", "score", "count")]
+        meta = [torch.where(in_pool, getattr(self, n).index_select(0, p_idx), getattr(tokens, n).index_select(0, a_idx))
+                for n in ("frame", "hw", "score", "count")]
         return Tokens(k, v, *meta)
 
     # ------------------------------------------------------------------ reads
@@ -154,7 +159,8 @@ class TokenPool:
         if not self.merged:
             return None
         n = self.used
-        return torch.where(torch.isfinite(self.score[:n]), self.count[:n].log(), torch.full_like(self.count[:n], -math.inf))
+        count = self.count[:n]
+        return torch.where(torch.isfinite(self.score[:n]), count.log(), torch.full_like(count, -math.inf))
 
     def segment(self, pos: torch.Tensor, bias: torch.Tensor | None) -> KVSegment:
         n = self.used

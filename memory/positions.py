@@ -133,7 +133,8 @@ class SinkRealign(Relative):
 
 class Packed(PositionPolicy):
     def _recent_base(self, clock):
-        return len(clock.sink_frames) + (clock.pool_span if clock.pool_lo is not None else 0) + len(clock.retrieved_frames)
+        pool = clock.pool_span if clock.pool_lo is not None else 0
+        return len(clock.sink_frames) + pool + len(clock.retrieved_frames)
 
     def query(self, clock):
         base = self._recent_base(clock) + len(clock.recent_frames)

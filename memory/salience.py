@@ -64,7 +64,8 @@ class SalienceHead(nn.Module):
     def save(self, path: str | Path, model_name: str, extra: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        meta = {"model": model_name, "geometry": json.dumps(self.geometry), **{k: str(v) for k, v in (extra or {}).items()}}
+        meta = {"model": model_name, "geometry": json.dumps(self.geometry)}
+        meta.update({k: str(v) for k, v in (extra or {}).items()})
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(path), metadata=meta)
@@ -79,16 +80,17 @@ def load_salience_head(spec, path: str | Path | None, device) -> SalienceHead | 
         ValueError: an explicitly given file is missing, unreadable or made for another geometry.
     """
     if path is None:
+        bundled = default_weights_path(spec.name)
+        if not bundled.is_file():
+            return None
         try:
-            return load_salience_head(spec, default_weights_path(spec.name), device) if default_weights_path(spec.name).is_file() else None
+            return load_salience_head(spec, bundled, device)
         except ValueError as exc:
             warnings.warn(f"ignoring the bundled salience head: {exc}", stacklevel=2)
             return None
     p = Path(path)
     if not p.is_file():
-        if path is not None:
-            raise ValueError(f"salience weights {p} do not exist")
-        return None
+        raise ValueError(f"salience weights {p} do not exist")
     from safetensors import safe_open
     from safetensors.torch import load_file
 

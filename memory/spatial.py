@@ -19,7 +19,10 @@ import math
 import torch
 
 
-def view_overlap(a: tuple[float, float, float], b: tuple[float, float, float], fov: float, distance_scale: float) -> float:
+Pose = tuple[float, float, float]
+
+
+def view_overlap(a: Pose, b: Pose, fov: float, distance_scale: float) -> float:
     """How much two poses see the same thing: direction overlap times distance decay, in [0, 1]."""
     dang = abs((a[2] - b[2] + 180.0) % 360.0 - 180.0)
     dist = math.hypot(a[0] - b[0], a[1] - b[1])

@@ -69,7 +69,8 @@ def episodes(args, spec):
         for path in args.rollout:
             r = read_rollout(path)
             if tuple(r.frames.shape[1:]) != tuple(spec.frame_shape):
-                raise SystemExit(f"train-salience: {path} has frames {r.frames.shape[1:]}, the model {spec.frame_shape}")
+                raise SystemExit(f"train-salience: {path} has frames {tuple(r.frames.shape[1:])}, "
+                                 f"the model makes {spec.frame_shape}")
             out.append(Episode([int(a) for a in r.actions[: args.frames]], r.frames[: args.frames]))
         return out
     if args.source == "random":

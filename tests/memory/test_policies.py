@@ -189,7 +189,8 @@ def test_salience_head_round_trip_and_geometry_check(tmp_path):
         load_salience_head(spec, tmp_path / "bad.safetensors", "cpu")
     mem = MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=16, salience_weights=str(path))
     assert mem.stats()["scorer_trained"] is True
-    assert MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=16).stats()["scorer_trained"] is False
+    untrained = MemoryManager.create(spec, policy="salience", budget_frac=0.5, horizon_frames=16)
+    assert untrained.stats()["scorer_trained"] is False
 
 
 def test_sse_targets_rank_the_key_the_future_attends_to_first():
