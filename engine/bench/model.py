@@ -5,12 +5,14 @@ Protocol (fixed seeds, held-out map `world.games.maps.DEFAULT_EVAL_MAP` unless `
 * Ground truth: `--episodes` real-game episodes of `--steps` steps, alternating the `wander` and
   `random` policies (seeds `--seed + i`), at the model's training frame skip (`tics_per_step` from its
   checkpoint metadata, else `--tics-per-step`).
-* `tf_psnr`: teacher forcing. The real frames are committed as history (full cache); every frame from
+* `tf_psnr`: teacher forcing. The real frames are committed as history; every frame from
   `--context` on is sampled from noise through all `spec.steps` with the real action, compared with the
   real frame, then the *real* frame is committed. `tf_psnr_repeat_last` predicts the previous real frame.
 * `ar_psnr[h]`: autoregressive. From `--context` real frames at several starts per episode, the model
   plays the real actions on its own output for 32 frames; the mean per-frame PSNR over the first h frames
   (h = 8, 16, 32). `ar_psnr_repeat_last[h]` repeats the last real context frame.
+* Memory for both: `--policy` (default `dual`, the policy `reverie play` uses) at its default budget;
+  `--policy full` keeps every frame (the session then outgrows the model's 17-frame training windows).
 * `fps_denoise`: frames per second of `generate_chunk` (all steps + commit, one frame per chunk) through
   `memory.MemoryManager.create(spec)` (the default policy and budget), on this machine.
 * `checkpoint_mb` / `load_s`: size of the weights file and the time `load_model` took.
@@ -39,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
     parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip when the model does not say")
     parser.add_argument("--fps-frames", type=int, default=48, help="frames timed for fps_denoise")
+    parser.add_argument("--policy", default="dual", help="memory policy for the fidelity runs (default budget)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared machine more threads stall on each other)")
 
@@ -53,10 +56,10 @@ def psnr(a, b) -> float:
     return min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
 
 
-def _full_memory(spec):
+def _memory(spec, policy: str):
     from memory import MemoryManager
 
-    return MemoryManager.create(spec, policy="full")
+    return MemoryManager.create(spec, policy=policy)
 
 
 def _commit_real(model, mem, frame, action: int) -> None:
@@ -87,10 +90,10 @@ def _sample(model, mem, action: int, seed: int, chunk: int):
     return x0
 
 
-def teacher_forced(model, ep, context: int, seed: int) -> tuple[list[float], list[float]]:
+def teacher_forced(model, ep, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
     import torch
 
-    mem = _full_memory(model.spec)
+    mem = _memory(model.spec, policy)
     model_psnr, repeat_psnr = [], []
     for t in range(len(ep)):
         if t >= context:
@@ -108,12 +111,12 @@ def teacher_forced(model, ep, context: int, seed: int) -> tuple[list[float], lis
     return model_psnr, repeat_psnr
 
 
-def autoregressive(model, ep, start: int, context: int, seed: int) -> tuple[list[float], list[float]]:
+def autoregressive(model, ep, start: int, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
     import torch
 
     from engine.sampler import generate_chunk
 
-    mem = _full_memory(model.spec)
+    mem = _memory(model.spec, policy)
     for t in range(start, start + context):
         _commit_real(model, mem, ep.frames[t], int(ep.actions[t]))
     last = ep.frames[start + context - 1]
@@ -181,11 +184,11 @@ def run(args: argparse.Namespace) -> int:
     ar_m = {k: [] for k in HORIZONS}
     ar_r = {k: [] for k in HORIZONS}
     for e, ep in enumerate(episodes):
-        m, r = teacher_forced(model, ep, args.context, args.seed + e)
+        m, r = teacher_forced(model, ep, args.context, args.seed + e, args.policy)
         tf_m += m
         tf_r += r
         for start in range(0, args.steps - args.context - horizon + 1, horizon):
-            m, r = autoregressive(model, ep, start, args.context, args.seed + e)
+            m, r = autoregressive(model, ep, start, args.context, args.seed + e, args.policy)
             for k in HORIZONS:
                 ar_m[k].append(float(np.mean(m[:k])))
                 ar_r[k].append(float(np.mean(r[:k])))
@@ -199,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         "tf_psnr": round(float(np.mean(tf_m)), 3), "tf_psnr_repeat_last": round(float(np.mean(tf_r)), 3),
         "ar_psnr": {str(k): round(float(np.mean(v)), 3) for k, v in ar_m.items()},
         "ar_psnr_repeat_last": {str(k): round(float(np.mean(v)), 3) for k, v in ar_r.items()},
+        "fidelity_policy": args.policy, "steps": list(model.spec.steps),
         "fps_denoise": round(fps, 2), "fps_policy": policy, "threads": torch.get_num_threads(),
         "checkpoint_mb": round(os.path.getsize(ckpt) / 1e6, 3) if ckpt and os.path.exists(ckpt) else None,
         "load_s": round(load_s, 3), "checkpoint_step": meta.get("step"),
@@ -210,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(r: dict) -> None:
-    print(f"model {r['model']} at {r['resolution']} on {r['map']} ({r['episodes']} episodes, tics/step {r['tics_per_step']})")
+    print(f"model {r['model']} at {r['resolution']} on {r['map']} ({r['episodes']} episodes, tics/step "
+          f"{r['tics_per_step']}, sampler steps {r['steps']}, {r['fidelity_policy']} memory)")
     print(f"  {'metric':<16}{'model':>10}{'repeat-last':>14}")
     print(f"  {'tf_psnr':<16}{r['tf_psnr']:>10.2f}{r['tf_psnr_repeat_last']:>14.2f}")
     for k in HORIZONS:
