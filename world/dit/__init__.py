@@ -1,5 +1,13 @@
-"""The default neural game: a small block-causal DiT over 8x8 frame patches, trained on Doom rollouts.
+"""The default neural game: a small block-causal DiT over frame patches, trained on Doom rollouts.
 
-`world.dit.default.build` is the registry factory for `"default"`; `world.dit.config` holds the model and
-training presets; `world.dit.train` the training loop; `world.dit.data` the rollout windows it trains on.
+* `world.dit.default`: `build` (the registry factory for `"default"`) and `DiTWorldModel`, the
+  `WorldModel` contract around the network. Latents are 16x16 RGB patches of the 64x48 frame in [-1, 1]
+  (12 tokens per frame). Bundled weights: `world/dit/weights/default.safetensors` (+ `.json`: config,
+  config hash, training command history, sampler steps).
+* `world.dit.network`: `DiTNet`: per-frame adaLN-Zero conditioning on (action, noise level), spatial RoPE
+  applied in the model, temporal RoPE applied at read time by `kernels.attend` (keys are cached before it),
+  an optional pose head (per-frame motion: forward, left, dangle).
+* `world.dit.train` / `world.dit.data`: diffusion forcing with a clean commit copy of every frame
+  (`reverie train`), windows of 17 frames plus revisit frames of the same place.
+* `world.dit.release`: bundle a trained checkpoint as the package default.
 """
