@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -38,8 +39,8 @@ class FrameArchive:
         self.k = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.v = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
-        self.frame: list[int] = [-1] * capacity
-        self.pose: list[tuple[float, float, float] | None] = [None] * capacity
+        self._frames = np.full(capacity, -1, dtype=np.int64)  # frame id per slot
+        self._poses = np.zeros((capacity, 3), dtype=np.float64)  # pose per slot
         self.slot_of: dict[int, int] = {}
         self.written = 0
         self.poses: dict[int, tuple[float, float, float]] = {}  # frame -> pose, for frames not yet archived
@@ -61,10 +62,10 @@ class FrameArchive:
                 if pose is None:
                     continue
                 slot = self.written % self.capacity
-                old = self.frame[slot]
+                old = int(self._frames[slot])
                 if old >= 0:
                     self.slot_of.pop(old, None)
-                self.frame[slot], self.pose[slot], self.slot_of[fr] = fr, pose, slot
+                self._frames[slot], self._poses[slot], self.slot_of[fr] = fr, pose, slot
                 self.written += 1
             slot = self.slot_of[fr]
             self.k[slot, layer].copy_(k[:, i * f:(i + 1) * f], non_blocking=True)
@@ -72,20 +73,19 @@ class FrameArchive:
 
     def retrieve(self, pose, k: int, exclude: set[int]) -> list[int]:
         """The `k` archived frames with the highest view overlap with `pose` (positive overlap only),
-        best first, skipping frames in `exclude`."""
-        if pose is None or k <= 0:
+        best first (ties: newer first), skipping frames in `exclude`."""
+        n = min(self.written, self.capacity)
+        if pose is None or k <= 0 or n == 0:
             return []
-        p = tuple(float(x) for x in pose)
-        scored = []
-        for slot in range(min(self.written, self.capacity)):
-            fr = self.frame[slot]
-            if fr in exclude or self.pose[slot] is None:
-                continue
-            s = view_overlap(p, self.pose[slot], self.fov, self.distance_scale)
-            if s > 0.0:
-                scored.append((-s, -fr, fr))
-        scored.sort()
-        return [fr for _, _, fr in scored[:k]]
+        p = np.asarray(pose, dtype=np.float64)
+        poses, frames = self._poses[:n], self._frames[:n]
+        dang = np.abs((p[2] - poses[:, 2] + 180.0) % 360.0 - 180.0)
+        dist = np.hypot(p[0] - poses[:, 0], p[1] - poses[:, 1])
+        score = np.maximum(0.0, 1.0 - dang / self.fov) * np.exp(-dist / self.distance_scale)
+        if exclude:
+            score[np.isin(frames, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))] = 0.0
+        order = np.lexsort((-frames, -score))[:k]
+        return [int(frames[i]) for i in order if score[i] > 0.0]
 
     def frame_kv(self, frame: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         slot = self.slot_of[frame]
@@ -99,8 +99,7 @@ class FrameArchive:
         return 2 * self.k.numel() * self.k.element_size()
 
     def clear(self) -> None:
-        self.frame = [-1] * self.capacity
-        self.pose = [None] * self.capacity
+        self._frames.fill(-1)
         self.slot_of.clear()
         self.poses.clear()
         self.written = 0

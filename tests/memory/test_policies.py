@@ -9,7 +9,7 @@ from kernels.rope import apply_rope_ref
 from kernels.view import KVSegment, KVView, RopeSpec
 from memory import MemoryManager
 from memory.salience import SalienceHead, load_salience_head, sse_targets
-from memory.spatial import FrameArchive
+from memory.spatial import FrameArchive, view_overlap
 from memory.store import segment_names
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
@@ -147,6 +147,10 @@ def test_archive_retrieves_the_frames_nearest_in_pose_and_view_direction():
     assert arch.retrieve((0, 0, 0), 3, exclude=set()) == [0, 4, 3]
     assert arch.retrieve((0, 0, 0), 3, exclude={0}) == [4, 3, 2]
     assert arch.retrieve((0, 0, 180), 1, exclude=set()) == [1]
+    here = (3.0, -2.0, 10.0)  # the vectorised ranking agrees with the scalar formula
+    want = sorted((f for f in poses if view_overlap(here, poses[f], 90.0, 100.0) > 0),
+                  key=lambda f: (-view_overlap(here, poses[f], 90.0, 100.0), -f))
+    assert arch.retrieve(here, 5, exclude=set()) == want
 
 
 def test_spatial_policy_brings_back_the_frame_seen_from_the_same_pose():
