@@ -225,8 +225,8 @@ class MemoryManager:
         st0 = self.layers[0]
         visible = set(st0.recent.frames) | (set(st0.sink.frames) if st0.sink else set())
         frames = self.archive.retrieve(pose, self.layout.retrieved_frames, visible)
-        if frames == st0.retrieved.frames:
-            return
+        if set(frames) == set(st0.retrieved.frames):
+            return  # same frames (maybe ranked differently): positions come from frame ids, nothing to load
         for layer, store in enumerate(self.layers):
             store.retrieved.clear()
             for fr in frames:

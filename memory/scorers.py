@@ -110,7 +110,7 @@ class AttentionMass(Scorer):
         self.q[layer] = q.index_select(1, self.sample).float()
 
     def _logits(self, layer, keys: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("hqd,hsd->hqs", self.q[layer], keys.float()) / math.sqrt(keys.shape[-1])
+        return torch.matmul(self.q[layer], keys.float().transpose(1, 2)) / math.sqrt(keys.shape[-1])  # [H, Q, S]
 
     def _mass(self, logits: torch.Tensor) -> torch.Tensor:
         return softmax(logits).mean(dim=(0, 1)) * logits.shape[-1]  # mean mass, 1.0 = uniform share
