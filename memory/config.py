@@ -36,6 +36,9 @@ class PolicyConfig:
         head_groups: None, or "profile" to split heads into static/dynamic groups (Forcing-KV): online
             over the first `profile_chunks` chunks, or from the JSON file `head_profile`.
         fov_degrees, retrieval_distance: view-overlap scoring of archived frames (see `memory.spatial`).
+        position_span: temporal positions a bounded position policy may use (`relative`/`sink-realign`:
+            the largest distance kept before old slots collapse); None = the layout's frame count + chunk.
+        rope_limit: refuse a layout whose positions would not fit the model's trained RoPE range.
         unbounded: the `full` reference: never evicts (grows, or fills a preallocated horizon).
     """
 
@@ -64,6 +67,7 @@ class PolicyConfig:
     fov_degrees: float = 90.0
     retrieval_distance: float = 128.0
     rope_limit: int | None = None
+    position_span: int | None = None
     unbounded: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class PolicyConfig:
             raise ValueError("query_frames and profile_chunks must be >= 1")
         if self.rope_limit is not None and self.rope_limit < 1:
             raise ValueError("rope_limit must be >= 1")
+        if self.position_span is not None and self.position_span < 2:
+            raise ValueError("position_span must be >= 2")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -44,8 +44,10 @@ class MemoryManager:
         self.device = torch.device(device)
         self.positions = make_position_policy(cfg.positions)
         self.scorer = make_scorer(cfg.scorer, cfg, spec, self.device)
-        self.span = (layout.sink_frames + layout.pool_frames + layout.retrieved_frames + layout.recent_frames
-                     + spec.chunk_frames)
+        self.span = cfg.position_span or (layout.sink_frames + layout.pool_frames + layout.retrieved_frames
+                                          + layout.recent_frames + spec.chunk_frames)
+        if self.span <= spec.chunk_frames:
+            raise BudgetError(f"position_span={self.span} leaves no positions for the cache (chunk = {spec.chunk_frames})")
         limit = cfg.rope_limit
         if limit is not None and self.positions.bounded and self.span > limit:
             raise BudgetError(f"policy '{cfg.name}' spans {self.span} temporal positions, more than rope_limit={limit}")

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-game", action="store_true",
                         help="no real game: seeded random actions, no psnr_vs_game / revisit_psnr")
     parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="PolicyConfig override for every policy but full, repeatable (e.g. position_span=512)")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +62,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------------------------- shared
 def parse_model_args(items: list[str]) -> dict:
+    """`KEY=VALUE` strings -> dict (values parsed as JSON where possible, true/false as booleans)."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -268,15 +271,16 @@ def _retained(probs, full_ids, pol_ids, pol_view):
 
 
 # ---------------------------------------------------------------------------------------------- run
-def make_memories(spec, policies, fracs, horizon, device):
+def make_memories(spec, policies, fracs, horizon, device, overrides=None):
     from memory import BudgetError, MemoryManager
 
     out, refused = {}, {}
     for policy in policies:
         for frac in ([1.0] if policy == "full" else fracs):
+            extra = {} if policy == "full" else dict(overrides or {})
             try:
-                out[(policy, frac)] = MemoryManager.create(spec, policy=policy, budget_frac=frac,
-                                                           horizon_frames=horizon + spec.chunk_frames, device=device)
+                out[(policy, frac)] = MemoryManager.create(spec, policy=policy, budget_frac=frac, device=device,
+                                                           horizon_frames=horizon + spec.chunk_frames, **extra)
             except BudgetError as exc:
                 refused[(policy, frac)] = str(exc)
     return out, refused
@@ -301,7 +305,8 @@ def run(args: argparse.Namespace) -> int:
                        for e in range(args.revisit_episodes)]
 
     # shadow mode: the full cache drives; its rollout is also the free-running reference
-    shadow_mems, refused = make_memories(spec, policies, fracs, n, device)
+    overrides = parse_model_args(args.set)
+    shadow_mems, refused = make_memories(spec, policies, fracs, n, device, overrides)
     full = MemoryManager.create(spec, policy="full", horizon_frames=n + spec.chunk_frames, device=device)
     shadow = ShadowMemory(full, shadow_mems, args.shadow_queries)
     ref_frames, _ = free_run(model, shadow, play, args.seed, n, pose_from)
@@ -309,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     del shadow, shadow_mems
 
     rows = []
-    mems, _ = make_memories(spec, policies, fracs, n, device)
+    mems, _ = make_memories(spec, policies, fracs, n, device, overrides)
     for (policy, frac), mem in mems.items():
         mem.profile = not str(device).startswith("cuda")  # section timers sync the device: CPU only
         frames, seconds = free_run(model, mem, play, args.seed, n, pose_from)
@@ -332,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
     print_table(rows, refused, n, args.model, pose_from)
     if args.json:
-        print(json.dumps({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from,
+        print(json.dumps({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from, "set": overrides,
                           "revisits": sum(len(e.revisits) for e in revisit_eps),
                           "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}))
     return 0

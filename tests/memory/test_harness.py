@@ -19,9 +19,9 @@ def last_json(capsys):
 
 def test_bench_memory_on_a_toy_model(capsys):
     assert main(["bench", "memory", "--model", "memtest-toy", "--no-game", "--horizon", "16", "--fracs", "1,0.25",
-                 "--policies", "full,window,tempcache,dual", "--json"]) == 0
+                 "--policies", "full,window,tempcache,dual", "--set", "position_span=64", "--json"]) == 0
     out = last_json(capsys)
-    assert out["horizon"] == 16
+    assert out["horizon"] == 16 and out["set"] == {"position_span": 64}
     rows = {(r["policy"], r["budget_frac"]): r for r in out["rows"]}
     assert set(rows) == {("full", 1.0), ("window", 1.0), ("window", 0.25), ("tempcache", 1.0), ("tempcache", 0.25),
                          ("dual", 1.0), ("dual", 0.25)}

@@ -247,3 +247,18 @@ def test_packed_positions_are_contiguous_and_ordered():
     # recent positions follow frame order
     order = torch.argsort(mem.layers[0].recent.frame[: recent.shape[0]])
     assert bool((recent[order][1:] >= recent[order][:-1]).all())
+
+
+def test_position_span_keeps_true_distances_up_to_the_span():
+    spec = tiny_spec(layers=1)
+    mem = MemoryManager.create(spec, policy="h2o", budget_frac=0.25, horizon_frames=32, position_span=100)
+    for c in range(60):
+        run_chunk(mem, spec, c)
+    mem.begin_chunk()
+    view = mem.view(0, *chunk_qkv(spec, 60, 0))
+    top = int(view.q_pos[0])
+    assert top == 99 and mem.max_position == 99
+    for name, seg in zip(segment_names(mem.layers[0]), view.segments[:-1]):
+        store = getattr(mem.layers[0], name)
+        frames = store.frame[: seg.pos.shape[0]]
+        assert torch.equal(seg.pos, torch.clamp(frames - (60 - top), min=0))  # distance = 60 - frame
