@@ -92,6 +92,26 @@ def test_release_sets_default_steps_and_keeps_weights(tmp_path):
     assert build(checkpoint=dst, steps=(1.0,)).spec.steps == (1.0,)
     for name, t in build(checkpoint=src).net.state_dict().items():
         assert torch.equal(shipped.net.state_dict()[name], t)
-    assert json.loads(dst.with_suffix(".json").read_text())["released_from"]["file"] == str(src)
+    assert json.loads(dst.with_suffix(".json").read_text())["released_from"][0]["file"] == str(src)
     with pytest.raises(ValueError):
         release(src, tmp_path / "bad.safetensors", steps=(0.5, 1.0))
+
+
+def test_release_averages_checkpoints_of_one_run(tmp_path):
+    from world.checkpoint import CheckpointError
+    from world.dit.release import release
+
+    a, b = build(pretrained=False, config="tiny", seed=1), build(pretrained=False, config="tiny", seed=2)
+    cfg = a.cfg
+    pa = save_state(tmp_path / "a.safetensors", a.net.state_dict(), {"config": cfg.to_dict(), "config_hash": cfg.hash(), "step": 10})
+    pb = save_state(tmp_path / "b.safetensors", b.net.state_dict(), {"config": cfg.to_dict(), "config_hash": cfg.hash(), "step": 20})
+    avg = build(checkpoint=release([pb, pa], tmp_path / "avg.safetensors"))
+    for name, t in a.net.state_dict().items():
+        torch.testing.assert_close(avg.net.state_dict()[name], (t + b.net.state_dict()[name]) / 2)
+    assert avg.meta["averaged_steps"] == [10, 20] and avg.meta["step"] == 20
+    other = build(pretrained=False, config=DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8,
+                                                     row_rope=8, col_rope=8, mlp_ratio=2.0))
+    po = save_state(tmp_path / "o.safetensors", other.net.state_dict(),
+                    {"config": other.cfg.to_dict(), "config_hash": other.cfg.hash(), "step": 5})
+    with pytest.raises(CheckpointError):
+        release([pa, po], tmp_path / "bad.safetensors")
