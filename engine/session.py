@@ -20,8 +20,9 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from engine.sampler import generate_chunk
+from engine.sampler import FrameContext, commit_frames, generate_chunk
 from world.contract import WorldModel
+from world.pose import advance_pose
 
 
 class MemoryLike(Protocol):
@@ -90,6 +91,7 @@ class Session:
         self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
         self.paused = False
         self.recorder = None  # an engine.recorder.Recorder while recording
+        self.context = FrameContext(spec)  # the latest clean latents of frame-stacking models
         self._start()
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -99,6 +101,7 @@ class Session:
         self.pose: tuple[float, float, float] | None = (0.0, 0.0, 0.0) if self.spec.has_pose_head else None
         self._pending.clear()
         self._recent.clear()
+        self.context.reset()
         self.history: list[int] = []      # actions since the seed frame (regenerating a recording replays them)
         self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
         k = self.spec.chunk_frames
@@ -110,7 +113,7 @@ class Session:
     def _commit(self, latents: torch.Tensor, actions: torch.Tensor) -> None:
         """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame or recache)."""
         self.memory.begin_chunk(pose=self.pose, events=())
-        self.model.commit(latents, actions, self.memory)
+        commit_frames(self.model, self.memory, latents, actions, self.context)
         self.memory.end_chunk()
         self._recent.append((latents, actions))
 
@@ -139,6 +142,7 @@ class Session:
         self.replayable = False
         recent = list(self._recent)
         self._recent.clear()
+        self.context.reset()
         with torch.inference_mode():
             for latents, actions in recent:
                 self._commit(latents, actions)
@@ -192,7 +196,8 @@ class Session:
         device = self.model.device
         actions = torch.full((k,), action, dtype=torch.long, device=device)
         self.memory.begin_chunk(pose=self.pose, events=())
-        x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=self.chunk_index)
+        x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=self.chunk_index,
+                                        context=self.context)
         self.memory.end_chunk()
         self.chunk_index += 1
         self._recent.append((x0, actions))  # x0 is not touched again: no copy
@@ -202,13 +207,15 @@ class Session:
             self._pending.append((np.ascontiguousarray(frames[i]), poses[i]))
 
     def _integrate(self, pose_delta: torch.Tensor | None, k: int) -> list[tuple | None]:
+        """Dead reckoning from the model's egocentric deltas (forward, left, dangle degrees), each in the
+        heading of the frame before it (see `world.dit.data.pose_deltas`)."""
         if pose_delta is None or self.pose is None:
             return [None] * k
         out = []
-        x, y, a = self.pose
-        for dx, dy, da in pose_delta.to("cpu", torch.float64).tolist():
-            x, y, a = x + dx, y + dy, a + da
-            out.append((x, y, a))
+        pose = self.pose
+        for fwd, left, da in pose_delta.to("cpu", torch.float64).tolist():
+            pose = advance_pose(pose, fwd, left, da)
+            out.append(pose)
         self.pose = out[-1]
         return out
 

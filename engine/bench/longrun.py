@@ -55,14 +55,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine.bench.memory import load_world_model, random_episode
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, commit_frames, generate_chunk
     from memory import MemoryManager
+    from world.pose import advance_pose
 
     model = load_world_model(args)
     spec, dev = model.spec, args.device or model.device
     mem = MemoryManager.create(spec, policy=args.policy, budget_frac=args.budget_frac, horizon_frames=args.horizon,
                                device=dev)
     probe = PositionProbe(mem)
+    ctx = FrameContext(spec)
     episode = random_episode(spec, args.seed, args.frames + spec.chunk_frames)
     proc = psutil.Process()
     k = spec.chunk_frames
@@ -71,13 +73,14 @@ def run(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         seed = model.encode(torch.full((1, *spec.frame_shape), 128, dtype=torch.uint8, device=dev))
         mem.begin_chunk(pose=pose)
-        model.commit(seed.expand(k, *seed.shape[1:]).contiguous(), torch.zeros(k, dtype=torch.long, device=dev), probe)
+        commit_frames(model, probe, seed.expand(k, *seed.shape[1:]).contiguous(),
+                      torch.zeros(k, dtype=torch.long, device=dev), ctx)
         mem.end_chunk()
         for chunk in range(args.frames // k):
             acts = torch.tensor(episode.actions[1 + chunk * k: 1 + (chunk + 1) * k], device=dev)
             t0, c0 = time.perf_counter(), time.process_time()
             mem.begin_chunk(pose=pose)
-            x0, delta = generate_chunk(model, probe, acts, seed=args.seed, chunk_index=chunk)
+            x0, delta = generate_chunk(model, probe, acts, seed=args.seed, chunk_index=chunk, context=ctx)
             mem.end_chunk()
             model.decode(x0).cpu()
             ms.append(1000.0 * (time.perf_counter() - t0) / k)
@@ -85,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
             kv.append(mem.kv_bytes())
             rss.append(proc.memory_info().rss)
             if delta is not None:
-                d = delta.double().sum(0).tolist()
-                pose = (pose[0] + d[0], pose[1] + d[1], pose[2] + d[2])
+                for fwd, left, da in delta.double().cpu().tolist():
+                    pose = advance_pose(pose, fwd, left, da)
     result = summarize(ms, kv, rss, k, args.window)
     cpu_first = cpu[result["fill_frame"] // k - 1:][: len(cpu)]
     w = result["window_chunks"]

@@ -109,3 +109,13 @@ def test_a_session_records_itself_off_the_hot_path_and_the_recording_regenerates
     s.step(0)
     s.stop_recording()
     assert read_rollout(tmp_path / "r2").meta.config["regenerable"] is False
+
+
+def test_pose_integrates_egocentric_deltas_in_the_current_heading():
+    s = make(seed=1)
+    s.pose = (10.0, 5.0, 90.0)  # facing +y
+    # 2 forward, 1 left (which is -x when facing +y), then turn 90 degrees left
+    poses = s._integrate(torch.tensor([[2.0, 1.0, 90.0], [3.0, 0.0, 0.0]]), 2)
+    assert poses[0] == pytest.approx((9.0, 7.0, 180.0))
+    assert poses[1] == pytest.approx((6.0, 7.0, 180.0))  # facing -x now
+    assert s.pose == poses[1]
