@@ -38,8 +38,10 @@ def _human(summary: dict, rollout) -> str:
         if rollout.done.any():
             lines.append(f"episode    ended at step {int(np.argmax(rollout.done))}")
     policy = summary["config"].get("policy")
-    if policy:
+    if isinstance(policy, dict):  # a real-game exploration policy
         lines.append(f"policy     {policy.get('name')} (seed {policy.get('seed')})")
+    elif policy:  # e.g. the memory policy of an engine recording
+        lines.append(f"policy     {policy}")
     return "\n".join(lines)
 
 
