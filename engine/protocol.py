@@ -69,6 +69,7 @@ class Welcome:
     budget_bytes: int = 0
     policies: list = field(default_factory=list)
     chunk_frames: int = 1
+    tics_per_step: int = 1      # real-game tics per frame (side-by-side steps the real game this much)
 
 
 @dataclass(frozen=True, slots=True)

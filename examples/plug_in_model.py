@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, generate_chunk
     from memory import MemoryManager
     from world.registry import available, load_model
 
@@ -44,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.name)
     spec = model.spec
     memory = MemoryManager.create(spec, policy=args.policy)
+    context = FrameContext(spec)  # latest frames, for models that stack them (spec.frame_context)
     forward = spec.action_space.index("forward")
     frames = []
     t0 = time.perf_counter()
     for i in range(args.frames):
         memory.begin_chunk()
-        x0, _ = generate_chunk(model, memory, torch.full((spec.chunk_frames,), forward), seed=0, chunk_index=i)
+        x0, _ = generate_chunk(model, memory, torch.full((spec.chunk_frames,), forward), seed=0, chunk_index=i,
+                               context=context)
         memory.end_chunk()
         frames.append(model.decode(x0))
     elapsed = time.perf_counter() - t0

@@ -58,11 +58,11 @@ class ClientConfig:
 class _RealGame:
     """The real game stepped on the client's actions (side-by-side mode)."""
 
-    def __init__(self, frame_shape, game_map: str | None, seed: int):
+    def __init__(self, frame_shape, game_map: str | None, seed: int, tics_per_step: int = 1):
         from world.games.doom import DoomConfig, DoomGame
 
         kw = {"map": game_map} if game_map else {}
-        self.game = DoomGame(DoomConfig(resolution=(frame_shape[1], frame_shape[0]), **kw))
+        self.game = DoomGame(DoomConfig(resolution=(frame_shape[1], frame_shape[0]), tics_per_step=tics_per_step, **kw))
         self.seed = seed
         self.first = self.game.reset(seed).frame.copy()
         self.frames: dict[int, object] = {}
@@ -93,7 +93,7 @@ class GameClient:
         self.real = None
         self.conn = Connection(config.endpoint, **hello)
         if config.side_by_side:  # restart the session from the real game's first frame
-            self.real = _RealGame(self.conn.frame_shape, config.map, config.seed)
+            self.real = _RealGame(self.conn.frame_shape, config.map, config.seed, self.conn.welcome.tics_per_step)
             self.conn.close()
             self.conn = Connection(config.endpoint, seed_frame=self.real.first, **hello)
         self.window = GameWindow(self.conn.frame_shape, panes=2 if self.real else 1, scale=config.scale,

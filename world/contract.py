@@ -29,12 +29,17 @@ class ModelSpec:
         latent_shape: `(tokens_per_frame, channels)` of one frame's latent.
         layers, heads, head_dim: attention geometry of the cached layers.
         chunk_frames: frames generated per step of the loop (1 = per-frame actions).
+        frame_context: how many of the latest frames' clean latents the model takes directly, besides
+            memory (frame stacking; 0 = none). The engine keeps them per session and passes them as
+            `context` to `denoise` and `commit`; models with 0 are never passed `context`.
         steps: noise levels in (0, 1] visited by the sampler, highest first (flow matching:
             `x_t = (1 - t) * x0 + t * noise`).
         context_noise: noise level of the commit pass (0 = clean).
         rope: temporal RoPE applied at read time.
         kv_dtype: dtype of cached keys/values at full precision.
         has_pose_head: whether `commit` returns per-frame pose deltas (dx, dy, dangle).
+        tics_per_step: real-game tics one generated frame stands for (the frame skip of its training
+            data); side-by-side play and fidelity benches step the real game this many tics per action.
     """
 
     name: str
@@ -46,15 +51,21 @@ class ModelSpec:
     heads: int
     head_dim: int
     chunk_frames: int = 1
+    frame_context: int = 0
     steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     context_noise: float = 0.0
     rope: RopeSpec = field(default_factory=lambda: RopeSpec(dims=0))
     kv_dtype: torch.dtype = torch.float32
     has_pose_head: bool = False
+    tics_per_step: int = 1
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be >= 1")
+        if self.tics_per_step < 1:
+            raise ValueError("tics_per_step must be >= 1")
+        if self.frame_context < 0:
+            raise ValueError("frame_context must be >= 0")
         if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):
             raise ValueError(f"steps must be noise levels in (0, 1], got {self.steps}")
         if list(self.steps) != sorted(self.steps, reverse=True):
@@ -103,7 +114,8 @@ class WorldModel(ABC):
         """Latents `[T, tokens_per_frame, channels]` -> uint8 frames `[T, H, W, 3]`."""
 
     @abstractmethod
-    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         """One denoising step for the current chunk.
 
         Args:
@@ -111,16 +123,20 @@ class WorldModel(ABC):
             t: the noise level (one of `spec.steps`).
             actions: int64 `[chunk_frames]` action indices, one per frame.
             memory: the session's memory; `view` is called once per layer, `commit` never.
+            context: only when `spec.frame_context > 0`: clean latents `[n, tokens_per_frame, channels]`
+                of the frames just before the chunk, oldest first (`n <= frame_context`; None before the
+                first frame of a session).
 
         Returns:
             the model's estimate of the clean latents, same shape as `x`.
         """
 
     @abstractmethod
-    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor | None:
+    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory,
+               context: torch.Tensor | None = None) -> torch.Tensor | None:
         """The clean pass: attends like `denoise` at noise `spec.context_noise` and calls
-        `memory.commit` once per layer. Returns `[chunk_frames, 3]` pose deltas if the model has a pose
-        head, else None."""
+        `memory.commit` once per layer; `context` as in `denoise`. Returns `[chunk_frames, 3]` pose deltas
+        if the model has a pose head, else None."""
 
     @property
     def device(self) -> torch.device:

@@ -103,14 +103,18 @@ class Episode:
 
 
 def game_episode(spec, map_name: str, seed: int, steps: int, policy: str) -> Episode:
+    """The real game on `map_name` driven by an exploration policy, at the model's frame skip."""
     import numpy as np
 
     from world.games import DoomConfig, DoomGame, make_policy
+    from world.games.policies import policy_options
 
     h, w, _ = spec.frame_shape
-    pol = make_policy(policy, seed=seed)
+    tics = spec.tics_per_step
+    pol = make_policy(policy, seed=seed, **policy_options(policy, tics))
     frames, poses, actions = [], [], [0]
-    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False))) as game:
+    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False),
+                             tics_per_step=tics)) as game:
         obs = game.reset(seed)
         pol.reset(obs)
         frames.append(obs.frame)
@@ -146,17 +150,20 @@ def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from:
     import numpy as np
     import torch
 
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, commit_frames, generate_chunk
+    from world.pose import advance_pose
 
     spec, dev = model.spec, model.device
     k = spec.chunk_frames
+    ctx = FrameContext(spec)
     first = episode.frames[0] if episode.frames is not None else np.full(spec.frame_shape, 128, np.uint8)
     pose = (0.0, 0.0, 0.0)
     out = [first]
     with torch.inference_mode():
         lat = model.encode(torch.from_numpy(np.ascontiguousarray(first))[None].to(dev))
         memory.begin_chunk(pose=_pose(episode, 0, pose, pose_from))
-        model.commit(lat.expand(k, *lat.shape[1:]).contiguous(), torch.zeros(k, dtype=torch.long, device=dev), memory)
+        commit_frames(model, memory, lat.expand(k, *lat.shape[1:]).contiguous(),
+                      torch.zeros(k, dtype=torch.long, device=dev), ctx)
         memory.end_chunk()
         t0 = time.perf_counter()
         chunk = 0
@@ -164,22 +171,16 @@ def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from:
             i = len(out)
             acts = [episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)]
             memory.begin_chunk(pose=_pose(episode, i, pose, pose_from))
-            x0, delta = generate_chunk(model, memory, torch.tensor(acts, device=dev), seed=seed, chunk_index=chunk)
+            x0, delta = generate_chunk(model, memory, torch.tensor(acts, device=dev), seed=seed, chunk_index=chunk,
+                                       context=ctx)
             memory.end_chunk()
             chunk += 1
             out.extend(model.decode(x0).cpu().numpy())
             if delta is not None:
                 for dx, dy, da in delta.double().cpu().tolist():
-                    pose = _advance(pose, dx, dy, da)
+                    pose = advance_pose(pose, dx, dy, da)
         seconds = time.perf_counter() - t0
     return np.stack(out[:frames]), seconds
-
-
-def _advance(pose, forward, left, dangle):
-    x, y, a = pose
-    rad = math.radians(a)
-    return (x + forward * math.cos(rad) - left * math.sin(rad), y + forward * math.sin(rad) + left * math.cos(rad),
-            a + dangle)
 
 
 def _pose(episode: Episode, i: int, model_pose, pose_from: str):

@@ -62,16 +62,23 @@ def _memory(spec, policy: str):
     return MemoryManager.create(spec, policy=policy)
 
 
-def _commit_real(model, mem, frame, action: int) -> None:
-    import torch
-
+def _commit_real(model, mem, frame, action: int, ctx) -> None:
+    """Commit one real frame as a chunk of its own."""
     mem.begin_chunk()
-    with torch.inference_mode():
-        model.commit(model.encode(torch.from_numpy(frame)[None]), torch.tensor([action]), mem)
+    _commit_frame(model, mem, frame, action, ctx)
     mem.end_chunk()
 
 
-def _sample(model, mem, action: int, seed: int, chunk: int):
+def _commit_frame(model, mem, frame, action: int, ctx) -> None:
+    import torch
+
+    from engine.sampler import commit_frames
+
+    with torch.inference_mode():
+        commit_frames(model, mem, model.encode(torch.from_numpy(frame)[None]), torch.tensor([action]), ctx)
+
+
+def _sample(model, mem, action: int, seed: int, chunk: int, ctx):
     """All denoising steps for one frame (no commit); returns clean latents `[1, T, C]`."""
     import torch
 
@@ -83,7 +90,7 @@ def _sample(model, mem, action: int, seed: int, chunk: int):
     x = chunk_noise(seed, chunk, 0, shape)
     x0 = x
     for j, t in enumerate(spec.steps):
-        x0 = model.denoise(x, t, acts, mem)
+        x0 = model.denoise(x, t, acts, mem, **ctx.kwargs())
         if j + 1 < len(spec.steps):
             nxt = spec.steps[j + 1]
             x = (1.0 - nxt) * x0 + nxt * chunk_noise(seed, chunk, j + 1, shape)
@@ -93,38 +100,41 @@ def _sample(model, mem, action: int, seed: int, chunk: int):
 def teacher_forced(model, ep, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
     import torch
 
+    from engine.sampler import FrameContext
+
     mem = _memory(model.spec, policy)
+    ctx = FrameContext(model.spec)
     model_psnr, repeat_psnr = [], []
     for t in range(len(ep)):
         if t >= context:
             mem.begin_chunk()
-            x0 = _sample(model, mem, int(ep.actions[t]), seed, t)
+            x0 = _sample(model, mem, int(ep.actions[t]), seed, t, ctx)
             with torch.inference_mode():
                 pred = model.decode(x0)[0].numpy()
             model_psnr.append(psnr(pred, ep.frames[t]))
             repeat_psnr.append(psnr(ep.frames[t - 1], ep.frames[t]))
-            with torch.inference_mode():  # replace the model's frame by the real one in memory
-                model.commit(model.encode(torch.from_numpy(ep.frames[t])[None]), torch.tensor([int(ep.actions[t])]), mem)
+            _commit_frame(model, mem, ep.frames[t], int(ep.actions[t]), ctx)  # the real frame, not the model's
             mem.end_chunk()
         else:
-            _commit_real(model, mem, ep.frames[t], int(ep.actions[t]))
+            _commit_real(model, mem, ep.frames[t], int(ep.actions[t]), ctx)
     return model_psnr, repeat_psnr
 
 
 def autoregressive(model, ep, start: int, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
     import torch
 
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, generate_chunk
 
     mem = _memory(model.spec, policy)
+    ctx = FrameContext(model.spec)
     for t in range(start, start + context):
-        _commit_real(model, mem, ep.frames[t], int(ep.actions[t]))
+        _commit_real(model, mem, ep.frames[t], int(ep.actions[t]), ctx)
     last = ep.frames[start + context - 1]
     model_psnr, repeat_psnr = [], []
     for i in range(max(HORIZONS)):
         t = start + context + i
         mem.begin_chunk()
-        x0, _ = generate_chunk(model, mem, torch.tensor([int(ep.actions[t])]), seed=seed, chunk_index=i)
+        x0, _ = generate_chunk(model, mem, torch.tensor([int(ep.actions[t])]), seed=seed, chunk_index=i, context=ctx)
         mem.end_chunk()
         with torch.inference_mode():
             pred = model.decode(x0)[0].numpy()
@@ -136,10 +146,11 @@ def autoregressive(model, ep, start: int, context: int, seed: int, policy: str =
 def fps_denoise(model, frames: int, seed: int) -> tuple[float, str]:
     import torch
 
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, generate_chunk
     from memory import MemoryManager
 
     mem = MemoryManager.create(model.spec)
+    ctx = FrameContext(model.spec)
     acts = torch.zeros(model.spec.chunk_frames, dtype=torch.long)
     warm = 8
     t0 = 0.0
@@ -147,7 +158,7 @@ def fps_denoise(model, frames: int, seed: int) -> tuple[float, str]:
         if i == warm:
             t0 = time.perf_counter()
         mem.begin_chunk()
-        generate_chunk(model, mem, acts, seed=seed, chunk_index=i)
+        generate_chunk(model, mem, acts, seed=seed, chunk_index=i, context=ctx)
         mem.end_chunk()
     elapsed = time.perf_counter() - t0
     return frames * model.spec.chunk_frames / elapsed, str(mem.stats().get("policy", ""))

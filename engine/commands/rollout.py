@@ -85,11 +85,12 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
     import torch
 
     from engine.rollout import RolloutMeta, RolloutWriter
-    from engine.sampler import generate_chunk
+    from engine.sampler import FrameContext, commit_frames, generate_chunk
     from memory import MemoryManager
 
     spec = model.spec
     mem = MemoryManager.create(spec, policy=args.policy, budget_bytes=args.budget_bytes)
+    ctx = FrameContext(spec)
     meta_model = getattr(model, "meta", {}) or {}
     meta = RolloutMeta(source=f"model:{name}", seed=args.seed, frame_shape=spec.frame_shape, map=context.meta.map,
                        fps=context.meta.fps, action_space=spec.action_space.names,
@@ -103,14 +104,14 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
             frame = np.array(context.frames[t], copy=True)
             mem.begin_chunk()
             lat = model.encode(torch.from_numpy(frame)[None]).expand(c, *spec.latent_shape).contiguous()
-            model.commit(lat, torch.full((c,), int(context.actions[t])), mem)
+            commit_frames(model, mem, lat, torch.full((c,), int(context.actions[t])), ctx)
             mem.end_chunk()
             pose = context.poses[t]
             writer.append(frame, int(context.actions[t]), None if np.isnan(pose).any() else pose)
         for i in range(0, len(actions), c):
             acts = torch.tensor(actions[i:i + c], dtype=torch.long)
             mem.begin_chunk()
-            x0, _ = generate_chunk(model, mem, acts, seed=args.seed, chunk_index=i // c)
+            x0, _ = generate_chunk(model, mem, acts, seed=args.seed, chunk_index=i // c, context=ctx)
             mem.end_chunk()
             for frame, a in zip(model.decode(x0).numpy(), acts.tolist()):
                 writer.append(frame, a, None, extra={"kv_bytes": int(mem.kv_bytes())})

@@ -16,6 +16,11 @@ class DiTConfig:
 
     Head channels: `[temporal_rope | row_rope | col_rope | free]`; see `world.dit.rope`. The pose head
     predicts per-frame motion `(forward, left, dangle)` divided by `pose_scale` (map units, degrees).
+
+    `prev_frame`: each frame also sees the previous frame's clean latent directly, concatenated to its
+    patch input, and predicts its x0 as that previous frame plus a correction (a per-patch copy path, as
+    frame-stacking world models do); memory still carries everything further back. The engine passes the
+    previous frame as `context` (`ModelSpec.frame_context == 1`).
     """
 
     frame_h: int = 48
@@ -33,6 +38,7 @@ class DiTConfig:
     num_actions: int = 27
     pose_head: bool = True
     pose_scale: tuple[float, float, float] = (16.0, 16.0, 10.0)
+    prev_frame: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pose_scale", tuple(float(v) for v in self.pose_scale))
@@ -68,7 +74,10 @@ class DiTConfig:
         return self.patch * self.patch * 3
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not self.prev_frame:
+            del data["prev_frame"]  # keeps the hash of configs written before the field existed
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "DiTConfig":
@@ -99,7 +108,7 @@ class TrainConfig:
     """
 
     model: str = "default"
-    steps: int = 2000
+    steps: int = 2400
     batch: int = 4
     lr: float = 8e-4
     warmup: int = 100
@@ -145,8 +154,9 @@ class TrainConfig:
 
 
 MODEL_PRESETS: dict[str, DiTConfig] = {
-    "default": DiTConfig(),
-    "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8),
+    "default": DiTConfig(prev_frame=True),
+    "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
+                      prev_frame=True),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -108,7 +108,9 @@ class WindowSampler:
     `sample(rng, batch)` returns numpy arrays:
         frames uint8 `[B, R + W, H, W, 3]` (R revisit slots first), actions int64 `[B, R + W]`,
         pos int64 `[B, R + W]` (frame index in the episode), revisit_valid bool `[B, R]`,
-        deltas float32 `[B, R + W, 3]` (pose deltas, see `pose_deltas`).
+        deltas float32 `[B, R + W, 3]` (pose deltas, see `pose_deltas`),
+        prev_frames uint8 like frames (each frame's predecessor in the episode) and has_prev bool
+        `[B, R + W]` (false for an episode's first frame and empty revisit slots).
     """
 
     def __init__(self, episodes: list[Episode], cfg: TrainConfig):
@@ -145,6 +147,8 @@ class WindowSampler:
         pos = np.zeros((batch, r + w), dtype=np.int64)
         valid = np.zeros((batch, r), dtype=bool)
         deltas = np.zeros((batch, r + w, 3), dtype=np.float32)
+        prev = np.zeros_like(frames)
+        has_prev = np.zeros((batch, r + w), dtype=bool)
         for b in range(batch):
             e = int(rng.choice(len(self.episodes), p=self.weights))
             ep = self.episodes[e]
@@ -157,16 +161,11 @@ class WindowSampler:
             actions[b] = ep.actions[idx]
             pos[b] = idx
             deltas[b] = self.deltas[e][idx]
-        return {"frames": frames, "actions": actions, "pos": pos, "revisit_valid": valid, "deltas": deltas}
-
-
-def policy_options(policy: str, tics_per_step: int) -> dict:
-    """Options that keep a policy's turn tolerances sensible when one step is several game tics."""
-    if policy != "go-and-return" or tics_per_step == 1:
-        return {}
-    from world.games.policies import TURN_DEG_PER_TIC
-
-    return {"face_tol": tics_per_step * TURN_DEG_PER_TIC / 2 + 0.01, "arrive_tol": 4.0 * tics_per_step}
+            has_prev[b] = idx > 0
+            has_prev[b, :r - len(rev)] = False
+            prev[b] = ep.frames[np.maximum(idx - 1, 0)]
+        return {"frames": frames, "actions": actions, "pos": pos, "revisit_valid": valid, "deltas": deltas,
+                "prev_frames": prev, "has_prev": has_prev}
 
 
 def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> list[Episode]:
@@ -174,6 +173,7 @@ def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> lis
     from tqdm import tqdm
 
     from world.games.maps import get_map
+    from world.games.policies import policy_options
 
     jobs = []
     for m, map_name in enumerate(cfg.maps):

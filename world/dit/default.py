@@ -39,7 +39,8 @@ class DiTWorldModel(WorldModel):
             name=name, frame_shape=(cfg.frame_h, cfg.frame_w, 3), tokens_per_frame=cfg.tokens_per_frame,
             latent_shape=(cfg.tokens_per_frame, cfg.patch_dim), layers=cfg.layers, heads=cfg.heads,
             head_dim=cfg.head_dim, rope=RopeSpec(dims=cfg.temporal_rope, theta=cfg.temporal_theta),
-            has_pose_head=cfg.pose_head, **extra)
+            has_pose_head=cfg.pose_head, frame_context=1 if cfg.prev_frame else 0,
+            tics_per_step=int(self.meta.get("tics_per_step", 1)), **extra)
         from kernels import attend
 
         self._attend = attend
@@ -63,21 +64,36 @@ class DiTWorldModel(WorldModel):
         return unpatchify(latents, self.cfg.patch, self.cfg.frame_h, self.cfg.frame_w)
 
     # -- the loop ---------------------------------------------------------------------------------------
+    def _prev(self, frames: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor | None:
+        """Each of a chunk's frames' previous clean latent: the context for the first, then the chunk's
+        own frames (known on the commit pass); zeros before a session's first frame."""
+        if not self.cfg.prev_frame:
+            return None
+        first = torch.zeros_like(frames[:1]) if context is None else context[-1:].to(frames.dtype)
+        return torch.cat((first, frames[:-1])) if len(frames) > 1 else first
+
     @torch.inference_mode()
-    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         """See `WorldModel.denoise`: x `[C, T, P]` at noise `t` -> clean estimate `[C, T, P]`."""
-        x0, _ = self.net.step(x.float(), actions.long(), self._table(t), memory, self._attend, commit=False)
+        if self.cfg.prev_frame and len(x) > 1:
+            raise ValueError("a prev_frame model denoises one frame per chunk")
+        x = x.float()
+        x0, _ = self.net.step(x, actions.long(), self._table(t), memory, self._attend, commit=False,
+                              prev=self._prev(x, context))
         return x0
 
     @torch.inference_mode()
-    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory) -> torch.Tensor | None:
+    def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory,
+               context: torch.Tensor | None = None) -> torch.Tensor | None:
         """See `WorldModel.commit`: writes the clean chunk's K/V.
 
         Returns pose deltas `[C, 3]` = (forward, left, dangle degrees), motion since the previous frame in
         that frame's heading (egocentric; see `world.dit.data.pose_deltas`), or None without a pose head.
         """
-        _, pose = self.net.step(x0.float(), actions.long(), self._table(self.spec.context_noise), memory,
-                                self._attend, commit=True)
+        x0 = x0.float()
+        _, pose = self.net.step(x0, actions.long(), self._table(self.spec.context_noise), memory,
+                                self._attend, commit=True, prev=self._prev(x0, context))
         if pose is None:
             return None
         return pose * torch.tensor(self.cfg.pose_scale, dtype=pose.dtype)

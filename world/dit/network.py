@@ -116,7 +116,8 @@ class DiTNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.width
-        self.patch_in = nn.Linear(cfg.patch_dim, d)
+        # with `prev_frame`, the previous frame's clean patch rides along with each patch
+        self.patch_in = nn.Linear(cfg.patch_dim * (2 if cfg.prev_frame else 1), d)
         self.pos_emb = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
         self.t_mlp = nn.Sequential(nn.Linear(128, d), nn.SiLU(), nn.Linear(d, d))
         self.act_emb = nn.Embedding(cfg.num_actions, d)
@@ -133,9 +134,18 @@ class DiTNet(nn.Module):
         self.spatial = SpatialRope(gh, gw, cfg.temporal_rope, cfg.row_rope, cfg.col_rope, cfg.spatial_theta)
 
     # -- shared pieces -------------------------------------------------------------------------------
-    def _embed(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor):
-        """x `[..., n, T, P]`, t `[..., n]`, actions `[..., n]` -> tokens `[..., n*T, D]`, cond `[..., n, D]`."""
-        h = self.patch_in(x) + self.pos_emb
+    def _prev(self, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor | None:
+        """The previous-frame latents matching `x` (zeros where there is none), or None without `prev_frame`."""
+        if not self.cfg.prev_frame:
+            if prev is not None:
+                raise ValueError("this network takes no previous frame (cfg.prev_frame is False)")
+            return None
+        return torch.zeros_like(x) if prev is None else prev.to(x.dtype)
+
+    def _embed(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, prev: torch.Tensor | None):
+        """x `[..., n, T, P]`, t `[..., n]`, actions `[..., n]`, prev like x or None -> tokens
+        `[..., n*T, D]`, cond `[..., n, D]`."""
+        h = self.patch_in(x if prev is None else torch.cat((x, prev), -1)) + self.pos_emb
         cond = F.silu(self.t_mlp(timestep_features(t)) + self.act_emb(actions))
         return h.flatten(-3, -2), cond
 
@@ -143,14 +153,17 @@ class DiTNet(nn.Module):
         """`[..., n, C]` frame-level values -> `[..., n*T, C]` token-level."""
         return per_frame.repeat_interleave(self.cfg.tokens_per_frame, dim=-2)
 
-    def _head(self, h: torch.Tensor, cond: torch.Tensor):
-        """Final layer: tokens `[..., n*T, D]` -> x0 `[..., n, T, P]` and pose `[..., n, 3]` (or None)."""
-        return self._head_from(h, self.ada_out(cond))
+    def _head(self, h: torch.Tensor, cond: torch.Tensor, prev: torch.Tensor | None):
+        """Final layer: tokens `[..., n*T, D]` -> x0 `[..., n, T, P]` (a correction of `prev` when
+        given) and pose `[..., n, 3]` (or None)."""
+        return self._head_from(h, self.ada_out(cond), prev)
 
-    def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor):
+    def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor, prev: torch.Tensor | None):
         shift, scale = self._broadcastable(out_mod).chunk(2, dim=-1)
         out = self.out(modulate(self.norm_out(h), shift, scale))
         out = out.unflatten(-2, (-1, self.cfg.tokens_per_frame))
+        if prev is not None:
+            out = out + prev
         pose = None
         if self.pose_out is not None:
             pooled = h.unflatten(-2, (-1, self.cfg.tokens_per_frame)).mean(dim=-2)
@@ -159,18 +172,20 @@ class DiTNet(nn.Module):
 
     # -- training path --------------------------------------------------------------------------------
     def forward_frames(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, pos: torch.Tensor,
-                       frame_mask: torch.Tensor):
+                       frame_mask: torch.Tensor, prev: torch.Tensor | None = None):
         """Run many frames at once.
 
         Args:
             x: `[B, n, T, P]` latents of `n` frames (each at its own noise level).
             t: `[B, n]` noise levels; actions: `[B, n]` int64; pos: `[B, n]` temporal positions.
             frame_mask: bool `[B or 1, n, n]`, `[i, j]` true when frame i may attend to frame j.
+            prev: `[B, n, T, P]` each frame's previous clean frame (zeros: none), with `cfg.prev_frame`.
         Returns:
             x0 estimates `[B, n, T, P]` and pose deltas `[B, n, 3]` (or None).
         """
         cfg = self.cfg
-        h, cond = self._embed(x, t, actions)
+        prev = self._prev(x, prev)
+        h, cond = self._embed(x, t, actions, prev)
         token_pos = self._per_token(pos[..., None].to(torch.float32))[..., 0]  # [B, N]
         mask = frame_mask.repeat_interleave(cfg.tokens_per_frame, -1).repeat_interleave(cfg.tokens_per_frame, -2)
         mask = mask[:, None]  # broadcast over heads
@@ -181,10 +196,10 @@ class DiTNet(nn.Module):
             k = apply_temporal_rope(k, token_pos[:, None], cfg.temporal_rope, cfg.temporal_theta)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             h = block.finish(h, attn, mod)
-        return self._head(h, cond)
+        return self._head(h, cond, prev)
 
     def forward_doubled(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, pos: torch.Tensor,
-                        n_extra: int, extra_valid: torch.Tensor | None = None):
+                        n_extra: int, extra_valid: torch.Tensor | None = None, prev: torch.Tensor | None = None):
         """`forward_frames` for `[extra (R) | clean (W) | noisy (W)]` sequences and the mask of
         `world.dit.train.block_causal_mask`, computed without the masked-out blocks: clean frames attend
         block-causally among `[extra | clean]`; each noisy frame attends to `[extra | clean < i]` and to
@@ -196,7 +211,8 @@ class DiTNet(nn.Module):
         r = n_extra
         w = (n - r) // 2
         c_tok = (r + w) * tpf
-        h, cond = self._embed(x, t, actions)
+        prev = self._prev(x, prev)
+        h, cond = self._embed(x, t, actions, prev)
         token_pos = self._per_token(pos[..., None].to(torch.float32))[..., 0][:, None]  # [B, 1, N]
         clean_mask, noisy_mask = _doubled_masks(r, w, tpf, extra_valid, b)
         for block in self.blocks:
@@ -210,7 +226,7 @@ class DiTNet(nn.Module):
             out_c = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=clean_mask)
             out_n = _noisy_attention(qn, kc, vc, kn, vn, w, tpf, noisy_mask)
             h = block.finish(h, torch.cat((out_c, out_n), -2), mod)
-        return self._head(h, cond)
+        return self._head(h, cond, prev)
 
     # -- inference path -------------------------------------------------------------------------------
     def condition_table(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +238,7 @@ class DiTNet(nn.Module):
         return torch.stack([b.ada(cond) for b in self.blocks]), self.ada_out(cond)
 
     def step(self, x: torch.Tensor, actions: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor], memory,
-             attend, commit: bool):
+             attend, commit: bool, prev: torch.Tensor | None = None):
         """One chunk through the memory.
 
         Args:
@@ -230,11 +246,13 @@ class DiTNet(nn.Module):
             table: `condition_table(t)` for that noise level.
             memory: `AttentionMemory`; attend: `(q [H, N, hd], view) -> [H, N, hd]`.
             commit: call `memory.commit` per layer (the clean pass).
+            prev: `[C, T, P]` each frame's previous clean frame (zeros: none), with `cfg.prev_frame`.
         Returns:
             x0 estimate `[C, T, P]` and pose `[C, 3]` (or None).
         """
         blocks_table, out_table = table
-        h = (self.patch_in(x) + self.pos_emb).flatten(-3, -2)
+        prev = self._prev(x, prev)
+        h = (self.patch_in(x if prev is None else torch.cat((x, prev), -1)) + self.pos_emb).flatten(-3, -2)
         for layer, block in enumerate(self.blocks):
             mod = self._broadcastable(blocks_table[layer].index_select(0, actions))
             q, k, v = block.qkv_heads(h, mod, self.spatial)
@@ -243,7 +261,7 @@ class DiTNet(nn.Module):
             if commit:
                 memory.commit(layer, k, v, q)
             h = block.finish(h, attn, mod)
-        return self._head_from(h, out_table.index_select(0, actions))
+        return self._head_from(h, out_table.index_select(0, actions), prev)
 
     def _broadcastable(self, per_frame: torch.Tensor) -> torch.Tensor:
         """`[..., n, X]` frame values that broadcast against `[..., n*T, X]` tokens (no copy when n == 1)."""

@@ -87,7 +87,12 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     actions = torch.from_numpy(sample["actions"])
     pos = torch.from_numpy(sample["pos"])
     scale = torch.tensor(model_cfg.pose_scale)
-    return {
+    prev = None
+    if model_cfg.prev_frame:  # each copy sees its frame's real predecessor (zeros where there is none)
+        prev = patchify(torch.from_numpy(sample["prev_frames"]), model_cfg.patch)
+        prev = prev * torch.from_numpy(sample["has_prev"])[..., None, None]
+        prev = torch.cat((prev, prev[:, r:]), 1)
+    return {"prev": prev,
         "x": x_in, "t": t, "actions": torch.cat((actions, actions[:, r:]), 1),
         "pos": torch.cat((pos, pos[:, r:]), 1),
         "revisit_valid": torch.from_numpy(sample["revisit_valid"]),
@@ -97,7 +102,8 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
 
 def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     r, w = cfg.revisit_frames, cfg.window
-    out, pose = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r, batch["revisit_valid"])
+    out, pose = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r, batch["revisit_valid"],
+                                    prev=batch.get("prev"))
     loss_x0 = F.mse_loss(out[:, r + w:], batch["x0"])
     total = loss_x0
     result = {"x0": loss_x0}

@@ -376,3 +376,10 @@ def make_policy(name: str, seed: int = 0, **options) -> Policy:
     except KeyError:
         raise ValueError(f"unknown policy '{name}'; choose from {', '.join(POLICIES)}") from None
     return entry.factory(seed=seed, **options)
+
+
+def policy_options(policy: str, tics_per_step: int) -> dict:
+    """Options that keep a policy's turn and arrival tolerances sensible when one step is several game tics."""
+    if policy != "go-and-return" or tics_per_step == 1:
+        return {}
+    return {"face_tol": tics_per_step * TURN_DEG_PER_TIC / 2 + 0.01, "arrive_tol": 4.0 * tics_per_step}

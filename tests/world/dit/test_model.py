@@ -75,10 +75,12 @@ def test_cached_inference_equals_training_forward(kind):
     t_noisy = 0.75
     cache = _memory(kind, model.spec)
     cached_x0, cached_pose = [], []
+    assert model.spec.frame_context == 1
     for i in range(n):
         cache.begin_chunk()
-        x0 = model.denoise(noisy[i:i + 1], t_noisy, actions[i:i + 1], cache)
-        pose = model.commit(clean[i:i + 1], actions[i:i + 1], cache)
+        ctx = clean[i - 1:i] if i else None
+        x0 = model.denoise(noisy[i:i + 1], t_noisy, actions[i:i + 1], cache, context=ctx)
+        pose = model.commit(clean[i:i + 1], actions[i:i + 1], cache, context=ctx)
         cache.end_chunk()
         cached_x0.append(x0)
         cached_pose.append(pose)
@@ -88,8 +90,9 @@ def test_cached_inference_equals_training_forward(kind):
     a = torch.cat((actions, actions))[None]
     pos = torch.cat((torch.arange(n), torch.arange(n)))[None] + 100  # RoPE is relative: offset is free
     mask = block_causal_mask(n, n_extra=0)[None]
+    prev = torch.cat((torch.zeros_like(clean[:1]), clean[:-1]))
     with torch.no_grad():
-        out, pose = model.net.forward_frames(x, t, a, pos, mask)
+        out, pose = model.net.forward_frames(x, t, a, pos, mask, prev=torch.cat((prev, prev))[None])
     torch.testing.assert_close(torch.cat(cached_x0), out[0, n:], atol=1e-4, rtol=1e-4)
     scale = torch.tensor(model.cfg.pose_scale)
     torch.testing.assert_close(torch.cat(cached_pose) / scale, pose[0, :n], atol=1e-4, rtol=1e-4)
@@ -106,8 +109,34 @@ def test_doubled_forward_equals_masked_forward():
     a = torch.randint(0, 27, (b, n))
     pos = torch.cat((torch.tensor([[1, 3]] * b), torch.arange(20, 20 + w).repeat(b, 2)), 1)
     valid = torch.tensor([[True, True], [False, True], [False, False]])
+    prev = torch.randn_like(x)
     with torch.no_grad():
-        ref, ref_pose = model.net.forward_frames(x, t, a, pos, block_causal_mask(w, r, valid))
-        out, pose = model.net.forward_doubled(x, t, a, pos, r, valid)
+        ref, ref_pose = model.net.forward_frames(x, t, a, pos, block_causal_mask(w, r, valid), prev=prev)
+        out, pose = model.net.forward_doubled(x, t, a, pos, r, valid, prev=prev)
     torch.testing.assert_close(out[:, r:], ref[:, r:], atol=1e-4, rtol=1e-4)  # hidden extras may differ
     torch.testing.assert_close(pose[:, r:], ref_pose[:, r:], atol=1e-4, rtol=1e-4)
+
+
+def test_prev_frame_path_copies_the_previous_frame_at_init():
+    """With `prev_frame`, an untrained network (zero output layer) predicts the previous frame exactly:
+    the copy path starts at repeat-last, training learns the correction."""
+    model = build(pretrained=False, config="tiny")
+    cache = _memory("memory-full", model.spec)
+    frames = model.encode(torch.randint(0, 256, (2, 48, 64, 3), dtype=torch.uint8))
+    cache.begin_chunk()
+    model.commit(frames[:1], torch.zeros(1, dtype=torch.long), cache)
+    cache.end_chunk()
+    cache.begin_chunk()
+    x0 = model.denoise(torch.randn(1, *model.spec.latent_shape), 1.0, torch.ones(1, dtype=torch.long), cache,
+                       context=frames[:1])
+    torch.testing.assert_close(x0, frames[:1])
+
+
+def test_network_without_prev_frame_refuses_one():
+    from world.dit.network import DiTNet
+
+    net = DiTNet(DiTConfig(patch=16, width=32, layers=1, heads=2, temporal_rope=4, row_rope=4, col_rope=4))
+    x = torch.zeros(1, 2, 12, 768)
+    with pytest.raises(ValueError, match="prev_frame"):
+        net.forward_frames(x, torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2),
+                           torch.ones(1, 2, 2, dtype=torch.bool), prev=x)
