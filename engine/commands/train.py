@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default from the config)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    parser.add_argument("--snapshots", type=int, default=0, metavar="N",
+                        help="keep the latest N checkpoints under OUT/snapshots/ (for averaging at release)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) -> {out}", flush=True)
     command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
     path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress,
+                 keep_snapshots=max(0, args.snapshots),
                  extra_meta={"command": command, "tics_per_step": tics, **source})
     print(f"model: {path}")
     return 0

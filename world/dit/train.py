@@ -142,6 +142,24 @@ class RunPaths:
     def curve(self) -> Path:
         return self.out / "loss.csv"
 
+    @property
+    def snapshots(self) -> Path:
+        return self.out / "snapshots"
+
+
+def keep_snapshot(paths: RunPaths, step: int, keep: int) -> None:
+    """Copy the checkpoint just written to `snapshots/step{step}.safetensors`, keeping the latest `keep`
+    (the late checkpoints that `world.dit.release` averages)."""
+    import shutil
+
+    paths.snapshots.mkdir(exist_ok=True)
+    tmp = paths.snapshots / f"step{step}.safetensors.tmp"
+    shutil.copyfile(paths.model, tmp)
+    tmp.replace(paths.snapshots / f"step{step}.safetensors")
+    old = sorted(paths.snapshots.glob("step*.safetensors"), key=lambda p: int(p.stem[4:]))
+    for p in old[:-keep]:
+        p.unlink()
+
 
 def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, np_rng: np.random.Generator,
           gen: torch.Generator, meta: dict) -> None:
@@ -183,8 +201,9 @@ def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np
 
 
 def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: int = 0, resume: bool = False,
-          extra_meta: dict | None = None, progress: bool = True) -> Path:
-    """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`.
+          extra_meta: dict | None = None, progress: bool = True, keep_snapshots: int = 0) -> Path:
+    """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`, and
+    with `keep_snapshots=N` the latest N checkpoints under `snapshots/`.
 
     Returns the path of the model checkpoint.
     """
@@ -240,6 +259,8 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
                 bar.set_postfix(loss=f"{row[1]:.4f}", x0=f"{row[2]:.4f}")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 _save(paths, net, opt, step + 1, np_rng, gen, meta)
+                if keep_snapshots:
+                    keep_snapshot(paths, step + 1, keep_snapshots)
                 plot_curve(paths.curve, paths.out / "loss.png")
     if start >= cfg.steps and not paths.model.exists():
         _save(paths, net, opt, start, np_rng, gen, meta)

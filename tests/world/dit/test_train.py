@@ -46,13 +46,21 @@ def test_sampler_finds_revisits():
         for j in np.flatnonzero(s["revisit_valid"][b]):
             assert s["pos"][b, j] <= start - 4  # far enough back
     assert s["revisit_valid"].any()
+    # every slot's predecessor is the episode frame before it; none for frame 0 or empty revisit slots
+    assert not s["has_prev"][~np.concatenate((s["revisit_valid"], np.ones((16, 5), bool)), 1)].any()
+    assert (s["has_prev"] == (s["pos"] > 0) & np.concatenate((s["revisit_valid"], np.ones((16, 5), bool)), 1)).all()
+    window_prev, window = s["prev_frames"][:, 3:], s["frames"][:, 2:-1]
+    assert (window_prev == window).all()  # inside the window, the predecessor is the slot before
 
 
 def test_training_is_reproducible_and_resumes(tmp_path):
     cfg = train_config("tiny")
     eps = _episodes()
-    a = train(eps, cfg, tmp_path / "a", seed=5, progress=False)
+    a = train(eps, cfg, tmp_path / "a", seed=5, progress=False, keep_snapshots=1)
     b = train(eps, cfg, tmp_path / "b", seed=5, progress=False)
+    # checkpoints every 2 steps, only the latest kept, identical to the final model
+    assert [p.name for p in (tmp_path / "a" / "snapshots").iterdir()] == [f"step{cfg.steps}.safetensors"]
+    assert (tmp_path / "a" / "snapshots" / f"step{cfg.steps}.safetensors").read_bytes() == a.read_bytes()
     ma, mb = build(checkpoint=a), build(checkpoint=b)
     for name, t in ma.net.state_dict().items():
         assert torch.equal(t, mb.net.state_dict()[name])
