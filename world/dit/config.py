@@ -101,6 +101,8 @@ class TrainConfig:
         revisit_frames: extra far-earlier frames of the same place prepended to a revisit window.
         revisit_prob: fraction of windows that get revisit frames (when a matching earlier frame exists).
         context_aug_prob, context_aug_max: noise augmentation of the clean context copies.
+        top_level_prob: fraction of noisy copies at noise level 1 (pure noise), the level a one-step
+            sampler starts and ends at; the rest spread over (0, 1] for multi-step sampling.
         pose_weight: weight of the pose-delta loss.
         maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe used when no
             recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
@@ -121,6 +123,7 @@ class TrainConfig:
     revisit_max_angle: float = 30.0
     context_aug_prob: float = 0.5
     context_aug_max: float = 0.1
+    top_level_prob: float = 0.0
     pose_weight: float = 0.1
     grad_clip: float = 1.0
     checkpoint_every: int = 50
@@ -141,7 +144,7 @@ class TrainConfig:
             raise ValueError("window must be >= 2")
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
-        if not 0.0 <= self.revisit_prob <= 1.0 or not 0.0 <= self.context_aug_prob <= 1.0:
+        if not all(0.0 <= p <= 1.0 for p in (self.revisit_prob, self.context_aug_prob, self.top_level_prob)):
             raise ValueError("probabilities must be in [0, 1]")
         if self.model not in MODEL_PRESETS:
             raise ValueError(f"unknown model preset '{self.model}'; choose from {sorted(MODEL_PRESETS)}")
@@ -160,7 +163,7 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    "default": TrainConfig(),
+    "default": TrainConfig(top_level_prob=0.5),
     "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
                         maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
 }

@@ -63,12 +63,14 @@ def block_causal_mask(window: int, n_extra: int = 0, extra_valid: torch.Tensor |
     return m
 
 
-def sample_levels(gen: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
-    """Noise levels for the noisy copies: uniform in (0, 1], half of them snapped to the sampler's levels."""
+def sample_levels(gen: torch.Generator, shape: tuple[int, ...], top_prob: float = 0.0) -> torch.Tensor:
+    """Noise levels for the noisy copies: `top_prob` of them at 1 (pure noise: the first, and with a
+    one-step sampler the only, step), the rest uniform in (0, 1], half of those snapped to the sampler's levels."""
     t = torch.rand(shape, generator=gen).clamp_min(0.02)
     snap = torch.rand(shape, generator=gen) < 0.5
     pick = SAMPLER_LEVELS[torch.randint(0, len(SAMPLER_LEVELS), shape, generator=gen)]
-    return torch.where(snap, pick, t)
+    top = torch.rand(shape, generator=gen) < top_prob
+    return torch.where(top, torch.ones(shape), torch.where(snap, pick, t))
 
 
 def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTConfig, gen: torch.Generator) -> dict:
@@ -78,7 +80,7 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     b = x0.shape[0]
     t_ctx = torch.rand(b, r + w, generator=gen) * cfg.context_aug_max
     t_ctx = torch.where(torch.rand(b, r + w, generator=gen) < cfg.context_aug_prob, t_ctx, torch.zeros_like(t_ctx))
-    t_noisy = sample_levels(gen, (b, w))
+    t_noisy = sample_levels(gen, (b, w), cfg.top_level_prob)
     t = torch.cat((t_ctx, t_noisy), 1)
     target = torch.cat((x0, x0[:, r:]), 1)
     noise = torch.randn(target.shape, generator=gen)
