@@ -6,7 +6,9 @@
   config hash, training command history, sampler steps).
 * `world.dit.network`: `DiTNet`: per-frame adaLN-Zero conditioning on (action, noise level), spatial RoPE
   applied in the model, temporal RoPE applied at read time by `kernels.attend` (keys are cached before it),
-  an optional pose head (per-frame motion: forward, left, dangle).
+  an optional pose head (per-frame motion: forward, left, dangle) and an optional previous-frame path
+  (`prev_frame`: the previous clean frame is concatenated to each patch and x0 is predicted as a
+  correction of it; the engine passes it as `context`, `ModelSpec.frame_context == 1`).
 * `world.dit.train` / `world.dit.data`: diffusion forcing with a clean commit copy of every frame
   (`reverie train`), windows of 17 frames plus revisit frames of the same place.
 * `world.dit.release`: bundle a trained checkpoint as the package default.
