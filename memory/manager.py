@@ -19,7 +19,7 @@ No host syncs happen in `view`/`commit`: occupancy and the frame clock are Pytho
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -34,7 +34,10 @@ from memory.positions import Clock, make_position_policy
 from memory.regions import Tokens
 from memory.scorers import make_scorer
 from memory.spatial import FrameArchive
-from memory.store import LayerStore, build_segments, new_store, segment_names, slot_tokens
+from memory.store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
+
+_UNTIMED = nullcontext()
+
 
 class MemoryManager:
     """A session's memory. Build it with `MemoryManager.create(spec, policy=..., ...)`."""
@@ -51,8 +54,13 @@ class MemoryManager:
         limit = cfg.rope_limit
         if limit is not None and self.positions.bounded and self.span > limit:
             raise BudgetError(f"policy '{cfg.name}' spans {self.span} temporal positions, more than rope_limit={limit}")
-        self.layers = [new_store(spec, layout, self.device) for _ in range(spec.layers)]
-        self._stage = self._new_staging()
+        # a full-precision mid pool without spill tier or merging: all layers' pools on one stack, and the
+        # frames leaving `recent` are archived, scored and compacted for every layer in one batch
+        stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
+        self.layers, self.stack = new_stores(spec, layout, self.device, stack_mid)
+        self.batched = stack_mid or not layout.mid_tokens
+        self._stage_all = self._new_staging()
+        self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
         # optional features, composed from the policy (None when the policy does not use them)
         self.merger = (TokenMerger(cfg.merge_threshold, spec.layers, spec.tokens_per_frame, self.device)
                        if cfg.merge_threshold is not None and layout.mid_tokens else None)
@@ -98,12 +106,13 @@ class MemoryManager:
         return cls(spec, cfg, layout, device)
 
     def _new_staging(self) -> Tokens:
-        s = self.spec
-        n = s.chunk_frames * s.tokens_per_frame
-        k = torch.zeros(s.heads, n, s.head_dim, dtype=s.kv_dtype, device=self.device)
-        hw = torch.arange(s.tokens_per_frame, device=self.device).repeat(s.chunk_frames)
-        return Tokens(k, torch.zeros_like(k), torch.zeros(n, dtype=torch.int64, device=self.device), hw,
-                      torch.zeros(n, device=self.device), torch.ones(n, device=self.device))
+        """Per-layer rows (`[L, H, n, D]`, metadata `[L, n]`) for the frames a commit pushes out of `recent`."""
+        s, dev = self.spec, self.device
+        n, layers = s.chunk_frames * s.tokens_per_frame, s.layers
+        k = torch.zeros(layers, s.heads, n, s.head_dim, dtype=s.kv_dtype, device=dev)
+        hw = torch.arange(s.tokens_per_frame, device=dev).repeat(s.chunk_frames).repeat(layers, 1)
+        return Tokens(k, torch.zeros_like(k), torch.zeros(layers, n, dtype=torch.int64, device=dev), hw,
+                      torch.zeros(layers, n, device=dev), torch.ones(layers, n, device=dev))
 
     # ------------------------------------------------------------------ the loop
     def begin_chunk(self, pose=None, events=()) -> None:
@@ -169,18 +178,23 @@ class MemoryManager:
                     f"policy '{self.cfg.name}' keeps every frame and its budget ({self.layout.budget_bytes:,} bytes) "
                     f"holds {store.recent.capacity} frames; frame {now + i} does not fit")
             old = store.recent.frames[0] if store.recent.full else None
-            if store.recent.push(kf, vf, now + i, out=self._stage, at=len(displaced) * f):
+            if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=len(displaced) * f):
                 displaced.append(old)
         with self._timed("score"):
             self.scorer.observe(layer, q)
+        self._committed.add(layer)
+        store.segments = None
+        if self.batched:  # every layer displaces the same frames; demote them all after the last commit
+            if len(self._committed) == s.layers:
+                self._demote_all(displaced)
+            return
         if displaced:
             m = len(displaced) * f
-            self._demote(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m] for t in self._stage)), displaced)
+            self._demote(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m] for t in self._stages[layer])),
+                         displaced)
         if store.mid is not None:
             with self._timed("score"):
                 self.scorer.rescore(layer, store.mid)
-        self._committed.add(layer)
-        store.segments = None
 
     def end_chunk(self) -> None:
         """Finish the chunk: advances `frames_committed` when the chunk was committed (all layers)."""
@@ -220,6 +234,23 @@ class MemoryManager:
                 with self._timed("compact_spill"):
                     store.spill.add(evicted, store.mid.min_frame)
 
+    def _demote_all(self, frames: list[int]) -> None:
+        """`_demote` for every layer at once (stacked mid pools, or none): archive, score, compact."""
+        if frames:
+            m = len(frames) * self.spec.tokens_per_frame
+            tokens = Tokens(*(t[:, :, :m] if t.ndim == 4 else t[:, :m] for t in self._stage_all))
+            if self.archive is not None:
+                with self._timed("archive"):
+                    self.archive.put_layers(frames, tokens.k, tokens.v)
+            if self.stack is not None:
+                with self._timed("score"):
+                    tokens = tokens._replace(score=self.scorer.score_all(tokens, self.layers, self.stack))
+                with self._timed("compact_mid"):
+                    self.stack.add(tokens, frames[0])
+        if self.stack is not None:
+            with self._timed("score"):
+                self.scorer.rescore_all(self.layers, self.stack)
+
     def _retrieve(self, pose) -> None:
         """Fill every layer's `retrieved` region with the archived frames that best match `pose`."""
         if pose is None:
@@ -247,11 +278,12 @@ class MemoryManager:
                       rope=self.spec.rope)
         self.heads.observe(layer, q, view, segment_names(store), range(slot * f, (slot + 1) * f))
 
-    @contextmanager
     def _timed(self, name: str):
-        if not self.profile:
-            yield
-            return
+        """Section timer when `profile` is on (a no-op context otherwise)."""
+        return self._timer(name) if self.profile else _UNTIMED
+
+    @contextmanager
+    def _timer(self, name: str):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t0 = time.perf_counter()

@@ -28,13 +28,21 @@ class TokenPool:
     """
 
     def __init__(self, *, capacity: int, heads: int, head_dim: int, dtype: torch.dtype, device,
-                 bits: int = 0, group: int = 0, merged: bool = False) -> None:
+                 bits: int = 0, group: int = 0, merged: bool = False, buffers: dict | None = None) -> None:
+        """`buffers`: preallocated full-precision `k`, `v`, `frame`, `hw`, `score`, `count` of the shapes
+        above to use instead of allocating (a layer's slice of a `memory.poolstack.PoolStack`)."""
         if capacity < 1:
             raise ValueError("a TokenPool needs capacity >= 1")
         self.capacity, self.bits, self.group, self.merged, self.dtype = capacity, bits, group, merged, dtype
         rows = capacity + 1
         h, d = heads, head_dim
-        if bits == 0:
+        if buffers is not None:
+            if bits:
+                raise ValueError("shared buffers are full precision only")
+            for name, t in buffers.items():
+                setattr(self, name, t)
+            self._quant = ()
+        elif bits == 0:
             self.k = torch.zeros(h, rows, d, dtype=dtype, device=device)
             self.v = torch.zeros_like(self.k)
             self._quant = ()
@@ -48,10 +56,11 @@ class TokenPool:
             self.k_zero = torch.zeros(shape, device=device) if bits == 4 else None
             self.v_zero = torch.zeros(shape, device=device) if bits == 4 else None
             self._quant = tuple(n for n in ("k_scale", "v_scale", "k_zero", "v_zero") if getattr(self, n) is not None)
-        self.frame = torch.full((rows,), -1, dtype=torch.int64, device=device)
-        self.hw = torch.zeros(rows, dtype=torch.int64, device=device)
-        self.score = torch.full((rows,), -math.inf, dtype=torch.float32, device=device)
-        self.count = torch.ones(rows, dtype=torch.float32, device=device)
+        if buffers is None:
+            self.frame = torch.full((rows,), -1, dtype=torch.int64, device=device)
+            self.hw = torch.zeros(rows, dtype=torch.int64, device=device)
+            self.score = torch.full((rows,), -math.inf, dtype=torch.float32, device=device)
+            self.count = torch.ones(rows, dtype=torch.float32, device=device)
         self.used = 0  # occupied slots (Python int; includes empty merged-away entries)
         self.last_dest: torch.Tensor | None = None  # slot of each arrival of the last add (-1: lost)
         self.min_frame = None  # oldest frame that may still be here (host bound for position policies)

@@ -3,7 +3,9 @@
 One small strategy object per method, chosen by name from `SCORERS` (no if-chains). A scorer sees the
 tokens leaving the recent window when they enter a pool (`score`), may refresh the scores of what a pool
 already holds after each commit (`rescore`), and gets the commit pass's clean queries (`observe`). All of
-it is tensor code at commit time: no host syncs.
+it is tensor code at commit time: no host syncs. When the mid pools of all layers are stacked
+(`memory.poolstack.PoolStack`), the manager calls `score_all` / `rescore_all` once per chunk for every
+layer; their defaults loop over the per-layer methods, and `mass`/`salience` run them as one batch.
 
 * `recency`: FIFO (newer frame = higher score).
 * `participation` (Deep Forcing PC): `(sum of the last R frames' clean queries) . k`, summed over heads,
@@ -59,6 +61,17 @@ class Scorer:
 
     def rescore(self, layer: int, pool) -> None:
         """Update `pool.score[:pool.used]` in place (default: scores are fixed once given)."""
+
+    def score_all(self, tokens: Tokens, stores, stack) -> torch.Tensor:
+        """`[L, n]` scores of every layer's arrivals at once (`tokens`: `k`, `v` `[L, H, n, D]`, metadata
+        `[L, n]`) entering the stacked mid pools `stack` (`stores`: the layers' `LayerStore`s)."""
+        return torch.stack([self.score(layer, Tokens(*(t[layer] for t in tokens)), store)
+                            for layer, store in enumerate(stores)])
+
+    def rescore_all(self, stores, stack) -> None:
+        """`rescore` of every layer's mid pool (all of them on `stack`)."""
+        for layer, store in enumerate(stores):
+            self.rescore(layer, store.mid)
 
     def reset(self) -> None:
         """Forget per-session state."""
@@ -127,7 +140,7 @@ class AttentionMass(Scorer):
             logits = torch.cat((self._logits(layer, pool.keys()), logits), -1)
         mass = self._mass(logits)
         if n:
-            self._update(pool, mass[:n])
+            self._update(pool.score[:n], mass[:n])
             self.fresh[layer] = True
         return mass[n:]
 
@@ -136,12 +149,32 @@ class AttentionMass(Scorer):
             self.fresh[layer] = False
             return
         if pool.used and self.q[layer] is not None:
-            self._update(pool, self._mass(self._logits(layer, pool.keys())))
+            self._update(pool.score[:pool.used], self._mass(self._logits(layer, pool.keys())))
 
-    def _update(self, pool, mass):
-        n = pool.used
-        ema = self.decay * pool.score[:n] + (1 - self.decay) * mass
-        pool.score[:n] = _keep_empty(pool.score[:n], ema)
+    def score_all(self, tokens, stores, stack):
+        """`score` of every layer in one batch: `[L, H, Q, D] @ [L, H, D, used + n]`."""
+        if any(q is None for q in self.q):
+            return super().score_all(tokens, stores, stack)
+        n = stack.used
+        q = torch.stack(self.q) * (1.0 / math.sqrt(tokens.k.shape[-1]))
+        logits = torch.matmul(q, tokens.k.float().transpose(-1, -2))  # [L, H, Q, n]
+        if n:  # the pool's logits, then the arrivals' (no copy of the pool's keys)
+            logits = torch.cat((torch.matmul(q, stack.keys().float().transpose(-1, -2)), logits), -1)
+        mass = softmax(logits).mean(dim=(1, 2)) * logits.shape[-1]
+        if n:
+            self._update(stack.score[:, :n], mass[:, :n])
+            self.fresh = [True] * len(self.fresh)
+        return mass[:, n:]
+
+    def rescore_all(self, stores, stack):
+        if all(self.fresh):
+            self.fresh = [False] * len(self.fresh)
+            return
+        super().rescore_all(stores, stack)
+
+    def _update(self, score, mass):
+        """Moving average of `mass` into the pool scores `score` (a view, updated in place)."""
+        score.copy_(_keep_empty(score, self.decay * score + (1 - self.decay) * mass))
 
     def reset(self):
         self.q = [None] * self.spec.layers
@@ -172,6 +205,17 @@ class Salience(Scorer):
             self.proxy.rescore(layer, pool)
         elif pool.used and self.cfg.age_decay < 1.0:
             pool.score[:pool.used] *= self.cfg.age_decay  # -inf (empty) stays -inf
+
+    def score_all(self, tokens, stores, stack):
+        if self.proxy is not None:
+            return self.proxy.score_all(tokens, stores, stack)
+        return super().score_all(tokens, stores, stack)
+
+    def rescore_all(self, stores, stack):
+        if self.proxy is not None:
+            self.proxy.rescore_all(stores, stack)
+        elif stack.used and self.cfg.age_decay < 1.0:
+            stack.score[:, :stack.used] *= self.cfg.age_decay
 
     def reset(self):
         if self.proxy is not None:

@@ -57,19 +57,34 @@ class FrameArchive:
         not archived (they cannot be retrieved)."""
         f = self.k.shape[3]
         for i, fr in enumerate(frames):
-            if fr not in self.slot_of:
-                pose = self.poses.pop(fr, None)
-                if pose is None:
-                    continue
-                slot = self.written % self.capacity
-                old = int(self._frames[slot])
-                if old >= 0:
-                    self.slot_of.pop(old, None)
-                self._frames[slot], self._poses[slot], self.slot_of[fr] = fr, pose, slot
-                self.written += 1
-            slot = self.slot_of[fr]
-            self.k[slot, layer].copy_(k[:, i * f:(i + 1) * f], non_blocking=True)
-            self.v[slot, layer].copy_(v[:, i * f:(i + 1) * f], non_blocking=True)
+            slot = self._slot(fr)
+            if slot is not None:
+                self.k[slot, layer].copy_(k[:, i * f:(i + 1) * f], non_blocking=True)
+                self.v[slot, layer].copy_(v[:, i * f:(i + 1) * f], non_blocking=True)
+
+    def put_layers(self, frames: list[int], k: torch.Tensor, v: torch.Tensor) -> None:
+        """`put` for every layer at once: `k`, `v` `[layers, H, len(frames) * F, D]`."""
+        f = self.k.shape[3]
+        for i, fr in enumerate(frames):
+            slot = self._slot(fr)
+            if slot is not None:
+                self.k[slot].copy_(k[:, :, i * f:(i + 1) * f], non_blocking=True)
+                self.v[slot].copy_(v[:, :, i * f:(i + 1) * f], non_blocking=True)
+
+    def _slot(self, fr: int) -> int | None:
+        """The archive slot of frame `fr`, taking the next ring slot for a new frame with a known pose
+        (None: no pose, not archived)."""
+        if fr not in self.slot_of:
+            pose = self.poses.pop(fr, None)
+            if pose is None:
+                return None
+            slot = self.written % self.capacity
+            old = int(self._frames[slot])
+            if old >= 0:
+                self.slot_of.pop(old, None)
+            self._frames[slot], self._poses[slot], self.slot_of[fr] = fr, pose, slot
+            self.written += 1
+        return self.slot_of[fr]
 
     def retrieve(self, pose, k: int, exclude: set[int]) -> list[int]:
         """The `k` archived frames with the highest view overlap with `pose` (positive overlap only),

@@ -14,6 +14,7 @@ import torch
 from kernels.view import KVSegment
 from memory.layout import Layout, quant_group
 from memory.pools import TokenPool
+from memory.poolstack import PoolStack
 from memory.regions import FrameRing
 
 
@@ -29,8 +30,22 @@ class LayerStore:
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
 
 
-def new_store(spec, layout: Layout, device) -> LayerStore:
-    """Allocate one layer's regions for `layout` (all buffers preallocated here)."""
+def new_stores(spec, layout: Layout, device, stack_mid: bool) -> tuple[list[LayerStore], PoolStack | None]:
+    """Every layer's store; with `stack_mid` (a full-precision mid pool without spill tier or merging),
+    the mid pools live on one `PoolStack` (returned too) so commits can compact all layers in a batch."""
+    stores = [new_store(spec, layout, device, with_mid=not stack_mid) for _ in range(spec.layers)]
+    if not stack_mid:
+        return stores, None
+    stack = PoolStack(layers=spec.layers, capacity=layout.mid_tokens, heads=spec.heads, head_dim=spec.head_dim,
+                      dtype=spec.kv_dtype, device=device, merged=layout.merged)
+    for store, pool in zip(stores, stack.pools):
+        store.mid = pool
+    return stores, stack
+
+
+def new_store(spec, layout: Layout, device, with_mid: bool = True) -> LayerStore:
+    """Allocate one layer's regions for `layout` (all buffers preallocated here; the mid pool only
+    `with_mid`)."""
     lay, s = layout, spec
     geo = dict(heads=s.heads, head_dim=s.head_dim, tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype,
                device=device)
@@ -42,7 +57,7 @@ def new_store(spec, layout: Layout, device) -> LayerStore:
         store.retrieved = FrameRing(capacity=lay.retrieved_frames, mode="fill", **geo)
     pool_geo = dict(heads=s.heads, head_dim=s.head_dim, dtype=s.kv_dtype, device=device,
                     group=quant_group(s.head_dim), merged=lay.merged)
-    if lay.mid_tokens:
+    if lay.mid_tokens and with_mid:
         store.mid = TokenPool(capacity=lay.mid_tokens, bits=lay.mid_bits, **pool_geo)
     if lay.spill_tokens:
         store.spill = TokenPool(capacity=lay.spill_tokens, bits=lay.spill_bits, **pool_geo)
