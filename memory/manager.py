@@ -57,7 +57,7 @@ class MemoryManager:
         # a full-precision mid pool without spill tier or merging: all layers' pools on one stack, and the
         # frames leaving `recent` are archived, scored and compacted for every layer in one batch
         stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
-        self.layers, self.stack = new_stores(spec, layout, self.device, stack_mid)
+        self.layers, self.stack, self.retrieved = new_stores(spec, layout, self.device, stack_mid)
         self.batched = stack_mid or not layout.mid_tokens
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
@@ -260,11 +260,8 @@ class MemoryManager:
         frames = self.archive.retrieve(pose, self.layout.retrieved_frames, visible)
         if set(frames) == set(st0.retrieved.frames):
             return  # same frames (maybe ranked differently): positions come from frame ids, nothing to load
-        for layer, store in enumerate(self.layers):
-            store.retrieved.clear()
-            for fr in frames:
-                k, v = self.archive.frame_kv(fr, layer)
-                store.retrieved.push(k.to(self.device, non_blocking=True), v.to(self.device, non_blocking=True), fr)
+        k, v = self.archive.frames_kv(frames)
+        self.retrieved.load(frames, k, v)  # every layer in one copy
 
     def _profile_heads(self, layer: int, store: LayerStore, q, k, v) -> None:
         if store.segments is None:

@@ -41,13 +41,20 @@ class FrameRing:
     """
 
     def __init__(self, *, capacity: int, heads: int, head_dim: int, tokens_per_frame: int,
-                 dtype: torch.dtype, device, mode: str = "ring") -> None:
+                 dtype: torch.dtype, device, mode: str = "ring", buffers: dict | None = None) -> None:
+        """`buffers`: preallocated `k`, `v` `[H, capacity * F, D]` and `frame` `[capacity * F]` to use
+        (a layer's slice of a `RingStack`)."""
         if mode not in ("ring", "fill", "grow", "bounded"):
             raise ValueError(f"unknown FrameRing mode {mode!r}")
+        if buffers is not None and mode == "grow":
+            raise ValueError("a FrameRing on shared buffers cannot grow")
         self.capacity, self.mode, self.f = capacity, mode, tokens_per_frame
-        self.k = torch.zeros(heads, capacity * tokens_per_frame, head_dim, dtype=dtype, device=device)
-        self.v = torch.zeros_like(self.k)
-        self.frame = torch.full((capacity * tokens_per_frame,), -1, dtype=torch.int64, device=device)
+        if buffers is not None:
+            self.k, self.v, self.frame = buffers["k"], buffers["v"], buffers["frame"]
+        else:
+            self.k = torch.zeros(heads, capacity * tokens_per_frame, head_dim, dtype=dtype, device=device)
+            self.v = torch.zeros_like(self.k)
+            self.frame = torch.full((capacity * tokens_per_frame,), -1, dtype=torch.int64, device=device)
         self.frames: list[int] = []  # held frame ids, oldest first (host metadata)
         self.written = 0  # frames ever written since the last clear (slot = written % capacity)
 
@@ -120,3 +127,37 @@ class FrameRing:
 
     def allocated_bytes(self) -> int:
         return 2 * self.k.numel() * self.k.element_size()
+
+
+class RingStack:
+    """Every layer's `fill`-mode `FrameRing` of one region on stacked buffers (`k`, `v` `[L, H, R * F, D]`,
+    `frame` `[L, R * F]`), so a new set of frames is loaded into all layers with one copy (retrieval)."""
+
+    def __init__(self, *, layers: int, capacity: int, heads: int, head_dim: int, tokens_per_frame: int,
+                 dtype: torch.dtype, device) -> None:
+        n = capacity * tokens_per_frame
+        self.f = tokens_per_frame
+        self.k = torch.zeros(layers, heads, n, head_dim, dtype=dtype, device=device)
+        self.v = torch.zeros_like(self.k)
+        self.frame = torch.full((layers, n), -1, dtype=torch.int64, device=device)
+        self.rings = [FrameRing(capacity=capacity, heads=heads, head_dim=head_dim, tokens_per_frame=tokens_per_frame,
+                                dtype=dtype, device=device, mode="fill",
+                                buffers={"k": self.k[i], "v": self.v[i], "frame": self.frame[i]})
+                      for i in range(layers)]
+
+    def load(self, frames: list[int], k: torch.Tensor, v: torch.Tensor) -> None:
+        """Replace every layer's frames by `frames` (in that order), `k`, `v` `[len(frames), L, H, F, D]`."""
+        r = len(frames)
+        if r > self.rings[0].capacity:
+            raise RuntimeError(f"{r} frames do not fit a region of {self.rings[0].capacity}")
+        self.frame.fill_(-1)
+        if r:
+            layers, heads, _, d = self.k.shape
+            for dst, src in ((self.k, k), (self.v, v)):
+                dst[:, :, : r * self.f].view(layers, heads, r, self.f, d).copy_(src.permute(1, 2, 0, 3, 4),
+                                                                                 non_blocking=True)
+            ids = torch.tensor(frames, dtype=torch.int64).repeat_interleave(self.f)
+            self.frame[:, : r * self.f].copy_(ids.to(self.frame.device, non_blocking=True))
+        for ring in self.rings:
+            ring.frames = list(frames)
+            ring.written = r

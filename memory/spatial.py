@@ -102,6 +102,11 @@ class FrameArchive:
         order = np.lexsort((-frames, -score))[:k]
         return [int(frames[i]) for i in order if score[i] > 0.0]
 
+    def frames_kv(self, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of archived `frames`, all layers: two `[len(frames), layers, H, F, D]` (host)."""
+        idx = torch.tensor([self.slot_of[f] for f in frames], dtype=torch.int64)
+        return self.k.index_select(0, idx), self.v.index_select(0, idx)
+
     def frame_kv(self, frame: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         slot = self.slot_of[frame]
         return self.k[slot, layer], self.v[slot, layer]

@@ -15,7 +15,7 @@ from kernels.view import KVSegment
 from memory.layout import Layout, quant_group
 from memory.pools import TokenPool
 from memory.poolstack import PoolStack
-from memory.regions import FrameRing
+from memory.regions import FrameRing, RingStack
 
 
 @dataclass
@@ -30,22 +30,28 @@ class LayerStore:
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
 
 
-def new_stores(spec, layout: Layout, device, stack_mid: bool) -> tuple[list[LayerStore], PoolStack | None]:
-    """Every layer's store; with `stack_mid` (a full-precision mid pool without spill tier or merging),
-    the mid pools live on one `PoolStack` (returned too) so commits can compact all layers in a batch."""
-    stores = [new_store(spec, layout, device, with_mid=not stack_mid) for _ in range(spec.layers)]
-    if not stack_mid:
-        return stores, None
-    stack = PoolStack(layers=spec.layers, capacity=layout.mid_tokens, heads=spec.heads, head_dim=spec.head_dim,
-                      dtype=spec.kv_dtype, device=device, merged=layout.merged)
-    for store, pool in zip(stores, stack.pools):
-        store.mid = pool
-    return stores, stack
+def new_stores(spec, layout: Layout, device,
+               stack_mid: bool) -> tuple[list[LayerStore], PoolStack | None, RingStack | None]:
+    """Every layer's store, plus the stacks some regions live on: with `stack_mid` (a full-precision mid
+    pool without spill tier or merging) the mid pools share one `PoolStack`, so commits compact all layers
+    in a batch; the retrieved regions always share one `RingStack`, so retrieval loads all layers at once."""
+    stores = [new_store(spec, layout, device, with_mid=not stack_mid, with_retrieved=False)
+              for _ in range(spec.layers)]
+    geo = dict(layers=spec.layers, heads=spec.heads, head_dim=spec.head_dim, dtype=spec.kv_dtype, device=device)
+    mids = PoolStack(capacity=layout.mid_tokens, merged=layout.merged, **geo) if stack_mid else None
+    retrieved = (RingStack(capacity=layout.retrieved_frames, tokens_per_frame=spec.tokens_per_frame, **geo)
+                 if layout.retrieved_frames else None)
+    for i, store in enumerate(stores):
+        if mids is not None:
+            store.mid = mids.pools[i]
+        if retrieved is not None:
+            store.retrieved = retrieved.rings[i]
+    return stores, mids, retrieved
 
 
-def new_store(spec, layout: Layout, device, with_mid: bool = True) -> LayerStore:
+def new_store(spec, layout: Layout, device, with_mid: bool = True, with_retrieved: bool = True) -> LayerStore:
     """Allocate one layer's regions for `layout` (all buffers preallocated here; the mid pool only
-    `with_mid`)."""
+    `with_mid`, the retrieved region only `with_retrieved`)."""
     lay, s = layout, spec
     geo = dict(heads=s.heads, head_dim=s.head_dim, tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype,
                device=device)
@@ -53,7 +59,7 @@ def new_store(spec, layout: Layout, device, with_mid: bool = True) -> LayerStore
     store = LayerStore(recent=FrameRing(capacity=lay.recent_frames, mode=mode, **geo))
     if lay.sink_frames:
         store.sink = FrameRing(capacity=lay.sink_frames, mode="fill", **geo)
-    if lay.retrieved_frames:
+    if lay.retrieved_frames and with_retrieved:
         store.retrieved = FrameRing(capacity=lay.retrieved_frames, mode="fill", **geo)
     pool_geo = dict(heads=s.heads, head_dim=s.head_dim, dtype=s.kv_dtype, device=device,
                     group=quant_group(s.head_dim), merged=lay.merged)
