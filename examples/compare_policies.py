@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 COLUMNS = ("policy", "budget_frac", "attn_rel_err", "retained_mass", "psnr_vs_full", "psnr_vs_game",
-           "revisit_psnr", "kv_bytes", "ms_per_frame")
+           "revisit_psnr", "kv_bytes", "ms_per_frame", "ms_per_frame_at_horizon")
 
 
 def run_bench(bench_args: list[str]) -> dict:
@@ -44,7 +44,7 @@ def markdown_table(result: dict) -> str:
     lines = [f"Model `{result['model']}`, horizon {result['horizon']} frames, device {result['device']}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in result["rows"]:
-        lines.append("| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

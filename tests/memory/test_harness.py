@@ -33,7 +33,7 @@ def test_bench_memory_on_a_toy_model(capsys):
     spec = ToyModel().spec
     for (policy, frac), r in rows.items():
         assert r["kv_bytes"] <= frac * (16 + 1) * spec.kv_bytes_per_frame
-        assert r["ms_per_frame"] > 0 and r["psnr_vs_game"] is None
+        assert r["ms_per_frame"] > 0 and r["ms_per_frame_at_horizon"] > 0 and r["psnr_vs_game"] is None
 
 
 def test_bench_memory_with_the_real_game_and_tiny_dit(capsys):
