@@ -47,6 +47,7 @@ class SalienceHead(nn.Module):
         self.geometry = {"layers": layers, "heads": heads, "head_dim": head_dim, "hidden": hidden}
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(heads * head_dim, hidden), nn.GELU(), nn.Linear(hidden, 1)) for _ in range(layers))
+        self._stacked: tuple[torch.Tensor, ...] | None = None  # predict_all's weights, built on first use
 
     @staticmethod
     def features(k: torch.Tensor) -> torch.Tensor:
@@ -60,6 +61,21 @@ class SalienceHead(nn.Module):
     @torch.no_grad()
     def predict(self, layer: int, k: torch.Tensor) -> torch.Tensor:
         return self.forward(layer, k)
+
+    @torch.no_grad()
+    def predict_all(self, k: torch.Tensor) -> torch.Tensor:
+        """Every layer at once: keys `[L, H, n, D]` -> `[L, n]` (two batched matmuls instead of L MLP calls;
+        the stacked weights are built on first use, so call it only on a head that is no longer trained)."""
+        if self._stacked is None:
+            first = [m[0] for m in self.mlps]
+            last = [m[2] for m in self.mlps]
+            self._stacked = (torch.stack([m.weight.t() for m in first]), torch.stack([m.bias[None] for m in first]),
+                             torch.stack([m.weight.t() for m in last]), torch.stack([m.bias[None] for m in last]))
+        w1, b1, w2, b2 = self._stacked
+        layers, heads, n, d = k.shape
+        x = k.float().permute(0, 2, 1, 3).reshape(layers, n, heads * d)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return torch.baddbmm(b2, torch.nn.functional.gelu(torch.baddbmm(b1, x, w1)), w2)[..., 0]
 
     def save(self, path: str | Path, model_name: str, extra: dict | None = None) -> None:
         from safetensors.torch import save_file

@@ -209,7 +209,7 @@ class Salience(Scorer):
     def score_all(self, tokens, stores, stack):
         if self.proxy is not None:
             return self.proxy.score_all(tokens, stores, stack)
-        return super().score_all(tokens, stores, stack)
+        return self.head.predict_all(tokens.k).clamp_min(0.0)
 
     def rescore_all(self, stores, stack):
         if self.proxy is not None:

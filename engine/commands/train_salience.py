@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         report.append({"layer": layer, "train_mse": loss.item(), "heldout_rank_corr": rank_corr(pred, target[cut:]),
                        "heldout_top25_overlap": top_overlap(pred, target[cut:]), "tokens": int(keys.shape[1])})
     out = args.out or str(default_weights_path(spec.name))
-    head.save(out, spec.name, extra={"source": args.source, "frames": args.frames, "episodes": args.episodes})
+    head.save(out, spec.name, extra={"source": args.source, "frames": args.frames, "episodes": args.episodes,
+                                     "seed": args.seed, "steps": args.steps,
+                                     "command": "reverie " + " ".join(shlex.quote(a) for a in sys.argv[1:])})
     for r in report:
         print(f"layer {r['layer']}: held-out rank corr {r['heldout_rank_corr']:.3f}, "
               f"top-25% overlap {r['heldout_top25_overlap']:.2f}, train mse {r['train_mse']:.4f}")

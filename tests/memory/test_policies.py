@@ -186,6 +186,8 @@ def test_salience_head_round_trip_and_geometry_check(tmp_path):
     back = load_salience_head(spec, path, "cpu")
     k = torch.randn(spec.heads, 5, spec.head_dim)
     torch.testing.assert_close(back.predict(1, k), head.predict(1, k))
+    ks = torch.randn(spec.layers, spec.heads, 5, spec.head_dim)  # every layer in one batch == layer by layer
+    torch.testing.assert_close(back.predict_all(ks), torch.stack([back.predict(i, ks[i]) for i in range(spec.layers)]))
     with pytest.raises(ValueError, match="trained for"):
         load_salience_head(tiny_spec(heads=4), path, "cpu")
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
