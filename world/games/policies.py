@@ -158,11 +158,13 @@ class GoAndReturnPolicy(Policy):
     NEAR_DEPTH = 2   # stop walking out this close to a wall
 
     def __init__(self, seed: int = 0, out_min: int = 14, out_max: int = 26, pause: int = 4,
-                 arrive_tol: float = 2.0, face_tol: float = TURN_DEG_PER_TIC / 2 + 0.01) -> None:
+                 arrive_tol: float = 2.0, face_tol: float = TURN_DEG_PER_TIC / 2 + 0.01, tics_per_step: int = 1) -> None:
         super().__init__(seed)
         if not 1 <= out_min <= out_max:
             raise ValueError("need 1 <= out_min <= out_max")
-        self.out_min, self.out_max, self.pause = out_min, out_max, pause
+        if tics_per_step < 1:
+            raise ValueError("tics_per_step must be >= 1")
+        self.out_min, self.out_max, self.pause, self.tics = out_min, out_max, pause, tics_per_step
         self.arrive_tol, self.face_tol = arrive_tol, face_tol
         self.loops: list[dict] = []
 
@@ -242,19 +244,19 @@ class GoAndReturnPolicy(Policy):
 
     def _phase_turn(self, pose, speed, obs) -> int:
         dist, bearing = self._bearing_home(pose)
-        if dist > self.arrive_tol and abs(wrap_deg(bearing - pose[2])) > 4.0:
+        if dist > self.arrive_tol and abs(wrap_deg(bearing - pose[2])) > max(4.0, self.face_tol):
             return self._turn_toward(pose[2], bearing)
         self._phase = "back"
         return self._phase_back(pose, speed, obs)
 
     def _phase_back(self, pose, speed, obs) -> int:
         dist, bearing = self._bearing_home(pose)
-        coast = speed * FRICTION / (1.0 - FRICTION)  # distance the momentum still carries us
+        coast = speed / self.tics * FRICTION / (1.0 - FRICTION)  # distance the momentum still carries us
         if dist - coast > self.arrive_tol:
             err = wrap_deg(bearing - pose[2])
             if abs(err) > 30.0:
                 return self._turn_toward(pose[2], bearing)
-            if abs(err) > 2.0:
+            if abs(err) > max(2.0, self.face_tol):  # within half a turn step, steering would only oscillate
                 return FWD_LEFT if err > 0 else FWD_RIGHT
             return FORWARD
         self._phase = "face"
@@ -382,4 +384,5 @@ def policy_options(policy: str, tics_per_step: int) -> dict:
     """Options that keep a policy's turn and arrival tolerances sensible when one step is several game tics."""
     if policy != "go-and-return" or tics_per_step == 1:
         return {}
-    return {"face_tol": tics_per_step * TURN_DEG_PER_TIC / 2 + 0.01, "arrive_tol": 4.0 * tics_per_step}
+    return {"face_tol": tics_per_step * TURN_DEG_PER_TIC / 2 + 0.01, "arrive_tol": 4.0 * tics_per_step,
+            "tics_per_step": tics_per_step}

@@ -7,7 +7,7 @@ pytest.importorskip("vizdoom")
 
 from world.actions import DOOM_ACTIONS
 from world.games.doom import DoomConfig, DoomGame
-from world.games.policies import (POLICIES, ActionFilePolicy, GoAndReturnPolicy, load_action_file, make_policy,
+from world.games.policies import (POLICIES, policy_options, ActionFilePolicy, GoAndReturnPolicy, load_action_file, make_policy,
                                   wrap_deg)
 
 
@@ -47,6 +47,20 @@ def test_go_and_return_comes_back_to_its_start(map_name, seed, depth):
     assert np.hypot(*(end[:2] - start[:2])) < 8.0  # within half a player width
     assert abs(wrap_deg(end[2] - start[2])) < 2.0  # facing the start heading again
     assert np.array_equal(poses[loop["end_step"]], end)
+
+
+@pytest.mark.parametrize("map_name,seed", [("freedoom2-map02", 1), ("maze", 2)])
+def test_go_and_return_loops_again_and_again_at_a_frame_skip(map_name, seed):
+    """At 4 tics per step one turn is 14 degrees: the policy must not oscillate around a heading it cannot
+    hit exactly (it once did, and stopped after its first walk out)."""
+    tics = 4
+    with DoomGame(DoomConfig(map=map_name, depth=True, tics_per_step=tics)) as game:
+        policy = make_policy("go-and-return", seed=seed, **policy_options("go-and-return", tics))
+        poses, _ = _run(game, policy, seed, 256)
+    assert len(policy.loops) >= 2, f"only {len(policy.loops)} loop(s) in 256 steps"
+    for loop in policy.loops:
+        start, end = np.array(loop["start_pose"]), np.array(loop["end_pose"])
+        assert np.hypot(*(end[:2] - start[:2])) < 3 * policy.arrive_tol
 
 
 def test_wander_keeps_moving_and_does_not_stay_stuck():
