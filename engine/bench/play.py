@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='factory arguments, e.g. \'{"pretrained": false, "config": "tiny"}\'')
     parser.add_argument("--tiny", action="store_true",
                         help='shortcut for --model default --model-kwargs \'{"pretrained": false, "config": "tiny"}\'')
-    parser.add_argument("--policy", default="window")
+    parser.add_argument("--policy", default="dual", help="memory policy (default: dual, the default of `reverie play`)")
     parser.add_argument("--budget-frames", type=int, default=32, help="per-session KV budget (default: %(default)s)")
     parser.add_argument("--credits", type=int, default=1, choices=(1, 2))
     parser.add_argument("--threads", type=int, default=None, help="server torch threads (default: cores - 1)")

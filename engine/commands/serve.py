@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='keyword arguments for the model factory, e.g. \'{"pretrained": false, "config": "tiny"}\'')
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind (default: %(default)s)")
     parser.add_argument("--policy", default=None, help="memory policy of new sessions (default: the first of --policies)")
-    parser.add_argument("--policies", default="window,dual,deep-sink,quant",
+    parser.add_argument("--policies", default="dual,window,deep-sink,quant",
                         help="comma-separated policies clients may cycle through live (default: %(default)s)")
     parser.add_argument("--budget-frames", type=int, default=None,
                         help="per-session KV budget in frames of full-precision K/V (default: the memory's default, 32)")
