@@ -37,7 +37,8 @@ class PolicyConfig:
             over the first `profile_chunks` chunks, or from the JSON file `head_profile`.
         fov_degrees, retrieval_distance: view-overlap scoring of archived frames (see `memory.spatial`).
         position_span: temporal positions a bounded position policy may use (`relative`/`sink-realign`:
-            the largest distance kept before old slots collapse); None = the layout's frame count + chunk.
+            the largest distance kept before old slots collapse); None = the layout's frame count + chunk, or
+            the model's `temporal_span` (the positions it was trained on) when that is larger.
         rope_limit: refuse a layout whose positions would not fit the model's trained RoPE range.
         unbounded: the `full` reference: never evicts (grows, or fills a preallocated horizon).
     """

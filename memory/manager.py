@@ -47,8 +47,10 @@ class MemoryManager:
         self.device = torch.device(device)
         self.positions = make_position_policy(cfg.positions)
         self.scorer = make_scorer(cfg.scorer, cfg, spec, self.device)
-        self.span = cfg.position_span or (layout.sink_frames + layout.pool_frames + layout.retrieved_frames
-                                          + layout.recent_frames + spec.chunk_frames)
+        # the layout's frames, or the model's trained span when larger: true distances as far as it knows them
+        self.span = cfg.position_span or max(layout.sink_frames + layout.pool_frames + layout.retrieved_frames
+                                             + layout.recent_frames + spec.chunk_frames,
+                                             getattr(spec, "temporal_span", None) or 0)
         if self.span <= spec.chunk_frames:
             raise BudgetError(f"position_span={self.span} leaves no positions for the cache (chunk = {spec.chunk_frames})")
         limit = cfg.rope_limit

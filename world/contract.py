@@ -40,6 +40,9 @@ class ModelSpec:
         has_pose_head: whether `commit` returns per-frame pose deltas (dx, dy, dangle).
         tics_per_step: real-game tics one generated frame stands for (the frame skip of its training
             data); side-by-side play and fidelity benches step the real game this many tics per action.
+        temporal_span: temporal positions the model was trained on (its longest training episode), or
+            None if unknown. Bounded position policies keep cached frames at their true distance up to
+            this span and only collapse older ones (a short span puts the sink "nearer" than it is).
     """
 
     name: str
@@ -58,6 +61,7 @@ class ModelSpec:
     kv_dtype: torch.dtype = torch.float32
     has_pose_head: bool = False
     tics_per_step: int = 1
+    temporal_span: int | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
@@ -66,6 +70,8 @@ class ModelSpec:
             raise ValueError("tics_per_step must be >= 1")
         if self.frame_context < 0:
             raise ValueError("frame_context must be >= 0")
+        if self.temporal_span is not None and self.temporal_span <= self.chunk_frames:
+            raise ValueError("temporal_span must exceed chunk_frames")
         if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):
             raise ValueError(f"steps must be noise levels in (0, 1], got {self.steps}")
         if list(self.steps) != sorted(self.steps, reverse=True):

@@ -264,3 +264,19 @@ def test_position_span_keeps_true_distances_up_to_the_span():
         store = getattr(mem.layers[0], name)
         frames = store.frame[: seg.pos.shape[0]]
         assert torch.equal(seg.pos, torch.clamp(frames - (60 - top), min=0))  # distance = 60 - frame
+
+
+def test_model_temporal_span_widens_the_default_position_span():
+    import dataclasses
+
+    spec = tiny_spec(layers=1)
+    short = MemoryManager.create(spec, policy="dual", budget_frac=0.25, horizon_frames=32)
+    wide = MemoryManager.create(dataclasses.replace(spec, temporal_span=100), policy="dual", budget_frac=0.25,
+                                horizon_frames=32)
+    assert short.max_position < 32 and wide.max_position == 99  # the model knows distances up to 100
+    narrow = MemoryManager.create(dataclasses.replace(spec, temporal_span=4), policy="dual", budget_frac=0.25,
+                                  horizon_frames=32)
+    assert narrow.max_position == short.max_position  # never narrower than the layout
+    pinned = MemoryManager.create(dataclasses.replace(spec, temporal_span=100), policy="dual", budget_frac=0.25,
+                                  horizon_frames=32, position_span=40)
+    assert pinned.max_position == 39  # an explicit position_span wins

@@ -40,7 +40,9 @@ class DiTWorldModel(WorldModel):
             latent_shape=(cfg.tokens_per_frame, cfg.patch_dim), layers=cfg.layers, heads=cfg.heads,
             head_dim=cfg.head_dim, rope=RopeSpec(dims=cfg.temporal_rope, theta=cfg.temporal_theta),
             has_pose_head=cfg.pose_head, frame_context=1 if cfg.prev_frame else 0,
-            tics_per_step=int(self.meta.get("tics_per_step", 1)), **extra)
+            tics_per_step=int(self.meta.get("tics_per_step", 1)),
+            temporal_span=self.meta.get("longest_episode") or (self.meta.get("train") or {}).get("episode_steps"),
+            **extra)
         from kernels import attend
 
         self._attend = attend
