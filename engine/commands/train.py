@@ -3,6 +3,7 @@
     reverie train --config default --out runs/default --seed 0
     reverie train --config default --data rollouts/train/ --out runs/default   # from recorded rollouts
     reverie train --config default --out runs/default --resume                 # continue a run
+    reverie train --config finetune --init default --out runs/ft               # fine-tune the bundled model
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
 data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default from the config)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="warm-start from this model checkpoint's weights (fine-tuning; e.g. the bundled "
+                             "model: --init default)")
     parser.add_argument("--snapshots", type=int, default=0, metavar="N",
                         help="keep the latest N checkpoints under OUT/snapshots/ (for averaging at release)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -55,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
     frames = sum(len(e) for e in episodes)
     print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) -> {out}", flush=True)
     command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
-    path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress,
+    init = args.init
+    if init == "default":
+        from world.dit.default import DEFAULT_CHECKPOINT
+
+        init = DEFAULT_CHECKPOINT
+    path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress, init=init,
                  keep_snapshots=max(0, args.snapshots),
                  extra_meta={"command": command, "tics_per_step": tics, **source})
     print(f"model: {path}")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from world.checkpoint import save_state
+from world.checkpoint import load_state, save_state
 from world.dit.config import DiTConfig, TrainConfig, model_config
 from world.dit.data import Episode, WindowSampler
 from world.dit.default import patchify
@@ -92,7 +92,7 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     prev = None
     if model_cfg.prev_frame:  # each copy sees its frame's real predecessor (zeros where there is none)
         prev = patchify(torch.from_numpy(sample["prev_frames"]), model_cfg.patch)
-        prev = prev * torch.from_numpy(sample["has_prev"])[..., None, None]
+        prev = augment_prev(prev, cfg, gen) * torch.from_numpy(sample["has_prev"])[..., None, None]
         prev = torch.cat((prev, prev[:, r:]), 1)
     return {"prev": prev,
         "x": x_in, "t": t, "actions": torch.cat((actions, actions[:, r:]), 1),
@@ -100,6 +100,46 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
         "revisit_valid": torch.from_numpy(sample["revisit_valid"]),
         "x0": x0[:, r:], "pose": torch.from_numpy(sample["deltas"][:, r:]) / scale,
     }
+
+
+def augment_prev(prev: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Noise-augment previous-frame latents `[B, n, T, P]`: with probability `prev_aug_prob` per frame,
+    `(1 - s) prev + s noise` with `s ~ U(0, prev_aug_max)` (the model must correct what it is fed)."""
+    if cfg.prev_aug_prob <= 0.0 or cfg.prev_aug_max <= 0.0:
+        return prev
+    b, n = prev.shape[:2]
+    s = torch.rand(b, n, generator=gen) * cfg.prev_aug_max
+    s = torch.where(torch.rand(b, n, generator=gen) < cfg.prev_aug_prob, s, torch.zeros_like(s))[..., None, None]
+    return (1.0 - s) * prev + s * torch.randn(prev.shape, generator=gen)
+
+
+def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generator) -> dict:
+    """Self-forcing of the previous-frame input (see `TrainConfig.prev_rollout_passes`).
+
+    Each pass predicts every window frame in one step from pure noise (the sampler's first level), the way
+    play generates it, with the previous-frame inputs of the pass before; frame j >= 1 of the window then
+    takes the prediction of frame j - 1 as its previous frame, in both its clean (commit) and noisy copy.
+    Revisit frames and window frame 0 keep their real predecessors.
+    """
+    passes, prev = cfg.prev_rollout_passes, batch.get("prev")
+    if passes <= 0 or prev is None or cfg.prev_rollout_prob <= 0.0:
+        return batch
+    r, w = cfg.revisit_frames, cfg.window
+    b = prev.shape[0]
+    x, t = batch["x"].clone(), batch["t"].clone()
+    x[:, r + w:] = torch.randn(x[:, r + w:].shape, generator=gen)
+    t[:, r + w:] = 1.0
+    use = (torch.rand(b, generator=gen) < cfg.prev_rollout_prob)[:, None, None, None]
+    real = prev
+    with torch.no_grad():
+        for _ in range(passes):
+            out, _ = net.forward_doubled(x, t, batch["actions"], batch["pos"], r, batch["revisit_valid"], prev=prev)
+            pred = out[:, r + w:]
+            own = real.clone()
+            own[:, r + 1:r + w] = pred[:, :-1]
+            own[:, r + w + 1:] = pred[:, :-1]
+            prev = torch.where(use, own, real)
+    return dict(batch, prev=prev)
 
 
 def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -182,6 +222,20 @@ def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, n
                                         numpy_rng=np_rng.bit_generator.state))
 
 
+def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
+    """Load `path`'s weights into `net` (refusing another architecture); returns where they came from."""
+    from world.checkpoint import CheckpointError, read_metadata, sha256_file
+
+    meta = read_metadata(path)
+    if meta.get("config_hash") not in (None, model_cfg.hash()):
+        raise CheckpointError(f"{path} holds a model of config {meta.get('config_hash')}, this run trains "
+                              f"{model_cfg.hash()}; warm-start only from the same architecture")
+    expected = {n: t.shape for n, t in net.state_dict().items()}
+    net.load_state_dict(load_state(path, expected))
+    return {"file": str(path), "sha256": sha256_file(path), "step": meta.get("step"),
+            "command": meta.get("command", "")}
+
+
 def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np.random.Generator,
             gen: torch.Generator) -> int:
     from world.checkpoint import load_state, read_metadata
@@ -203,9 +257,11 @@ def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np
 
 
 def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: int = 0, resume: bool = False,
-          extra_meta: dict | None = None, progress: bool = True, keep_snapshots: int = 0) -> Path:
+          extra_meta: dict | None = None, progress: bool = True, keep_snapshots: int = 0,
+          init: str | Path | None = None) -> Path:
     """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`, and
-    with `keep_snapshots=N` the latest N checkpoints under `snapshots/`.
+    with `keep_snapshots=N` the latest N checkpoints under `snapshots/`. `init` warm-starts from a model
+    checkpoint's weights (same architecture; fresh optimizer and schedule): a fine-tuning run.
 
     Returns the path of the model checkpoint.
     """
@@ -217,12 +273,16 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     model_cfg = model_config(cfg.model)
     torch.manual_seed(seed)
     net = DiTNet(model_cfg)
+    init_meta = {}
+    if init is not None:
+        init_meta = {"init": _warm_start(net, model_cfg, init)}
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     sampler = WindowSampler(episodes, cfg)
     meta = {"config": model_cfg.to_dict(), "config_hash": model_cfg.hash(), "train": cfg.to_dict(), "seed": seed,
-            "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes), **(extra_meta or {})}
+            "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes),
+            "longest_episode": int(max((len(e) for e in episodes), default=0)), **init_meta, **(extra_meta or {})}
     start = 0
     if resume and paths.state.is_file():
         start = _resume(paths, net, opt, np_rng, gen)
@@ -247,7 +307,7 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen)
+            batch = rollout_prev(net, make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), cfg, gen)
             parts = losses(net, batch, cfg)
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()

@@ -82,3 +82,67 @@ def test_train_refuses_eval_maps():
 
     with pytest.raises(ValueError, match="held out"):
         generate_episodes(TrainConfig(model="tiny", maps=("freedoom2-map02",), episode_steps=20), seed=0)
+
+
+def test_prev_frame_augmentation():
+    from world.dit.train import augment_prev
+
+    prev = torch.rand(8, 5, 12, 48) * 2 - 1
+    off = TrainConfig(model="tiny")
+    assert augment_prev(prev, off, torch.Generator().manual_seed(0)) is prev  # off by default
+    cfg = TrainConfig(model="tiny", prev_aug_prob=0.5, prev_aug_max=0.3)
+    out = augment_prev(prev, cfg, torch.Generator().manual_seed(0))
+    changed = (out != prev).flatten(2).any(-1)
+    assert 0 < changed.float().mean() < 1  # some frames corrupted, some left clean
+    # a corrupted frame is (1 - s) prev + s noise with s <= 0.3: still mostly the frame
+    assert ((out - prev).abs().flatten(2).amax(-1) < 0.3 * 6).all()
+    with pytest.raises(ValueError, match="augmentation"):
+        TrainConfig(model="tiny", prev_aug_max=1.5)
+
+
+def test_warm_start_loads_weights_and_refuses_other_architectures(tmp_path):
+    from world.checkpoint import CheckpointError
+
+    cfg = train_config("tiny")
+    eps = _episodes()
+    a = train(eps, cfg, tmp_path / "a", seed=5, progress=False)
+    one = TrainConfig(**{**cfg.to_dict(), "steps": 1, "lr": 1e-12, "warmup": 1})
+    b = train(eps, one, tmp_path / "b", seed=9, progress=False, init=a)
+    ma, mb = build(checkpoint=a), build(checkpoint=b)
+    for name, t in ma.net.state_dict().items():  # one near-zero step from a's weights, not a fresh init
+        torch.testing.assert_close(mb.net.state_dict()[name], t, atol=2e-3, rtol=0)
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert meta["init"]["file"] == str(a) and meta["init"]["step"] == cfg.steps
+    bad = TrainConfig(**{**cfg.to_dict(), "model": "default", "steps": 1})
+    with pytest.raises(CheckpointError, match="same architecture"):
+        train(eps, bad, tmp_path / "c", seed=0, progress=False, init=a)
+
+
+def test_prev_rollout_feeds_the_models_own_predictions():
+    from world.dit.config import model_config
+    from world.dit.network import DiTNet
+    from world.dit.train import make_batch, rollout_prev
+
+    cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
+                      revisit_max_dist=5.0, episode_steps=40, prev_rollout_passes=1, prev_rollout_prob=1.0)
+    mcfg = model_config("tiny")
+    torch.manual_seed(0)
+    net = DiTNet(mcfg)
+    sample = WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 3)
+    batch = make_batch(sample, cfg, mcfg, torch.Generator().manual_seed(1))
+    out = rollout_prev(net, batch, cfg, torch.Generator().manual_seed(2))
+    r, w = 2, 5
+    # recompute pass 1 by hand: pure noise at level 1 for the noisy copies, real predecessors
+    gen = torch.Generator().manual_seed(2)
+    x, t = batch["x"].clone(), batch["t"].clone()
+    x[:, r + w:] = torch.randn(x[:, r + w:].shape, generator=gen)
+    t[:, r + w:] = 1.0
+    with torch.no_grad():
+        pred = net.forward_doubled(x, t, batch["actions"], batch["pos"], r, batch["revisit_valid"],
+                                   prev=batch["prev"])[0][:, r + w:]
+    torch.testing.assert_close(out["prev"][:, r + 1:r + w], pred[:, :-1])      # clean copies
+    torch.testing.assert_close(out["prev"][:, r + w + 1:], pred[:, :-1])      # noisy copies
+    assert torch.equal(out["prev"][:, :r + 1], batch["prev"][:, :r + 1])       # revisits, frame 0: real
+    assert torch.equal(out["prev"][:, r + w], batch["prev"][:, r + w])
+    off = rollout_prev(net, batch, TrainConfig(model="tiny"), torch.Generator())
+    assert off is batch
