@@ -105,6 +105,8 @@ class TrainConfig:
             at play time that input is the model's own last output, never a perfect frame, and a model
             trained only on real predecessors feeds its own small errors back until frames dissolve into
             noise (exposure bias; GameNGen's context-noise augmentation is the same cure).
+        prev_drop_prob: share of frames whose previous-frame input is dropped (zeros, as at an episode's
+            start), so the model must draw them from memory alone and learns to use its cache.
         prev_rollout_passes, prev_rollout_prob: self-forcing of that input: for a `prev_rollout_prob` share
             of the windows, every frame's previous-frame input is the model's own one-step prediction of
             that frame (no gradient), iterated `prev_rollout_passes` times so errors compound as in play
@@ -134,6 +136,7 @@ class TrainConfig:
     context_aug_max: float = 0.1
     prev_aug_prob: float = 0.0
     prev_aug_max: float = 0.0
+    prev_drop_prob: float = 0.0
     prev_rollout_passes: int = 0
     prev_rollout_prob: float = 0.0
     top_level_prob: float = 0.0
@@ -158,7 +161,7 @@ class TrainConfig:
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
         if not all(0.0 <= p <= 1.0 for p in (self.revisit_prob, self.context_aug_prob, self.prev_aug_prob,
-                                             self.prev_rollout_prob, self.top_level_prob)):
+                                             self.prev_drop_prob, self.prev_rollout_prob, self.top_level_prob)):
             raise ValueError("probabilities must be in [0, 1]")
         if not (0.0 <= self.context_aug_max <= 1.0 and 0.0 <= self.prev_aug_max <= 1.0):
             raise ValueError("noise augmentation levels must be in [0, 1]")

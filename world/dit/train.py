@@ -92,7 +92,10 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     prev = None
     if model_cfg.prev_frame:  # each copy sees its frame's real predecessor (zeros where there is none)
         prev = patchify(torch.from_numpy(sample["prev_frames"]), model_cfg.patch)
-        prev = augment_prev(prev, cfg, gen) * torch.from_numpy(sample["has_prev"])[..., None, None]
+        keep = torch.from_numpy(sample["has_prev"])
+        if cfg.prev_drop_prob > 0.0:
+            keep = keep & (torch.rand(keep.shape, generator=gen) >= cfg.prev_drop_prob)
+        prev = augment_prev(prev, cfg, gen) * keep[..., None, None]
         prev = torch.cat((prev, prev[:, r:]), 1)
     return {"prev": prev,
         "x": x_in, "t": t, "actions": torch.cat((actions, actions[:, r:]), 1),

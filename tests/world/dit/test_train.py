@@ -146,3 +146,22 @@ def test_prev_rollout_feeds_the_models_own_predictions():
     assert torch.equal(out["prev"][:, r + w], batch["prev"][:, r + w])
     off = rollout_prev(net, batch, TrainConfig(model="tiny"), torch.Generator())
     assert off is batch
+
+
+def test_prev_drop_zeroes_a_share_of_previous_frames():
+    from world.dit.config import model_config
+    from world.dit.train import make_batch
+
+    mcfg = model_config("tiny")
+    sample = WindowSampler(_episodes(), TrainConfig(model="tiny", window=5, episode_steps=40)).sample(
+        np.random.default_rng(0), 16)
+    kept = make_batch(sample, TrainConfig(model="tiny", window=5), mcfg, torch.Generator().manual_seed(0))
+    drop = make_batch(sample, TrainConfig(model="tiny", window=5, prev_drop_prob=0.5), mcfg,
+                      torch.Generator().manual_seed(0))
+    zero_kept = (kept["prev"] == 0).flatten(2).all(-1)
+    zero_drop = (drop["prev"] == 0).flatten(2).all(-1)
+    assert (zero_drop >= zero_kept).all()                  # dropping only ever adds zeroed inputs
+    share = (zero_drop & ~zero_kept).float().mean()
+    assert 0.3 < share < 0.7
+    r = 2  # revisit slots first, then the clean and the noisy copies of the 5 window frames
+    assert torch.equal(zero_drop[:, r:r + 5], zero_drop[:, r + 5:])  # a frame's two copies agree
