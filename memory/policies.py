@@ -72,6 +72,6 @@ register_policy(PolicyConfig(
     description="Memory Forcing for KV: recent window + frames retrieved from a pose-indexed host archive "
                 "by view overlap"))
 register_policy(PolicyConfig(
-    name="dual", sink_frames=1, sink_frac=0.1, mid_frac=0.5, scorer="salience", retrieved_frames=4, age_decay=0.98,
+    name="dual", sink_frames=1, sink_frac=0.4, mid_frac=0.5, scorer="salience", retrieved_frames=4, age_decay=0.98,
     archive_frames=512, positions="relative",
     description="default: sink/anchor + salience-pruned recent + spatial retrieval"))

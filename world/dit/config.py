@@ -185,11 +185,13 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(top_level_prob=0.5),
-    # fine-tune a trained model (`reverie train --config finetune --init default`) on its own predictions
-    # as previous frames. Measured on the bundled model (600 CPU steps): free play still dissolves into
-    # patch texture and the fidelity figures move by < 0.5 dB, so the bundled model is not fine-tuned.
-    "finetune": TrainConfig(top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_rollout_passes=2,
-                            prev_rollout_prob=0.75),
+    # stage 2 of the bundled model (`reverie train --config finetune --init default`): half the frames lose
+    # their previous-frame input, so the model must draw them from its cache and learns to use its memory
+    "finetune": TrainConfig(top_level_prob=0.5, steps=400, lr=2e-4, warmup=20, prev_drop_prob=0.5),
+    # experiment, not shipped: the model's own predictions as previous frames. On the bundled model (600 CPU
+    # steps) free play still dissolved into patch texture and the fidelity figures moved by < 0.5 dB
+    "selfforce": TrainConfig(top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_rollout_passes=2,
+                             prev_rollout_prob=0.75),
     "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
                         maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
 }
