@@ -74,4 +74,4 @@ register_policy(PolicyConfig(
 register_policy(PolicyConfig(
     name="dual", sink_frames=1, sink_frac=0.4, mid_frac=0.5, scorer="salience", retrieved_frames=4, age_decay=0.98,
     archive_frames=512, positions="relative",
-    description="default: sink/anchor + salience-pruned recent + spatial retrieval"))
+    description="default: deep sink/anchor (40 %) + salience-pruned recent + spatial retrieval"))
