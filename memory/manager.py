@@ -50,7 +50,7 @@ class MemoryManager:
         # the layout's frames, or the model's trained span when larger: true distances as far as it knows them
         self.span = cfg.position_span or max(layout.sink_frames + layout.pool_frames + layout.retrieved_frames
                                              + layout.recent_frames + spec.chunk_frames,
-                                             getattr(spec, "temporal_span", None) or 0)
+                                             spec.temporal_span or 0)
         if self.span <= spec.chunk_frames:
             raise BudgetError(f"position_span={self.span} leaves no positions for the cache (chunk = {spec.chunk_frames})")
         limit = cfg.rope_limit

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from world.checkpoint import load_state, save_state
+from world.checkpoint import save_state
 from world.dit.config import DiTConfig, TrainConfig, model_config
 from world.dit.data import Episode, WindowSampler
 from world.dit.default import patchify
@@ -227,14 +227,14 @@ def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, n
 
 def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
     """Load `path`'s weights into `net` (refusing another architecture); returns where they came from."""
-    from world.checkpoint import CheckpointError, read_metadata, sha256_file
+    from world.checkpoint import CheckpointError, sha256_file
+    from world.dit.default import load_net
 
-    meta = read_metadata(path)
-    if meta.get("config_hash") not in (None, model_cfg.hash()):
-        raise CheckpointError(f"{path} holds a model of config {meta.get('config_hash')}, this run trains "
+    src, meta = load_net(path)  # validates the checkpoint's config, names and shapes
+    if src.cfg.hash() != model_cfg.hash():
+        raise CheckpointError(f"{path} holds a model of config {src.cfg.hash()}, this run trains "
                               f"{model_cfg.hash()}; warm-start only from the same architecture")
-    expected = {n: t.shape for n, t in net.state_dict().items()}
-    net.load_state_dict(load_state(path, expected))
+    net.load_state_dict(src.state_dict())
     return {"file": str(path), "sha256": sha256_file(path), "step": meta.get("step"),
             "command": meta.get("command", "")}
 
