@@ -51,6 +51,15 @@ def test_bench_longrun_on_a_toy_model(capsys):
     assert out["frames"] == 80 and out["kv_bytes_last"] == out["kv_bytes_after_fill"] <= out["budget_bytes"]
     assert out["max_position_seen"] <= out["max_position"]
     assert out["ms_ratio_last_first"] > 0 and "rss_growth" in out
+    # the paired control: chunks from a frozen copy of the fill state timed beside the live ones
+    assert out["paired_from_frame"] is not None and out["ms_ratio_paired"] > 0
+
+
+def test_bench_longrun_without_the_paired_control(capsys):
+    assert main(["bench", "longrun", "--model", "memtest-toy", "--frames", "60", "--window", "10", "--horizon", "16",
+                 "--no-paired", "--json"]) == 0
+    out = last_json(capsys)
+    assert out["ms_ratio_paired"] is None and out["paired_from_frame"] is None
 
 
 def test_train_salience_writes_a_head_the_policies_load(capsys, tmp_path):
@@ -62,3 +71,14 @@ def test_train_salience_writes_a_head_the_policies_load(capsys, tmp_path):
     mem = MemoryManager.create(ToyModel().spec, policy="dual", budget_frac=0.5, horizon_frames=16,
                                salience_weights=str(path))
     assert mem.stats()["scorer_trained"] is True
+
+
+def test_revisit_out_range_is_checked():
+    import argparse
+
+    from engine.bench.memory import _step_range
+
+    assert _step_range("40,60") == (40, 60)
+    for bad in ("60,40", "0,5", "a,b", "7"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _step_range(bad)
