@@ -46,11 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="budget fractions of the full cache at the horizon (default 1,0.5,0.25,0.125)")
     parser.add_argument("--map", default=None, help="real-game map (default: the held-out eval map)")
     parser.add_argument("--revisit-episodes", type=int, default=2, help="go-and-return episodes (default 2)")
+    parser.add_argument("--revisit-out", type=_step_range, default=(14, 26), metavar="MIN,MAX",
+                        help="steps a go-and-return loop walks out before it turns back (default 14,26; longer "
+                             "loops return after their start has left a small recent window)")
     parser.add_argument("--no-game", action="store_true",
                         help="no real game: seeded random actions, no psnr_vs_game / revisit_psnr")
     parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="PolicyConfig override for every policy but full, repeatable (e.g. position_span=512)")
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX (two integers), got '{text}'") from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 1 <= MIN <= MAX, got {lo},{hi}")
+    return lo, hi
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,10 +116,12 @@ class Episode:
     frames: object = None
     poses: object = None
     revisits: list[int] = field(default_factory=list)  # frame indices back at a loop's start
+    loop_gaps: list[int] = field(default_factory=list)  # frames between each loop's start and its return
 
 
-def game_episode(spec, map_name: str, seed: int, steps: int, policy: str) -> Episode:
-    """The real game on `map_name` driven by an exploration policy, at the model's frame skip."""
+def game_episode(spec, map_name: str, seed: int, steps: int, policy: str, **options) -> Episode:
+    """The real game on `map_name` driven by an exploration policy (extra `options` for its factory), at
+    the model's frame skip."""
     import numpy as np
 
     from world.games import DoomConfig, DoomGame, make_policy
@@ -114,7 +129,7 @@ def game_episode(spec, map_name: str, seed: int, steps: int, policy: str) -> Epi
 
     h, w, _ = spec.frame_shape
     tics = spec.tics_per_step
-    pol = make_policy(policy, seed=seed, **policy_options(policy, tics))
+    pol = make_policy(policy, seed=seed, **policy_options(policy, tics), **options)
     frames, poses, actions = [], [], [0]
     with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False),
                              tics_per_step=tics)) as game:
@@ -128,11 +143,13 @@ def game_episode(spec, map_name: str, seed: int, steps: int, policy: str) -> Epi
             actions.append(a)
             frames.append(obs.frame)
             poses.append(obs.pose)
-    revisits = []
+    revisits, gaps = [], []
     for loop in getattr(pol, "loops", []):
         end = int(loop["end_step"])
         revisits += [i for i in range(end, end + getattr(pol, "pause", 1)) if 0 < i < steps]
-    return Episode(actions, np.stack(frames), np.stack(poses), revisits)
+        if 0 < end < steps:
+            gaps.append(end - int(loop["start_step"]))
+    return Episode(actions, np.stack(frames), np.stack(poses), revisits, gaps)
 
 
 def random_episode(spec, seed: int, steps: int) -> Episode:
@@ -306,8 +323,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         map_name = args.map or DEFAULT_EVAL_MAP
         play = game_episode(spec, map_name, args.seed, n, "wander")
-        revisit_eps = [game_episode(spec, map_name, args.seed + 1 + e, n, "go-and-return")
-                       for e in range(args.revisit_episodes)]
+        out_min, out_max = args.revisit_out
+        revisit_eps = [game_episode(spec, map_name, args.seed + 1 + e, n, "go-and-return", out_min=out_min,
+                                    out_max=out_max) for e in range(args.revisit_episodes)]
 
     # shadow mode: the full cache drives; its rollout is also the free-running reference
     overrides = parse_model_args(args.set)
@@ -346,6 +364,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from, "set": overrides,
                           "revisits": sum(len(e.revisits) for e in revisit_eps),
+                          "revisit_out": list(args.revisit_out) if revisit_eps else None,
+                          "revisit_gap_frames": [g for e in revisit_eps for g in e.loop_gaps],
                           "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}))
     return 0
 
