@@ -21,6 +21,10 @@ class DiTConfig:
     patch input, and predicts its x0 as that previous frame plus a correction (a per-patch copy path, as
     frame-stacking world models do); memory still carries everything further back. The engine passes the
     previous frame as `context` (`ModelSpec.frame_context == 1`).
+
+    `prev_warp` (with `prev_frame`): the copy path first moves the previous frame by a global affine warp
+    the network predicts per frame (camera turn, walk, bob; `world.dit.warp`). Its head starts at the
+    identity, so a `prev_frame` checkpoint warm-starts a `prev_warp` model exactly.
     """
 
     frame_h: int = 48
@@ -39,6 +43,7 @@ class DiTConfig:
     pose_head: bool = True
     pose_scale: tuple[float, float, float] = (16.0, 16.0, 10.0)
     prev_frame: bool = False
+    prev_warp: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pose_scale", tuple(float(v) for v in self.pose_scale))
@@ -53,6 +58,8 @@ class DiTConfig:
         for name in ("temporal_rope", "row_rope", "col_rope"):
             if getattr(self, name) % 2:
                 raise ValueError(f"{name} must be even")
+        if self.prev_warp and not self.prev_frame:
+            raise ValueError("prev_warp needs prev_frame (it warps the previous frame)")
         if self.layers < 1 or self.num_actions < 1:
             raise ValueError("layers and num_actions must be >= 1")
 
@@ -75,8 +82,9 @@ class DiTConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if not self.prev_frame:
-            del data["prev_frame"]  # keeps the hash of configs written before the field existed
+        for name in ("prev_frame", "prev_warp"):
+            if not data[name]:
+                del data[name]  # keeps the hash of configs written before the field existed
         return data
 
     @classmethod
@@ -115,6 +123,8 @@ class TrainConfig:
         top_level_prob: fraction of noisy copies at noise level 1 (pure noise), the level a one-step
             sampler starts and ends at; the rest spread over (0, 1] for multi-step sampling.
         pose_weight: weight of the pose-delta loss.
+        warp_weight: weight of the warp alignment loss (`prev_warp` models): the warped previous frame
+            alone against the target frame, on frames that have a previous frame.
         maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe used when no
             recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
             (train map, policy) pair, the game advancing `tics_per_step` tics per step.
@@ -141,6 +151,7 @@ class TrainConfig:
     prev_rollout_prob: float = 0.0
     top_level_prob: float = 0.0
     pose_weight: float = 0.1
+    warp_weight: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 50
     log_every: int = 10
@@ -179,8 +190,10 @@ class TrainConfig:
 
 MODEL_PRESETS: dict[str, DiTConfig] = {
     "default": DiTConfig(prev_frame=True),
+    # the bundled model's stage 3: the default architecture plus the camera warp of the previous frame
+    "warp": DiTConfig(prev_frame=True, prev_warp=True),
     "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
-                      prev_frame=True),
+                      prev_frame=True, prev_warp=True),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -192,8 +205,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # steps) free play still dissolved into patch texture and the fidelity figures moved by < 0.5 dB
     "selfforce": TrainConfig(top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_rollout_passes=2,
                              prev_rollout_prob=0.75),
+    # stage 3 (`reverie train --config warp --init default`): the stage-2 weights plus a zero-initialised
+    # warp head (so training starts from the stage-2 model exactly), same recipe as stage 2
+    "warp": TrainConfig(model="warp", top_level_prob=0.5, steps=2000, lr=3e-4, warmup=20, prev_drop_prob=0.5,
+                        warp_weight=1.0),
     "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
-                        maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
+                        warp_weight=1.0, maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
 }
 
 

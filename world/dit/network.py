@@ -21,6 +21,7 @@ from torch import nn
 
 from world.dit.config import DiTConfig
 from world.dit.rope import SpatialRope, apply_temporal_rope
+from world.dit.warp import WARP_PARAMS, warp_latents
 
 
 def timestep_features(t: torch.Tensor, dims: int = 128) -> torch.Tensor:
@@ -130,6 +131,11 @@ class DiTNet(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
         self.pose_out = nn.Linear(d, 3) if cfg.pose_head else None
+        self.warp_out = None
+        if cfg.prev_warp:  # camera motion of the previous frame (world.dit.warp); zeros = identity
+            self.warp_out = nn.Linear(d, WARP_PARAMS)
+            nn.init.zeros_(self.warp_out.weight)
+            nn.init.zeros_(self.warp_out.bias)
         gh, gw = cfg.grid
         self.spatial = SpatialRope(gh, gw, cfg.temporal_rope, cfg.row_rope, cfg.col_rope, cfg.spatial_theta)
 
@@ -155,24 +161,30 @@ class DiTNet(nn.Module):
 
     def _head(self, h: torch.Tensor, cond: torch.Tensor, prev: torch.Tensor | None):
         """Final layer: tokens `[..., n*T, D]` -> x0 `[..., n, T, P]` (a correction of `prev` when
-        given) and pose `[..., n, 3]` (or None)."""
+        given), pose `[..., n, 3]` (or None) and the previous frame as the copy path used it (moved by the
+        camera warp with `prev_warp`; None without `prev_frame`)."""
         return self._head_from(h, self.ada_out(cond), prev)
 
     def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor, prev: torch.Tensor | None):
+        """x0 = correction (+ the previous frame, moved by the predicted camera warp with `prev_warp`)."""
+        cfg = self.cfg
         shift, scale = self._broadcastable(out_mod).chunk(2, dim=-1)
-        out = self.out(modulate(self.norm_out(h), shift, scale))
-        out = out.unflatten(-2, (-1, self.cfg.tokens_per_frame))
+        feats = modulate(self.norm_out(h), shift, scale)
+        out = self.out(feats).unflatten(-2, (-1, cfg.tokens_per_frame))
         if prev is not None:
+            if self.warp_out is not None:
+                params = self.warp_out(feats.unflatten(-2, (-1, cfg.tokens_per_frame)).mean(dim=-2))
+                prev = warp_latents(prev, params, cfg.patch, cfg.frame_h, cfg.frame_w)
             out = out + prev
         pose = None
         if self.pose_out is not None:
             pooled = h.unflatten(-2, (-1, self.cfg.tokens_per_frame)).mean(dim=-2)
             pose = self.pose_out(pooled)
-        return out, pose
+        return out, pose, prev
 
     # -- training path --------------------------------------------------------------------------------
     def forward_frames(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, pos: torch.Tensor,
-                       frame_mask: torch.Tensor, prev: torch.Tensor | None = None):
+                       frame_mask: torch.Tensor, prev: torch.Tensor | None = None, with_prev: bool = False):
         """Run many frames at once.
 
         Args:
@@ -181,7 +193,8 @@ class DiTNet(nn.Module):
             frame_mask: bool `[B or 1, n, n]`, `[i, j]` true when frame i may attend to frame j.
             prev: `[B, n, T, P]` each frame's previous clean frame (zeros: none), with `cfg.prev_frame`.
         Returns:
-            x0 estimates `[B, n, T, P]` and pose deltas `[B, n, 3]` (or None).
+            x0 estimates `[B, n, T, P]` and pose deltas `[B, n, 3]` (or None); with `with_prev`, also the
+            previous frames as the copy path used them (warped with `prev_warp`).
         """
         cfg = self.cfg
         prev = self._prev(x, prev)
@@ -196,10 +209,12 @@ class DiTNet(nn.Module):
             k = apply_temporal_rope(k, token_pos[:, None], cfg.temporal_rope, cfg.temporal_theta)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             h = block.finish(h, attn, mod)
-        return self._head(h, cond, prev)
+        out = self._head(h, cond, prev)
+        return out if with_prev else out[:2]
 
     def forward_doubled(self, x: torch.Tensor, t: torch.Tensor, actions: torch.Tensor, pos: torch.Tensor,
-                        n_extra: int, extra_valid: torch.Tensor | None = None, prev: torch.Tensor | None = None):
+                        n_extra: int, extra_valid: torch.Tensor | None = None, prev: torch.Tensor | None = None,
+                        with_prev: bool = False):
         """`forward_frames` for `[extra (R) | clean (W) | noisy (W)]` sequences and the mask of
         `world.dit.train.block_causal_mask`, computed without the masked-out blocks: clean frames attend
         block-causally among `[extra | clean]`; each noisy frame attends to `[extra | clean < i]` and to
@@ -226,7 +241,8 @@ class DiTNet(nn.Module):
             out_c = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=clean_mask)
             out_n = _noisy_attention(qn, kc, vc, kn, vn, w, tpf, noisy_mask)
             h = block.finish(h, torch.cat((out_c, out_n), -2), mod)
-        return self._head(h, cond, prev)
+        out = self._head(h, cond, prev)
+        return out if with_prev else out[:2]
 
     # -- inference path -------------------------------------------------------------------------------
     def condition_table(self, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,7 +277,7 @@ class DiTNet(nn.Module):
             if commit:
                 memory.commit(layer, k, v, q)
             h = block.finish(h, attn, mod)
-        return self._head_from(h, out_table.index_select(0, actions), prev)
+        return self._head_from(h, out_table.index_select(0, actions), prev)[:2]
 
     def _broadcastable(self, per_frame: torch.Tensor) -> torch.Tensor:
         """`[..., n, X]` frame values that broadcast against `[..., n*T, X]` tokens (no copy when n == 1)."""

@@ -147,17 +147,30 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
 
 def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     r, w = cfg.revisit_frames, cfg.window
-    out, pose = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r, batch["revisit_valid"],
-                                    prev=batch.get("prev"))
+    out, pose, moved = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r,
+                                           batch["revisit_valid"], prev=batch.get("prev"), with_prev=True)
     loss_x0 = F.mse_loss(out[:, r + w:], batch["x0"])
     total = loss_x0
     result = {"x0": loss_x0}
+    if cfg.warp_weight > 0.0 and net.warp_out is not None:
+        loss_warp = warp_alignment_loss(moved[:, r + w:], batch["prev"][:, r + w:], batch["x0"])
+        total = total + cfg.warp_weight * loss_warp
+        result["warp"] = loss_warp
     if pose is not None:
         loss_pose = F.mse_loss(pose[:, r:r + w], batch["pose"])
         total = total + cfg.pose_weight * loss_pose
         result["pose"] = loss_pose
     result["loss"] = total
     return result
+
+
+def warp_alignment_loss(moved: torch.Tensor, prev: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the warped previous frame alone against the target frame, over the frames
+    that have a previous frame (`[B, n, T, P]` each). It trains the warp head to carry the camera motion
+    directly (the x0 loss alone left it at the identity: the correction absorbed the motion first)."""
+    has = (prev.detach().abs().flatten(-2).amax(-1) > 0).to(moved.dtype)  # [B, n]; zeros = dropped/none
+    err = (moved - target).pow(2).mean(dim=(-2, -1))
+    return (err * has).sum() / has.sum().clamp(min=1.0)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -225,18 +238,34 @@ def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, n
                                         numpy_rng=np_rng.bit_generator.state))
 
 
+# config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly
+GROWN_HEADS = {"prev_warp": "warp_out"}
+
+
 def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
-    """Load `path`'s weights into `net` (refusing another architecture); returns where they came from."""
+    """Load `path`'s weights into `net`; returns where they came from.
+
+    The checkpoint must hold the same architecture, or the same one without heads that start as the
+    identity (`GROWN_HEADS`: a `prev_frame` model warm-starts a `prev_warp` one, its warp head left at zero).
+    """
+    from dataclasses import replace
+
     from world.checkpoint import CheckpointError, sha256_file
     from world.dit.default import load_net
 
     src, meta = load_net(path)  # validates the checkpoint's config, names and shapes
-    if src.cfg.hash() != model_cfg.hash():
+    grown = [f for f in GROWN_HEADS if getattr(model_cfg, f) and not getattr(src.cfg, f)]
+    if src.cfg.hash() != replace(model_cfg, **{f: False for f in grown}).hash():
         raise CheckpointError(f"{path} holds a model of config {src.cfg.hash()}, this run trains "
-                              f"{model_cfg.hash()}; warm-start only from the same architecture")
-    net.load_state_dict(src.state_dict())
+                              f"{model_cfg.hash()}; warm-start only from the same architecture "
+                              f"(or one without {sorted(GROWN_HEADS)})")
+    missing, unexpected = net.load_state_dict(src.state_dict(), strict=False)
+    new = {n for n in missing if n.split(".")[0] not in {GROWN_HEADS[f] for f in grown}}
+    if new or unexpected:
+        raise CheckpointError(f"{path}: weights do not match this network (missing {sorted(new)}, "
+                              f"unexpected {sorted(unexpected)})")
     return {"file": str(path), "sha256": sha256_file(path), "step": meta.get("step"),
-            "command": meta.get("command", "")}
+            "command": meta.get("command", ""), "config_hash": src.cfg.hash(), "grown": grown}
 
 
 def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np.random.Generator,
@@ -301,8 +330,13 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     new_curve = not paths.curve.exists()
     with open(paths.curve, "a", newline="") as f:
         log = csv.writer(f)
+        columns = ["step", "loss", "x0", "pose", "warp", "lr", "seconds"]
         if new_curve:
-            log.writerow(["step", "loss", "x0", "pose", "lr", "seconds"])
+            log.writerow(columns)
+        else:  # resuming: keep the columns the curve was started with
+            with open(paths.curve) as existing:
+                columns = next(csv.reader(existing), columns)
+        parts_logged = [c for c in columns if c not in ("step", "lr", "seconds")]
         t0 = time.time()
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
         net.train()
@@ -317,7 +351,7 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
             if step % cfg.log_every == 0 or step + 1 == cfg.steps:
-                row = [step, *(float(parts[k].detach()) if k in parts else float("nan") for k in ("loss", "x0", "pose")),
+                row = [step, *(float(parts[k].detach()) if k in parts else float("nan") for k in parts_logged),
                        lr, round(time.time() - t0, 2)]
                 log.writerow(row)
                 f.flush()

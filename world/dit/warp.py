@@ -1,0 +1,58 @@
+"""Global affine warp of patch latents: the camera-motion part of the previous-frame copy path.
+
+In a first-person game most of what changes from one frame to the next is the camera: turning slides the
+picture sideways, walking zooms it about the horizon, the view bobs up and down. A model that predicts its
+frame as "previous frame + correction" must otherwise rebuild every moved pixel through its patch decoder,
+which is exactly what a small patch model does badly (blotches at patch scale). With `prev_warp` the
+network predicts four numbers per frame, `(tx, ty, log sx, log sy)`, and the previous frame is resampled by
+that affine map before the correction is added. On the held-out map, the best such warp of the real previous
+frame alone scores about 3 dB above repeating it (an oracle fit per frame), so the map carries much of the
+motion for four parameters.
+
+Parameters are in `torch.nn.functional.affine_grid` units (the output pixel at normalised `(x, y)` samples
+the input at `(sx * x + tx, sy * y + ty)`, corners at +-1); all zeros is the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+WARP_PARAMS = 4
+
+
+def latents_to_images(latents: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
+    """`[..., T, p*p*3]` patch latents -> float images `[..., 3, H, W]` (no clamping or rounding)."""
+    *lead, _, _ = latents.shape
+    x = latents.reshape(*lead, h // patch, w // patch, patch, patch, 3).movedim(-3, -4)
+    return x.reshape(*lead, h, w, 3).movedim(-1, -3)
+
+
+def images_to_latents(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """Inverse of `latents_to_images`."""
+    *lead, c, h, w = images.shape
+    x = images.movedim(-3, -1).reshape(*lead, h // patch, patch, w // patch, patch, c).movedim(-4, -3)
+    return x.reshape(*lead, (h // patch) * (w // patch), patch * patch * c)
+
+
+def affine_theta(params: torch.Tensor) -> torch.Tensor:
+    """`[..., 4]` `(tx, ty, log sx, log sy)` -> `[..., 2, 3]` affine matrices for `affine_grid`."""
+    tx, ty, lsx, lsy = params.unbind(-1)
+    zero = torch.zeros_like(tx)
+    row0 = torch.stack((lsx.exp(), zero, tx), -1)
+    row1 = torch.stack((zero, lsy.exp(), ty), -1)
+    return torch.stack((row0, row1), -2)
+
+
+def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
+    """Resample each frame of `latents` (`[..., T, P]`) by its affine map `params` (`[..., 4]`).
+
+    Bilinear, edges clamped (a turn reveals a strip the previous frame never showed; the correction fills
+    it). Differentiable in both arguments.
+    """
+    lead = latents.shape[:-2]
+    img = latents_to_images(latents, patch, h, w).reshape(-1, 3, h, w)
+    theta = affine_theta(params.reshape(-1, WARP_PARAMS).to(img.dtype))
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return images_to_latents(out.reshape(*lead, 3, h, w), patch)
