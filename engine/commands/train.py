@@ -4,6 +4,7 @@
     reverie train --config default --data rollouts/train/ --out runs/default   # from recorded rollouts
     reverie train --config default --out runs/default --resume                 # continue a run
     reverie train --config finetune --init default --out runs/ft               # fine-tune the bundled model
+    reverie train --config warp --init default --out runs/warp                 # grow the camera warp onto it
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
 data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
@@ -18,7 +19,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="default", help="training preset (default, tiny)")
+    from world.dit.config import TRAIN_PRESETS
+
+    parser.add_argument("--config", default="default", help=f"training preset ({', '.join(TRAIN_PRESETS)})")
     parser.add_argument("--out", default=None, help="run directory (default runs/train-CONFIG-seedS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", nargs="+", default=None, help="rollout directories recorded on a train map")
