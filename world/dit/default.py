@@ -16,6 +16,7 @@ from world.checkpoint import CheckpointError, load_state, read_metadata
 from world.contract import AttentionMemory, ModelSpec, WorldModel
 from world.dit.config import DiTConfig, model_config
 from world.dit.network import DiTNet
+from world.dit.patches import patchify, unpatchify
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
@@ -99,23 +100,6 @@ class DiTWorldModel(WorldModel):
         if pose is None:
             return None
         return pose * torch.tensor(self.cfg.pose_scale, dtype=pose.dtype)
-
-
-def patchify(frames: torch.Tensor, patch: int) -> torch.Tensor:
-    """uint8 `[..., H, W, 3]` -> `[..., (H/p)*(W/p), p*p*3]` float32 in [-1, 1] (raster order of patches)."""
-    *lead, h, w, c = frames.shape
-    x = frames.to(torch.float32) / 127.5 - 1.0
-    x = x.reshape(*lead, h // patch, patch, w // patch, patch, c)
-    x = x.movedim(-4, -3)  # [..., gh, gw, p, p, c]
-    return x.reshape(*lead, (h // patch) * (w // patch), patch * patch * c)
-
-
-def unpatchify(latents: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of `patchify`, to uint8 `[..., H, W, 3]`."""
-    *lead, _, _ = latents.shape
-    x = latents.reshape(*lead, h // patch, w // patch, patch, patch, 3).movedim(-3, -4)
-    x = x.reshape(*lead, h, w, 3)
-    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
 
 
 def load_net(path: str | Path) -> tuple[DiTNet, dict]:

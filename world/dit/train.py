@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from world.checkpoint import save_state
 from world.dit.config import DiTConfig, TrainConfig, model_config
 from world.dit.data import Episode, WindowSampler
-from world.dit.default import patchify
+from world.dit.patches import patchify
 from world.dit.network import DiTNet
 
 SAMPLER_LEVELS = torch.tensor([1.0, 0.75, 0.5, 0.25])

@@ -18,21 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from world.dit.patches import to_latents, to_pixels
+
 WARP_PARAMS = 4
-
-
-def latents_to_images(latents: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
-    """`[..., T, p*p*3]` patch latents -> float images `[..., 3, H, W]` (no clamping or rounding)."""
-    *lead, _, _ = latents.shape
-    x = latents.reshape(*lead, h // patch, w // patch, patch, patch, 3).movedim(-3, -4)
-    return x.reshape(*lead, h, w, 3).movedim(-1, -3)
-
-
-def images_to_latents(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """Inverse of `latents_to_images`."""
-    *lead, c, h, w = images.shape
-    x = images.movedim(-3, -1).reshape(*lead, h // patch, patch, w // patch, patch, c).movedim(-4, -3)
-    return x.reshape(*lead, (h // patch) * (w // patch), patch * patch * c)
 
 
 def affine_theta(params: torch.Tensor) -> torch.Tensor:
@@ -51,8 +39,8 @@ def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int
     it). Differentiable in both arguments.
     """
     lead = latents.shape[:-2]
-    img = latents_to_images(latents, patch, h, w).reshape(-1, 3, h, w)
+    img = to_pixels(latents, patch, h, w).reshape(-1, h, w, 3).movedim(-1, -3)  # [N, 3, H, W]
     theta = affine_theta(params.reshape(-1, WARP_PARAMS).to(img.dtype))
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return images_to_latents(out.reshape(*lead, 3, h, w), patch)
+    return to_latents(out.movedim(-3, -1).reshape(*lead, h, w, 3), patch)

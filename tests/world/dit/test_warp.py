@@ -4,7 +4,8 @@ import torch
 from world.checkpoint import CheckpointError
 from world.dit.config import DiTConfig, model_config
 from world.dit.default import build, patchify, unpatchify
-from world.dit.warp import images_to_latents, latents_to_images, warp_latents
+from world.dit.patches import to_latents, to_pixels
+from world.dit.warp import warp_latents
 
 H, W, P = 48, 64, 8
 
@@ -14,12 +15,12 @@ def _frames(n=2, seed=0):
     return torch.randint(0, 256, (n, H, W, 3), dtype=torch.uint8, generator=gen)
 
 
-def test_latent_image_round_trip_matches_patchify():
+def test_latent_pixel_round_trip_matches_patchify():
     frames = _frames()
     lat = patchify(frames, P)
-    img = latents_to_images(lat, P, H, W)
-    torch.testing.assert_close(img.movedim(-3, -1), frames.float() / 127.5 - 1)
-    torch.testing.assert_close(images_to_latents(img, P), lat)
+    img = to_pixels(lat, P, H, W)
+    torch.testing.assert_close(img, frames.float() / 127.5 - 1)
+    torch.testing.assert_close(to_latents(img, P), lat)
 
 
 def test_zero_params_are_the_identity():
@@ -39,12 +40,12 @@ def test_shift_moves_the_picture_by_whole_pixels():
 
 
 def test_zoom_keeps_the_centre_and_magnifies():
-    img = torch.zeros(1, 3, H, W)
-    img[..., H // 2 - 4:H // 2 + 4, W // 2 - 4:W // 2 + 4] = 1.0  # an 8x8 square in the middle
-    lat = images_to_latents(img, P)
+    img = torch.zeros(1, H, W, 3)
+    img[:, H // 2 - 4:H // 2 + 4, W // 2 - 4:W // 2 + 4] = 1.0  # an 8x8 square in the middle
+    lat = to_latents(img, P)
     zoom = torch.tensor([[0.0, 0.0, -0.693147, -0.693147]])  # scale 0.5: everything twice as large
-    out = latents_to_images(warp_latents(lat, zoom, P, H, W), P, H, W)
-    lit = out[0, 0] > 0.5
+    out = to_pixels(warp_latents(lat, zoom, P, H, W), P, H, W)
+    lit = out[0, ..., 0] > 0.5
     rows, cols = lit.any(1).nonzero().flatten(), lit.any(0).nonzero().flatten()
     assert 15 <= len(rows) <= 17 and 15 <= len(cols) <= 17
     assert abs(rows.float().mean().item() - (H - 1) / 2) < 1 and abs(cols.float().mean().item() - (W - 1) / 2) < 1
