@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine.bench.memory import load_world_model, random_episode
-    from engine.sampler import FrameContext, commit_frames, generate_chunk
+    from engine.sampler import FrameContext, commit_frames
     from memory import MemoryManager
     from world.pose import advance_pose
 
@@ -96,17 +96,14 @@ def run(args: argparse.Namespace) -> int:
                 pairs = pairs_first if chunk < paired_from + w else pairs_last
             control = None
             if pairs is not None and chunk % 2:  # alternate which of the two runs first
-                control = _timed_chunk(model, *_thaw(frozen), acts, args.seed, chunk, pose)
+                control = _timed_control(model, frozen, acts, args.seed, chunk, pose)
             t0, c0 = time.perf_counter(), time.process_time()
-            mem.begin_chunk(pose=pose)
-            x0, delta = generate_chunk(model, probe, acts, seed=args.seed, chunk_index=chunk, context=ctx)
-            mem.end_chunk()
-            model.decode(x0).cpu()
+            delta = _run_chunk(model, mem, probe, ctx, acts, args.seed, chunk, pose)
             ms.append(1000.0 * (time.perf_counter() - t0) / k)
             cpu.append(1000.0 * (time.process_time() - c0) / k)
             if pairs is not None:
                 if control is None:
-                    control = _timed_chunk(model, *_thaw(frozen), acts, args.seed, chunk, pose)
+                    control = _timed_control(model, frozen, acts, args.seed, chunk, pose)
                 pairs.append(ms[-1] / control)
                 _release_freed_heap()  # the copies' freed pages are not the session's memory
             kv.append(mem.kv_bytes())
@@ -115,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 for fwd, left, da in delta.double().cpu().tolist():
                     pose = advance_pose(pose, fwd, left, da)
             if args.paired and frozen is None and len(kv) > 1 and kv[-1] == kv[-2] and chunk + 2 * w <= chunks:
-                frozen, paired_from = _freeze(mem, ctx), chunk + 1  # the cache stopped growing: its fill state
+                frozen, paired_from = _copy_state(mem, ctx), chunk + 1  # the cache stopped growing: its fill state
                 rss_frozen = proc.memory_info().rss
     result = summarize(ms, kv, rss, k, args.window)
     cpu_first = cpu[result["fill_frame"] // k - 1:][: len(cpu)]
@@ -137,18 +134,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _freeze(mem, ctx):
-    """A private copy of the session state (memory and frame context) to replay chunks from."""
+def _copy_state(mem, ctx):
+    """A private copy of a session's state (memory and frame context): the frozen fill state, and each
+    control chunk's own fresh copy of it (a chunk commits into the memory it runs on)."""
     import copy
 
     return copy.deepcopy((mem, ctx))
-
-
-def _thaw(frozen):
-    """A fresh copy of a frozen state (each control chunk commits into its own copy; not timed)."""
-    import copy
-
-    return copy.deepcopy(frozen)
 
 
 def _release_freed_heap() -> None:
@@ -162,15 +153,23 @@ def _release_freed_heap() -> None:
         pass
 
 
-def _timed_chunk(model, mem, ctx, acts, seed: int, chunk: int, pose) -> float:
-    """Wall ms per frame of one chunk generated from `mem`/`ctx` (as the live loop does it)."""
+def _run_chunk(model, mem, view, ctx, acts, seed: int, chunk: int, pose):
+    """Generate and decode one chunk of the session `mem` (attending through `view`: the memory itself or
+    a probe around it); returns the pose deltas."""
     from engine.sampler import generate_chunk
 
-    t0 = time.perf_counter()
     mem.begin_chunk(pose=pose)
-    x0, _ = generate_chunk(model, mem, acts, seed=seed, chunk_index=chunk, context=ctx)
+    x0, delta = generate_chunk(model, view, acts, seed=seed, chunk_index=chunk, context=ctx)
     mem.end_chunk()
     model.decode(x0).cpu()
+    return delta
+
+
+def _timed_control(model, frozen, acts, seed: int, chunk: int, pose) -> float:
+    """Wall ms per frame of the same chunk generated from a fresh copy of the frozen state (copy not timed)."""
+    mem, ctx = _copy_state(*frozen)
+    t0 = time.perf_counter()
+    _run_chunk(model, mem, mem, ctx, acts, seed, chunk, pose)
     return 1000.0 * (time.perf_counter() - t0) / acts.shape[0]
 
 
