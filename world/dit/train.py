@@ -260,7 +260,8 @@ def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
                               f"{model_cfg.hash()}; warm-start only from the same architecture "
                               f"(or one without {sorted(GROWN_HEADS)})")
     missing, unexpected = net.load_state_dict(src.state_dict(), strict=False)
-    new = {n for n in missing if n.split(".")[0] not in {GROWN_HEADS[f] for f in grown}}
+    grown_modules = {GROWN_HEADS[f] for f in grown}
+    new = {n for n in missing if n.split(".")[0] not in grown_modules}
     if new or unexpected:
         raise CheckpointError(f"{path}: weights do not match this network (missing {sorted(new)}, "
                               f"unexpected {sorted(unexpected)})")
