@@ -135,7 +135,11 @@ class WindowSampler:
         cand = np.flatnonzero((dist < cfg.revisit_max_dist) & (dang < cfg.revisit_max_angle))
         if len(cand) == 0:
             return cand
-        pick = rng.choice(cand, size=min(cfg.revisit_frames, len(cand)), replace=False)
+        k = min(cfg.revisit_frames, len(cand))
+        if cfg.revisit_nearest:
+            closeness = dist[cand] / cfg.revisit_max_dist + dang[cand] / cfg.revisit_max_angle
+            return np.sort(cand[np.argsort(closeness, kind="stable")[:k]])
+        pick = rng.choice(cand, size=k, replace=False)
         return np.sort(pick)
 
     def sample(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:

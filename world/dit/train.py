@@ -122,7 +122,9 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
     Each pass predicts every window frame in one step from pure noise (the sampler's first level), the way
     play generates it, with the previous-frame inputs of the pass before; frame j >= 1 of the window then
     takes the prediction of frame j - 1 as its previous frame, in both its clean (commit) and noisy copy.
-    Revisit frames and window frame 0 keep their real predecessors.
+    Revisit frames and window frame 0 keep their real predecessors, and a dropped previous frame stays
+    dropped. With `prev_rollout_context`, the clean (commit) copies of frames j >= 1 become the pass's
+    predictions too, at noise level 0, so the history the model attends to is its own as well.
     """
     passes, prev = cfg.prev_rollout_passes, batch.get("prev")
     if passes <= 0 or prev is None or cfg.prev_rollout_prob <= 0.0:
@@ -134,15 +136,23 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
     t[:, r + w:] = 1.0
     use = (torch.rand(b, generator=gen) < cfg.prev_rollout_prob)[:, None, None, None]
     real = prev
+    kept = (real.abs().flatten(-2).amax(-1) > 0).to(real.dtype)[..., None, None]  # [B, n, 1, 1]
     with torch.no_grad():
         for _ in range(passes):
             out, _ = net.forward_doubled(x, t, batch["actions"], batch["pos"], r, batch["revisit_valid"], prev=prev)
             pred = out[:, r + w:]
             own = real.clone()
-            own[:, r + 1:r + w] = pred[:, :-1]
-            own[:, r + w + 1:] = pred[:, :-1]
+            own[:, r + 1:r + w] = pred[:, :-1] * kept[:, r + 1:r + w]
+            own[:, r + w + 1:] = pred[:, :-1] * kept[:, r + w + 1:]
             prev = torch.where(use, own, real)
-    return dict(batch, prev=prev)
+            if cfg.prev_rollout_context:
+                x[:, r + 1:r + w] = torch.where(use, pred[:, 1:], x[:, r + 1:r + w])
+                t[:, r + 1:r + w] = torch.where(use[:, :, 0, 0], 0.0, t[:, r + 1:r + w])
+    if not cfg.prev_rollout_context:
+        return dict(batch, prev=prev)
+    xs, ts = batch["x"].clone(), batch["t"].clone()
+    xs[:, r:r + w], ts[:, r:r + w] = x[:, r:r + w], t[:, r:r + w]
+    return dict(batch, prev=prev, x=xs, t=ts)
 
 
 def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:

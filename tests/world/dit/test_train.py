@@ -53,6 +53,25 @@ def test_sampler_finds_revisits():
     assert (window_prev == window).all()  # inside the window, the predecessor is the slot before
 
 
+
+def test_sampler_can_take_the_nearest_revisits():
+    cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
+                      revisit_max_dist=40.0, episode_steps=40, revisit_nearest=True)
+    eps = _episodes(n=1)
+    s = WindowSampler(eps, cfg).sample(np.random.default_rng(1), 32)
+    poses = eps[0].poses
+    checked = 0
+    for b in range(32):
+        last, start = s["pos"][b, -1], s["pos"][b, 2]
+        picked = s["pos"][b, :2][s["revisit_valid"][b]]
+        if len(picked) < 2:
+            continue
+        earlier = np.arange(start - 4)
+        dist = np.abs(poses[earlier, 0] - poses[last, 0])
+        qualifying = np.sort(dist[dist < 40.0])
+        np.testing.assert_allclose(np.sort(np.abs(poses[picked, 0] - poses[last, 0])), qualifying[:2])
+        checked += 1
+    assert checked > 0
 def test_training_is_reproducible_and_resumes(tmp_path):
     cfg = train_config("tiny")
     eps = _episodes()
@@ -146,6 +165,36 @@ def test_prev_rollout_feeds_the_models_own_predictions():
     assert torch.equal(out["prev"][:, r + w], batch["prev"][:, r + w])
     off = rollout_prev(net, batch, TrainConfig(model="tiny"), torch.Generator())
     assert off is batch
+    assert torch.equal(out["x"], batch["x"])  # without prev_rollout_context the history stays real
+
+    ctx_cfg = TrainConfig(**{**cfg.to_dict(), "prev_rollout_context": True})
+    own = rollout_prev(net, batch, ctx_cfg, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(own["prev"], out["prev"])                   # same pass, same inputs
+    torch.testing.assert_close(own["x"][:, r + 1:r + w], pred[:, 1:])      # commit copies: own predictions
+    assert (own["t"][:, r + 1:r + w] == 0).all()
+    assert torch.equal(own["x"][:, :r + 1], batch["x"][:, :r + 1])         # revisits, frame 0: real
+    assert torch.equal(own["x"][:, r + w:], batch["x"][:, r + w:])         # the noisy copies to learn from
+
+
+def test_prev_rollout_keeps_dropped_previous_frames_dropped():
+    from world.dit.config import model_config
+    from world.dit.network import DiTNet
+    from world.dit.train import make_batch, rollout_prev
+
+    cfg = TrainConfig(model="tiny", window=5, revisit_frames=0, episode_steps=40, prev_drop_prob=0.5,
+                      prev_rollout_passes=2, prev_rollout_prob=1.0)
+    mcfg = model_config("tiny")
+    torch.manual_seed(0)
+    net = DiTNet(mcfg)
+    with torch.no_grad():  # the output heads start at zero; move them so predictions are not plain copies
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = make_batch(WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 4), cfg, mcfg,
+                       torch.Generator().manual_seed(1))
+    dropped = batch["prev"].flatten(-2).abs().amax(-1) == 0
+    assert dropped.any() and (~dropped).any()
+    out = rollout_prev(net, batch, cfg, torch.Generator().manual_seed(2))
+    assert (out["prev"].flatten(-2).abs().amax(-1) == 0).equal(dropped)
 
 
 def test_prev_drop_zeroes_a_share_of_previous_frames():
