@@ -223,7 +223,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                           warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True),
     # experiment, not shipped: stage 3 plus self-forcing of the previous frame and of the attended history
     # (`--init default`, 600 CPU steps, last 5 averaged). Free play keeps its brightness but still blurs within
-    # ~8 frames; tf 26.98, ar 24.91 / 23.74 / 22.73 (16 frames: 0.2 dB below the shipped model)
+    # ~8 frames; tf 26.98, ar 24.91 / 23.74 / 22.73 (16 frames: 0.2 dB below stage 3, 0.1 below stage 4)
     "warp-selfforce": TrainConfig(model="warp", top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_drop_prob=0.5,
                                   warp_weight=1.0, prev_rollout_passes=2, prev_rollout_prob=0.75,
                                   prev_rollout_context=True),

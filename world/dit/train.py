@@ -116,6 +116,12 @@ def augment_prev(prev: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> 
     return (1.0 - s) * prev + s * torch.randn(prev.shape, generator=gen)
 
 
+def prev_present(prev: torch.Tensor) -> torch.Tensor:
+    """bool `[B, n]`: which frames of previous-frame latents `[B, n, T, P]` have one (all zeros = dropped or
+    none, as `make_batch` writes them)."""
+    return prev.abs().flatten(-2).amax(-1) > 0
+
+
 def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generator) -> dict:
     """Self-forcing of the previous-frame input (see `TrainConfig.prev_rollout_passes`).
 
@@ -136,7 +142,7 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
     t[:, r + w:] = 1.0
     use = (torch.rand(b, generator=gen) < cfg.prev_rollout_prob)[:, None, None, None]
     real = prev
-    kept = (real.abs().flatten(-2).amax(-1) > 0).to(real.dtype)[..., None, None]  # [B, n, 1, 1]
+    kept = prev_present(real).to(real.dtype)[..., None, None]  # [B, n, 1, 1]
     with torch.no_grad():
         for _ in range(passes):
             out, _ = net.forward_doubled(x, t, batch["actions"], batch["pos"], r, batch["revisit_valid"], prev=prev)
@@ -178,7 +184,7 @@ def warp_alignment_loss(moved: torch.Tensor, prev: torch.Tensor, target: torch.T
     """Mean squared error of the warped previous frame alone against the target frame, over the frames
     that have a previous frame (`[B, n, T, P]` each). It trains the warp head to carry the camera motion
     directly (the x0 loss alone left it at the identity: the correction absorbed the motion first)."""
-    has = (prev.detach().abs().flatten(-2).amax(-1) > 0).to(moved.dtype)  # [B, n]; zeros = dropped/none
+    has = prev_present(prev.detach()).to(moved.dtype)
     err = (moved - target).pow(2).mean(dim=(-2, -1))
     return (err * has).sum() / has.sum().clamp(min=1.0)
 

@@ -53,7 +53,6 @@ def test_sampler_finds_revisits():
     assert (window_prev == window).all()  # inside the window, the predecessor is the slot before
 
 
-
 def test_sampler_can_take_the_nearest_revisits():
     cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
                       revisit_max_dist=40.0, episode_steps=40, revisit_nearest=True)
@@ -72,6 +71,8 @@ def test_sampler_can_take_the_nearest_revisits():
         np.testing.assert_allclose(np.sort(np.abs(poses[picked, 0] - poses[last, 0])), qualifying[:2])
         checked += 1
     assert checked > 0
+
+
 def test_training_is_reproducible_and_resumes(tmp_path):
     cfg = train_config("tiny")
     eps = _episodes()
