@@ -25,6 +25,10 @@ class DiTConfig:
     `prev_warp` (with `prev_frame`): the copy path first moves the previous frame by a global affine warp
     the network predicts per frame (camera turn, walk, bob; `world.dit.warp`). Its head starts at the
     identity, so a `prev_frame` checkpoint warm-starts a `prev_warp` model exactly.
+
+    `prev_flow` (with `prev_warp`): the warp also moves each patch by a residual displacement the network
+    predicts per token, so the copy path follows parallax (near floor fast, far walls slow). Its head
+    starts at zero too, so a `prev_warp` checkpoint warm-starts a `prev_flow` model exactly.
     """
 
     frame_h: int = 48
@@ -44,6 +48,7 @@ class DiTConfig:
     pose_scale: tuple[float, float, float] = (16.0, 16.0, 10.0)
     prev_frame: bool = False
     prev_warp: bool = False
+    prev_flow: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pose_scale", tuple(float(v) for v in self.pose_scale))
@@ -60,6 +65,8 @@ class DiTConfig:
                 raise ValueError(f"{name} must be even")
         if self.prev_warp and not self.prev_frame:
             raise ValueError("prev_warp needs prev_frame (it warps the previous frame)")
+        if self.prev_flow and not self.prev_warp:
+            raise ValueError("prev_flow needs prev_warp (its flow refines the camera warp)")
         if self.layers < 1 or self.num_actions < 1:
             raise ValueError("layers and num_actions must be >= 1")
 
@@ -82,7 +89,7 @@ class DiTConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for name in ("prev_frame", "prev_warp"):
+        for name in ("prev_frame", "prev_warp", "prev_flow"):
             if not data[name]:
                 del data[name]  # keeps the hash of configs written before the field existed
         return data
@@ -129,6 +136,8 @@ class TrainConfig:
         pose_weight: weight of the pose-delta loss.
         warp_weight: weight of the warp alignment loss (`prev_warp` models): the warped previous frame
             alone against the target frame, on frames that have a previous frame.
+        train_only: names of the network's top-level modules to train (e.g. `("flow_out",)`); the rest stay
+            frozen at their warm-start weights. Empty: train everything.
         maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe used when no
             recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
             (train map, policy) pair, the game advancing `tics_per_step` tics per step.
@@ -159,6 +168,7 @@ class TrainConfig:
     pose_weight: float = 0.1
     warp_weight: float = 0.0
     grad_clip: float = 1.0
+    train_only: tuple[str, ...] = ()
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 1
@@ -171,6 +181,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "maps", tuple(self.maps))
         object.__setattr__(self, "policies", tuple(self.policies))
+        object.__setattr__(self, "train_only", tuple(self.train_only))
         if self.tics_per_step < 1 or self.episodes_per < 1 or self.episode_steps < self.window:
             raise ValueError("tics_per_step and episodes_per must be >= 1, episode_steps >= window")
         if self.window < 2:
@@ -198,8 +209,10 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
     "default": DiTConfig(prev_frame=True),
     # the bundled model's stage 3: the default architecture plus the camera warp of the previous frame
     "warp": DiTConfig(prev_frame=True, prev_warp=True),
+    # stage 3's warp plus a per-patch residual flow (parallax); experiments only (train presets flow*)
+    "flow": DiTConfig(prev_frame=True, prev_warp=True, prev_flow=True),
     "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
-                      prev_frame=True, prev_warp=True),
+                      prev_frame=True, prev_warp=True, prev_flow=True),
 }
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -221,6 +234,25 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # every window and 4 frames (revisit_prob=1, revisit_frames=4) free play drifted into saturated colour
     "recall": TrainConfig(model="warp", top_level_prob=0.5, steps=1000, lr=2e-4, warmup=20, prev_drop_prob=0.5,
                           warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True),
+    # experiment, not shipped: stage 4 plus a zero-initialised per-patch flow head (`--init default`; training
+    # starts from stage 4 exactly), the stage-4 recipe, 1500 steps (15 min), last 5 averaged. The best replays so
+    # far (tf 27.06, ar 25.16 / 24.10 / 23.10) and free runs (go-and-return, 256 frames: 23.45 dB against the
+    # game; stage 4 22.39), but it repaints returns instead of recalling them: dual 23.84, window 24.04, full
+    # 23.66 on revisits (loops of 40-60 steps out: 24.15 / 24.15 / 23.60), so memory would not matter. The same
+    # 1500 steps without the flow (`--config recall --steps 1500`): tf 27.04, ar 25.19 / 23.98 / 22.80, free runs
+    # 21.40, revisits dual 21.10, window 19.46
+    "flow": TrainConfig(model="flow", top_level_prob=0.5, steps=1500, lr=2e-4, warmup=20, prev_drop_prob=0.5,
+                        warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True),
+    # experiment, not shipped: the same with only the flow head trained (the stage-4 body, and its use of memory,
+    # kept), 1000 steps: nothing moved (tf 26.98, ar16 23.83): the stage-4 features carry no per-patch motion
+    "flow-head": TrainConfig(model="flow", top_level_prob=0.5, steps=1000, lr=1e-3, warmup=20, prev_drop_prob=0.5,
+                             warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True,
+                             train_only=("flow_out",)),
+    # experiment, not shipped: `--init` the `flow` run, 9 in 10 windows with revisits, 600 steps. Recalls again
+    # (revisits: dual 21.41, window 19.93) and keeps the replays (tf 27.08, ar 25.11 / 24.06 / 23.04), but
+    # its go-and-return free runs fall to 21.37 dB against the game (stage 4: 22.39)
+    "flow-recall": TrainConfig(model="flow", top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_drop_prob=0.5,
+                               warp_weight=1.0, revisit_frames=2, revisit_prob=0.9, revisit_nearest=True),
     # experiment, not shipped: stage 3 plus self-forcing of the previous frame and of the attended history
     # (`--init default`, 600 CPU steps, last 5 averaged). Free play keeps its brightness but still blurs within
     # ~8 frames; tf 26.98, ar 24.91 / 23.74 / 22.73 (16 frames: 0.2 dB below stage 3, 0.1 below stage 4)

@@ -136,6 +136,11 @@ class DiTNet(nn.Module):
             self.warp_out = nn.Linear(d, WARP_PARAMS)
             nn.init.zeros_(self.warp_out.weight)
             nn.init.zeros_(self.warp_out.bias)
+        self.flow_out = None
+        if cfg.prev_flow:  # per-patch residual displacement of that warp (parallax); zeros = none
+            self.flow_out = nn.Linear(d, 2)
+            nn.init.zeros_(self.flow_out.weight)
+            nn.init.zeros_(self.flow_out.bias)
         gh, gw = cfg.grid
         self.spatial = SpatialRope(gh, gw, cfg.temporal_rope, cfg.row_rope, cfg.col_rope, cfg.spatial_theta)
 
@@ -173,8 +178,10 @@ class DiTNet(nn.Module):
         out = self.out(feats).unflatten(-2, (-1, cfg.tokens_per_frame))
         if prev is not None:
             if self.warp_out is not None:
-                params = self.warp_out(feats.unflatten(-2, (-1, cfg.tokens_per_frame)).mean(dim=-2))
-                prev = warp_latents(prev, params, cfg.patch, cfg.frame_h, cfg.frame_w)
+                frames = feats.unflatten(-2, (-1, cfg.tokens_per_frame))  # [..., n, T, D]
+                params = self.warp_out(frames.mean(dim=-2))
+                flow = None if self.flow_out is None else self.flow_out(frames)
+                prev = warp_latents(prev, params, cfg.patch, cfg.frame_h, cfg.frame_w, flow)
             out = out + prev
         pose = None
         if self.pose_out is not None:

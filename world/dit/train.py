@@ -189,6 +189,22 @@ def warp_alignment_loss(moved: torch.Tensor, prev: torch.Tensor, target: torch.T
     return (err * has).sum() / has.sum().clamp(min=1.0)
 
 
+def trainable_parameters(net: DiTNet, only: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """The parameters of `net`'s top-level modules named in `only` (all of them when empty); the others
+    are frozen (`requires_grad=False`, so backward skips them)."""
+    modules = {name for name, _ in net.named_children()} | {name for name, _ in net.named_parameters(recurse=False)}
+    unknown = set(only) - modules
+    if unknown:
+        raise ValueError(f"train_only names {sorted(unknown)} are not modules of this network "
+                         f"(choose from {sorted(modules)})")
+    keep = []
+    for name, p in net.named_parameters():
+        p.requires_grad_(not only or name.split(".")[0] in only)
+        if p.requires_grad:
+            keep.append(p)
+    return keep
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -255,14 +271,15 @@ def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, n
 
 
 # config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly
-GROWN_HEADS = {"prev_warp": "warp_out"}
+GROWN_HEADS = {"prev_warp": "warp_out", "prev_flow": "flow_out"}
 
 
 def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
     """Load `path`'s weights into `net`; returns where they came from.
 
     The checkpoint must hold the same architecture, or the same one without heads that start as the
-    identity (`GROWN_HEADS`: a `prev_frame` model warm-starts a `prev_warp` one, its warp head left at zero).
+    identity (`GROWN_HEADS`: a `prev_frame` model warm-starts a `prev_warp` one, its warp head left at zero;
+    a `prev_warp` model a `prev_flow` one, its flow head left at zero).
     """
     from dataclasses import replace
 
@@ -325,7 +342,8 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     init_meta = {}
     if init is not None:
         init_meta = {"init": _warm_start(net, model_cfg, init)}
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(trainable_parameters(net, cfg.train_only), lr=cfg.lr, betas=(0.9, 0.99),
+                            weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     sampler = WindowSampler(episodes, cfg)

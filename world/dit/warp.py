@@ -11,6 +11,12 @@ motion for four parameters.
 
 Parameters are in `torch.nn.functional.affine_grid` units (the output pixel at normalised `(x, y)` samples
 the input at `(sx * x + tx, sy * y + ty)`, corners at +-1); all zeros is the identity.
+
+A global map cannot follow parallax: walking forward, the floor near the bottom of the picture streams past
+while a far wall barely grows. With `prev_flow` the network also predicts a residual displacement `(dx, dy)`
+at every patch centre (same units), upsampled bilinearly to a smooth per-pixel flow and added to the affine
+sampling grid. Fitted per frame on the held-out map (oracle), affine alone scores 28.5 dB against the next
+frame and affine plus a flow on the 3x4 patch grid 31.0 dB (repeating the frame: 25.6).
 """
 
 from __future__ import annotations
@@ -32,15 +38,21 @@ def affine_theta(params: torch.Tensor) -> torch.Tensor:
     return torch.stack((row0, row1), -2)
 
 
-def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int, w: int) -> torch.Tensor:
-    """Resample each frame of `latents` (`[..., T, P]`) by its affine map `params` (`[..., 4]`).
+def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int, w: int,
+                 flow: torch.Tensor | None = None) -> torch.Tensor:
+    """Resample each frame of `latents` (`[..., T, P]`) by its affine map `params` (`[..., 4]`), plus
+    the residual `flow` (`[..., T, 2]`, one `(dx, dy)` per patch centre in row-major patch order) if given.
 
     Bilinear, edges clamped (a turn reveals a strip the previous frame never showed; the correction fills
-    it). Differentiable in both arguments.
+    it). Differentiable in every argument.
     """
     lead = latents.shape[:-2]
     img = to_pixels(latents, patch, h, w).reshape(-1, h, w, 3).movedim(-1, -3)  # [N, 3, H, W]
     theta = affine_theta(params.reshape(-1, WARP_PARAMS).to(img.dtype))
     grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    if flow is not None:
+        coarse = flow.reshape(-1, h // patch, w // patch, 2).movedim(-1, -3).to(img.dtype)  # [N, 2, gh, gw]
+        dense = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)  # values at centres
+        grid = grid + dense.movedim(-3, -1)
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return to_latents(out.movedim(-3, -1).reshape(*lead, h, w, 3), patch)

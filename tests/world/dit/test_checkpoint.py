@@ -45,7 +45,8 @@ def test_mismatched_checkpoint_is_clear(tmp_path):
 
     path = _save(build(pretrained=False, config="tiny"), tmp_path / "m.safetensors")
     other = build(pretrained=False, config=DiTConfig(patch=8, width=64, layers=2, heads=2, temporal_rope=8,
-                                                       row_rope=8, col_rope=8, prev_frame=True, prev_warp=True))
+                                                       row_rope=8, col_rope=8, prev_frame=True, prev_warp=True,
+                                                       prev_flow=True))
     with pytest.raises(CheckpointError, match="shapes"):
         load_state(path, {n: t.shape for n, t in other.net.state_dict().items()})
     fewer = {n: t.shape for n, t in list(build(pretrained=False, config="tiny").net.state_dict().items())[:-2]}

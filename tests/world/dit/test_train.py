@@ -138,6 +138,20 @@ def test_warm_start_loads_weights_and_refuses_other_architectures(tmp_path):
         train(eps, bad, tmp_path / "c", seed=0, progress=False, init=a)
 
 
+def test_train_only_leaves_every_other_module_as_it_was_warm_started(tmp_path):
+    cfg = train_config("tiny")
+    eps = _episodes()
+    a = train(eps, TrainConfig(**{**cfg.to_dict(), "steps": 1}), tmp_path / "a", seed=5, progress=False)
+    head = TrainConfig(**{**cfg.to_dict(), "steps": 2, "lr": 1e-2, "train_only": ["flow_out"]})
+    b = train(eps, head, tmp_path / "b", seed=9, progress=False, init=a)
+    sa, sb = build(checkpoint=a).net.state_dict(), build(checkpoint=b).net.state_dict()
+    moved = {name for name in sa if not torch.equal(sa[name], sb[name])}
+    assert moved and all(name.startswith("flow_out.") for name in moved)
+    with pytest.raises(ValueError, match="not modules"):
+        train(eps, TrainConfig(**{**head.to_dict(), "train_only": ["nope"]}), tmp_path / "c", seed=0,
+              progress=False, init=a)
+
+
 def test_prev_rollout_feeds_the_models_own_predictions():
     from world.dit.config import model_config
     from world.dit.network import DiTNet

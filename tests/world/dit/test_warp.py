@@ -51,32 +51,68 @@ def test_zoom_keeps_the_centre_and_magnifies():
     assert abs(rows.float().mean().item() - (H - 1) / 2) < 1 and abs(cols.float().mean().item() - (W - 1) / 2) < 1
 
 
-def test_warp_is_differentiable_in_its_parameters():
+def test_warp_is_differentiable_in_its_parameters_and_flow():
     lat = patchify(_frames(1), P)
     params = torch.zeros(1, 4, requires_grad=True)
+    flow = torch.zeros(1, lat.shape[-2], 2, requires_grad=True)
     target = warp_latents(lat, torch.tensor([[0.1, 0.0, 0.0, 0.0]]), P, H, W)
-    ((warp_latents(lat, params, P, H, W) - target) ** 2).mean().backward()
+    ((warp_latents(lat, params, P, H, W, flow) - target) ** 2).mean().backward()
     assert params.grad is not None and params.grad[0, 0].abs() > 0
+    assert flow.grad is not None and flow.grad[..., 0].abs().sum() > 0
 
 
-def test_prev_warp_needs_prev_frame():
+def test_zero_flow_is_no_flow_and_a_uniform_flow_is_a_shift():
+    lat = patchify(_frames(), P)
+    params = torch.tensor([[0.02, -0.01, 0.05, 0.03], [0.0, 0.0, 0.0, 0.0]])
+    tokens = lat.shape[-2]
+    torch.testing.assert_close(warp_latents(lat, params, P, H, W, torch.zeros(2, tokens, 2)),
+                               warp_latents(lat, params, P, H, W))
+    shift = torch.tensor([6 / W, -4 / H])  # 3 px right, 2 px up, in normalised units
+    moved = params.clone()
+    moved[:, :2] += shift
+    torch.testing.assert_close(warp_latents(lat, params, P, H, W, shift.expand(2, tokens, 2)),
+                               warp_latents(lat, moved, P, H, W), atol=1e-5, rtol=0)
+
+
+def test_flow_of_one_patch_moves_only_its_neighbourhood():
+    """A displacement at one patch centre fades bilinearly to zero one patch away: the far side of the
+    picture is untouched (the point of a per-patch flow: parallax is local)."""
+    frames = _frames(1)
+    lat = patchify(frames, P)
+    gw = W // P
+    flow = torch.zeros(1, lat.shape[-2], 2)
+    flow[0, 0] = torch.tensor([4 / W, 0.0])  # top-left patch samples 2 px to its right
+    out = unpatchify(warp_latents(lat, torch.zeros(1, 4), P, H, W, flow), P, H, W)
+    assert torch.equal(out[0, :P // 2, :P // 2], frames[0, :P // 2, 2:P // 2 + 2])  # flat inside the corner
+    assert torch.equal(out[0, 2 * P:, :], frames[0, 2 * P:, :])
+    assert torch.equal(out[0, :, 2 * P:], frames[0, :, 2 * P:])
+    assert gw > 2
+
+
+def test_prev_warp_needs_prev_frame_and_prev_flow_needs_prev_warp():
     with pytest.raises(ValueError, match="prev_frame"):
         DiTConfig(prev_warp=True)
+    with pytest.raises(ValueError, match="prev_warp"):
+        DiTConfig(prev_frame=True, prev_flow=True)
 
 
 def test_warp_config_keeps_older_hashes():
     assert "prev_warp" not in model_config("default").to_dict()
-    assert model_config("warp").hash() != model_config("default").hash()
+    assert "prev_flow" not in model_config("warp").to_dict()
+    hashes = {model_config(n).hash() for n in ("default", "warp", "flow")}
+    assert len(hashes) == 3
 
 
-def test_warm_start_grows_the_warp_head_from_a_model_without_it(tmp_path):
-    """A `prev_frame` checkpoint warm-starts a `prev_warp` network: same outputs (identity warp)."""
+@pytest.mark.parametrize("have, grow", [({}, {"prev_warp": True}), ({"prev_warp": True}, {"prev_flow": True}),
+                                        ({}, {"prev_warp": True, "prev_flow": True})])
+def test_warm_start_grows_identity_heads_from_a_model_without_them(tmp_path, have, grow):
+    """A checkpoint without the warp (or its flow) warm-starts a network with it: same outputs."""
     from world.dit.network import DiTNet
     from world.dit.train import _warm_start
     from world.checkpoint import save_state
 
     plain_cfg = DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
-                          prev_frame=True)
+                          prev_frame=True, **have)
     plain = build(pretrained=False, config=plain_cfg, seed=4)
     gen = torch.Generator().manual_seed(2)
     with torch.no_grad():
@@ -84,10 +120,10 @@ def test_warm_start_grows_the_warp_head_from_a_model_without_it(tmp_path):
             p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     path = tmp_path / "plain.safetensors"
     save_state(path, plain.net.state_dict(), {"config": plain_cfg.to_dict(), "config_hash": plain_cfg.hash()})
-    grown_cfg = DiTConfig(**{**plain_cfg.to_dict(), "prev_warp": True})
+    grown_cfg = DiTConfig(**{**plain_cfg.to_dict(), **grow})
     net = DiTNet(grown_cfg)
     info = _warm_start(net, grown_cfg, path)
-    assert info["grown"] == ["prev_warp"]
+    assert sorted(info["grown"]) == sorted(grow)
     x, prev = torch.randn(1, 3, 48, 192), torch.randn(1, 3, 48, 192)
     args = (torch.rand(1, 3), torch.randint(0, 27, (1, 3)), torch.arange(3)[None],
             torch.tril(torch.ones(3, 3, dtype=torch.bool))[None])
@@ -112,8 +148,9 @@ def test_warp_alignment_loss_skips_frames_without_a_previous_frame():
     assert warp_alignment_loss(moved, torch.zeros_like(prev), target).item() == 0.0
 
 
-def test_training_with_the_warp_loss_moves_the_warp_head(tmp_path):
-    """One optimizer step of the tiny preset (warp_weight > 0) changes the zero-initialised warp head."""
+def test_training_with_the_warp_loss_moves_the_warp_and_flow_heads(tmp_path):
+    """One optimizer step of the tiny preset (warp_weight > 0) changes the zero-initialised warp and flow
+    heads."""
     from world.dit.config import TrainConfig, train_config
     from world.dit.default import load_net
     from world.dit.train import train
@@ -126,5 +163,6 @@ def test_training_with_the_warp_loss_moves_the_warp_head(tmp_path):
 
     net, _ = load_net(out)
     assert net.warp_out is not None and net.warp_out.weight.abs().sum() > 0
+    assert net.flow_out is not None and net.flow_out.weight.abs().sum() > 0
     header = (tmp_path / "run" / "loss.csv").read_text().splitlines()[0]
     assert header.split(",") == ["step", "loss", "x0", "pose", "warp", "lr", "seconds"]
