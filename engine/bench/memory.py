@@ -33,6 +33,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from engine.keyvalues import parse_key_values
+
 PSNR_CAP = 100.0
 AT_HORIZON_FRAMES = 32  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
 DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
@@ -77,24 +79,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- shared
-def parse_model_args(items: list[str]) -> dict:
-    """`KEY=VALUE` strings -> dict (values parsed as JSON where possible, true/false as booleans)."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--model-arg expects KEY=VALUE, got {item!r}")
-        low = raw.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-        else:
-            try:
-                out[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                out[key] = raw
-    return out
-
-
 def load_world_model(args):
     import torch
 
@@ -102,7 +86,7 @@ def load_world_model(args):
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        model = load_model(args.model, **parse_model_args(args.model_arg))
+        model = load_model(args.model, **parse_key_values(args.model_arg))
     except Exception as exc:  # unknown model, missing weights: say so and stop
         raise SystemExit(f"reverie bench: cannot load model '{args.model}': {exc}") from None
     return model
@@ -328,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
                                     out_max=out_max) for e in range(args.revisit_episodes)]
 
     # shadow mode: the full cache drives; its rollout is also the free-running reference
-    overrides = parse_model_args(args.set)
+    overrides = parse_key_values(args.set, "--set")
     shadow_mems, refused = make_memories(spec, policies, fracs, n, device, overrides)
     full = MemoryManager.create(spec, policy="full", horizon_frames=n + spec.chunk_frames, device=device)
     shadow = ShadowMemory(full, shadow_mems, args.shadow_queries)

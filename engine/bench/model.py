@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from engine.bench.memory import parse_model_args
+    from engine.keyvalues import parse_key_values
     from world.dit.data import play_episode
     from world.games.maps import DEFAULT_EVAL_MAP, get_map
     from world.registry import load_model
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
     try:
-        model = load_model(args.model, **parse_model_args(args.model_arg))
+        model = load_model(args.model, **parse_key_values(args.model_arg))
     except Exception as exc:  # unknown model, missing or corrupt weights: say so and stop
         raise SystemExit(f"reverie bench model: cannot load model '{args.model}': {exc}") from None
     load_s = time.perf_counter() - t0

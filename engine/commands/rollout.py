@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from engine.bench.memory import parse_model_args
+    from engine.keyvalues import parse_key_values
     from engine.rollout import RolloutError, read_rollout
     from world.games.policies import load_action_file
     from world.registry import load_model
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         actions = actions[:args.steps]
     try:
-        model = load_model(args.model, **parse_model_args(args.model_arg))
+        model = load_model(args.model, **parse_key_values(args.model_arg))
     except Exception as exc:
         print(f"reverie rollout: cannot load model '{args.model}': {exc}", file=sys.stderr)
         return 2
