@@ -5,6 +5,7 @@
     reverie train --config default --out runs/default --resume                 # continue a run
     reverie train --config finetune --init default --out runs/ft               # fine-tune the bundled model
     reverie train --config warp --init default --out runs/warp                 # grow the camera warp onto it
+    reverie train --config recall --init default --set revisit_prob=0.9 --out runs/r9   # any TrainConfig field
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
 data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default from the config)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig field of the preset, repeatable (e.g. revisit_prob=0.9, "
+                             "'maps=[\"maze\"]')")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.safetensors")
     parser.add_argument("--init", default=None, metavar="CHECKPOINT",
                         help="warm-start from this model checkpoint's weights (fine-tuning; e.g. the bundled "
@@ -43,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from world.dit.data import find_rollouts, generate_episodes, load_episode
     from world.dit.train import train
 
+    from engine.keyvalues import parse_key_values
+
     try:
-        cfg = train_config(args.config).with_overrides(steps=args.steps, batch=args.batch, lr=args.lr,
-                                                        threads=args.threads)
-    except ValueError as exc:
+        cfg = train_config(args.config).with_overrides(**parse_key_values(args.set, "--set"))
+        cfg = cfg.with_overrides(steps=args.steps, batch=args.batch, lr=args.lr, threads=args.threads)
+    except (TypeError, ValueError) as exc:  # unknown field, or a value of the wrong kind
         print(f"reverie train: {exc}", file=sys.stderr)
         return 2
     out = args.out or f"runs/train-{args.config}-seed{args.seed}"

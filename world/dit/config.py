@@ -202,6 +202,11 @@ class TrainConfig:
         return asdict(self)
 
     def with_overrides(self, **kw) -> "TrainConfig":
+        """A copy with the given fields replaced (None: keep); an unknown field name is a ValueError."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; choose from {sorted(known)}")
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 

@@ -152,6 +152,20 @@ def test_train_only_leaves_every_other_module_as_it_was_warm_started(tmp_path):
               progress=False, init=a)
 
 
+def test_overrides_replace_fields_and_refuse_unknown_ones(tmp_path, capsys):
+    from engine.cli import main
+
+    cfg = train_config("tiny").with_overrides(revisit_prob=0.9, maps=["maze"], lr=None)
+    assert cfg.revisit_prob == 0.9 and cfg.maps == ("maze",) and cfg.lr == train_config("tiny").lr
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        train_config("tiny").with_overrides(revisit_probability=0.9)
+    # on the command line: a clear message and exit code 2 before any data is made
+    assert main(["train", "--config", "tiny", "--set", "revisit_probability=0.9", "--out", str(tmp_path)]) == 2
+    assert "unknown TrainConfig field" in capsys.readouterr().err
+    assert main(["train", "--config", "tiny", "--set", "steps=\"many\"", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "model.safetensors").exists()
+
+
 def test_prev_rollout_feeds_the_models_own_predictions():
     from world.dit.config import model_config
     from world.dit.network import DiTNet
