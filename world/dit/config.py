@@ -220,6 +220,10 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
                       prev_frame=True, prev_warp=True, prev_flow=True),
 }
 
+# stage 4's recipe; the experiments after it vary it
+_RECALL = TrainConfig(model="warp", top_level_prob=0.5, steps=1000, lr=2e-4, warmup=20, prev_drop_prob=0.5,
+                      warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True)
+
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(top_level_prob=0.5),
     # stage 2 of the bundled model (`reverie train --config finetune --init default`): half the frames lose
@@ -237,8 +241,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # get earlier frames of their place get the 2 nearest in pose, so the model learns to redraw a place it
     # returns to from what memory brings back (stage 3 repainted it from the warped previous frame). With
     # every window and 4 frames (revisit_prob=1, revisit_frames=4) free play drifted into saturated colour
-    "recall": TrainConfig(model="warp", top_level_prob=0.5, steps=1000, lr=2e-4, warmup=20, prev_drop_prob=0.5,
-                          warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True),
+    "recall": _RECALL,
     # experiment, not shipped: stage 4 plus a zero-initialised per-patch flow head (`--init default`; training
     # starts from stage 4 exactly), the stage-4 recipe, 1500 steps (15 min), last 5 averaged. The best replays so
     # far (tf 27.06, ar 25.16 / 24.10 / 23.10) and free runs (go-and-return, 256 frames: 23.45 dB against the
@@ -246,25 +249,20 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # 23.66 on revisits (loops of 40-60 steps out: 24.15 / 24.15 / 23.60), so memory would not matter. The same
     # 1500 steps without the flow (`--config recall --steps 1500`): tf 27.04, ar 25.19 / 23.98 / 22.80, free runs
     # 21.40, revisits dual 21.10, window 19.46
-    "flow": TrainConfig(model="flow", top_level_prob=0.5, steps=1500, lr=2e-4, warmup=20, prev_drop_prob=0.5,
-                        warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True),
+    "flow": replace(_RECALL, model="flow", steps=1500),
     # experiment, not shipped: the same with only the flow head trained (the stage-4 body, and its use of memory,
     # kept), 1000 steps: nothing moved (tf 26.98, ar16 23.83): the stage-4 features carry no per-patch motion
-    "flow-head": TrainConfig(model="flow", top_level_prob=0.5, steps=1000, lr=1e-3, warmup=20, prev_drop_prob=0.5,
-                             warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True,
-                             train_only=("flow_out",)),
+    "flow-head": replace(_RECALL, model="flow", lr=1e-3, train_only=("flow_out",)),
     # experiment, not shipped: `--init` the `flow` run, 9 in 10 windows with revisits, 600 steps. Recalls again
     # (revisits: dual 21.41, window 19.93) and keeps the replays (tf 27.08, ar 25.11 / 24.06 / 23.04), but
     # its go-and-return free runs fall to 21.37 dB against the game (stage 4: 22.39)
-    "flow-recall": TrainConfig(model="flow", top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_drop_prob=0.5,
-                               warp_weight=1.0, revisit_frames=2, revisit_prob=0.9, revisit_nearest=True),
+    "flow-recall": replace(_RECALL, model="flow", steps=600, lr=1e-4, revisit_prob=0.9),
     # experiment, not shipped: the stage-4 recipe on six training maps instead of two (`--init default`, 1500
     # steps, 5 episodes per map and policy). No better on the held-out map: tf 27.03, ar 24.81 / 23.50 / 22.54;
     # revisits dual 22.32, window 19.91, full 22.25; go-and-return free runs 21.43 (stage 4: 22.39)
-    "maps": TrainConfig(model="warp", top_level_prob=0.5, steps=1500, lr=2e-4, warmup=20, prev_drop_prob=0.5,
-                        warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True, episodes_per=5,
-                        maps=("maze", "freedoom2-map01", "freedoom2-map03", "freedoom2-map04", "freedoom2-map05",
-                              "freedoom2-map06")),
+    "maps": replace(_RECALL, steps=1500, episodes_per=5,
+                    maps=("maze", "freedoom2-map01", "freedoom2-map03", "freedoom2-map04", "freedoom2-map05",
+                          "freedoom2-map06")),
     # experiment, not shipped: stage 3 plus self-forcing of the previous frame and of the attended history
     # (`--init default`, 600 CPU steps, last 5 averaged). Free play keeps its brightness but still blurs within
     # ~8 frames; tf 26.98, ar 24.91 / 23.74 / 22.73 (16 frames: 0.2 dB below stage 3, 0.1 below stage 4)
