@@ -35,9 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("reverie bench kernels: --device cuda but CUDA is not available")
+    from engine.devices import DeviceError, resolve_device
+
+    try:
+        device = resolve_device(args.device).type
+    except DeviceError as exc:
+        raise SystemExit(f"reverie bench kernels: {exc}") from None
     if device == "cpu":
         torch.set_num_threads(max(1, args.threads))
     with torch.inference_mode():

@@ -6,6 +6,7 @@
     reverie train --config finetune --init default --out runs/ft               # fine-tune the bundled model
     reverie train --config warp --init default --out runs/warp                 # grow the camera warp onto it
     reverie train --config recall --init default --set revisit_prob=0.9 --out runs/r9   # any TrainConfig field
+    reverie train --config default --device cuda --precision bf16 --out runs/gpu      # on a GPU
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
 data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
@@ -39,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model: --init default)")
     parser.add_argument("--snapshots", type=int, default=0, metavar="N",
                         help="keep the latest N checkpoints under OUT/snapshots/ (for averaging at release)")
+    parser.add_argument("--device", default="auto",
+                        help="where the network trains: auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="bf16: autocast matmuls and attention, fp32 weights and optimizer (auto: bf16 on "
+                             "CUDA, fp32 on the CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
     from world.dit.data import find_rollouts, generate_episodes, load_episode
     from world.dit.train import train
 
+    from engine.devices import resolve_device
     from engine.keyvalues import parse_key_values
 
     try:
         cfg = train_config(args.config).with_overrides(**parse_key_values(args.set, "--set"))
         cfg = cfg.with_overrides(steps=args.steps, batch=args.batch, lr=args.lr, threads=args.threads)
-    except (TypeError, ValueError) as exc:  # unknown field, or a value of the wrong kind
+        device = resolve_device(args.device)
+    except (TypeError, ValueError) as exc:  # unknown field, a value of the wrong kind, an unusable device
         print(f"reverie train: {exc}", file=sys.stderr)
         return 2
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     out = args.out or f"runs/train-{args.config}-seed{args.seed}"
     progress = not args.no_progress
     tics = cfg.tics_per_step
@@ -66,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         episodes = generate_episodes(cfg, args.seed, progress=progress)
         source = {"data": "recipe"}
     frames = sum(len(e) for e in episodes)
-    print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) -> {out}", flush=True)
+    print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) on {device} ({precision}) "
+          f"-> {out}", flush=True)
     command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
     init = args.init
     if init == "default":
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
         init = DEFAULT_CHECKPOINT
     path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress, init=init,
-                 keep_snapshots=max(0, args.snapshots),
+                 keep_snapshots=max(0, args.snapshots), device=device, precision=precision,
                  extra_meta={"command": command, "tics_per_step": tics, **source})
     print(f"model: {path}")
     return 0

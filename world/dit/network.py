@@ -87,27 +87,29 @@ def _noisy_attention(qn, kc, vc, kn, vn, w: int, tpf: int, mask: torch.Tensor) -
     return out.reshape(b, h, w * tpf, hd)
 
 
-def _doubled_masks(r: int, w: int, tpf: int, extra_valid: torch.Tensor | None, b: int):
-    """Additive float masks for `DiTNet.forward_doubled`: clean `[B|1, 1, (R+W)T, (R+W)T]` and noisy
-    `[B|1, 1, W, (R+W)T + T]` (per noisy frame, over its keys; 0 = visible, -inf = hidden)."""
+def _doubled_masks(r: int, w: int, tpf: int, extra_valid: torch.Tensor | None, b: int,
+                   device: torch.device | str = "cpu"):
+    """Additive float masks for `DiTNet.forward_doubled`, built on `device`: clean `[B|1, 1, (R+W)T, (R+W)T]`
+    and noisy `[B|1, 1, W, (R+W)T + T]` (per noisy frame, over its keys; 0 = visible, -inf = hidden)."""
     n = r + w
-    clean = torch.ones(n, n, dtype=torch.bool).tril()
-    noisy = torch.zeros(w, n, dtype=torch.bool)
+    clean = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    noisy = torch.zeros(w, n, dtype=torch.bool, device=device)
     noisy[:, :r] = True
-    noisy[:, r:] = torch.ones(w, w, dtype=torch.bool).tril(-1)
+    noisy[:, r:] = torch.ones(w, w, dtype=torch.bool, device=device).tril(-1)
     clean, noisy = clean[None], noisy[None]
     if extra_valid is not None and r:
-        hide = torch.zeros(b, n, dtype=torch.bool)
-        hide[:, :r] = ~extra_valid
+        hide = torch.zeros(b, n, dtype=torch.bool, device=device)
+        hide[:, :r] = ~extra_valid.to(device)
         clean = clean & ~hide[:, None, :]
-        idx = torch.arange(r)
+        idx = torch.arange(r, device=device)
         clean[:, idx, idx] = True
         noisy = noisy & ~hide[:, None, :]
     clean = clean.repeat_interleave(tpf, -1).repeat_interleave(tpf, -2)[:, None]
-    noisy = torch.cat((noisy.repeat_interleave(tpf, -1), torch.ones(*noisy.shape[:2], tpf, dtype=torch.bool)), -1)
+    noisy = torch.cat((noisy.repeat_interleave(tpf, -1),
+                       torch.ones(*noisy.shape[:2], tpf, dtype=torch.bool, device=device)), -1)
     noisy = noisy[:, None]
-    return (torch.zeros(clean.shape).masked_fill_(~clean, float("-inf")),
-            torch.zeros(noisy.shape).masked_fill_(~noisy, float("-inf")))
+    return (torch.zeros(clean.shape, device=device).masked_fill_(~clean, float("-inf")),
+            torch.zeros(noisy.shape, device=device).masked_fill_(~noisy, float("-inf")))
 
 
 class DiTNet(nn.Module):
@@ -236,7 +238,7 @@ class DiTNet(nn.Module):
         prev = self._prev(x, prev)
         h, cond = self._embed(x, t, actions, prev)
         token_pos = self._per_token(pos[..., None].to(torch.float32))[..., 0][:, None]  # [B, 1, N]
-        clean_mask, noisy_mask = _doubled_masks(r, w, tpf, extra_valid, b)
+        clean_mask, noisy_mask = _doubled_masks(r, w, tpf, extra_valid, b, x.device)
         for block in self.blocks:
             mod = self._per_token(block.ada(cond))
             q, k, v = block.qkv_heads(h, mod, self.spatial)

@@ -138,9 +138,9 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
     r, w = cfg.revisit_frames, cfg.window
     b = prev.shape[0]
     x, t = batch["x"].clone(), batch["t"].clone()
-    x[:, r + w:] = torch.randn(x[:, r + w:].shape, generator=gen)
+    x[:, r + w:] = torch.randn(x[:, r + w:].shape, generator=gen).to(x.device)
     t[:, r + w:] = 1.0
-    use = (torch.rand(b, generator=gen) < cfg.prev_rollout_prob)[:, None, None, None]
+    use = (torch.rand(b, generator=gen) < cfg.prev_rollout_prob).to(x.device)[:, None, None, None]
     real = prev
     kept = prev_present(real).to(real.dtype)[..., None, None]  # [B, n, 1, 1]
     with torch.no_grad():
@@ -161,19 +161,37 @@ def rollout_prev(net: DiTNet, batch: dict, cfg: TrainConfig, gen: torch.Generato
     return dict(batch, prev=prev, x=xs, t=ts)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """`make_batch`'s tensors on `device` (they are drawn on the CPU, so a run's random stream does not
+    depend on where it trains)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward passes' autocast context: bf16 matmuls and attention under `precision="bf16"` (weights,
+    gradients and optimizer state stay fp32), nothing under "fp32"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     r, w = cfg.revisit_frames, cfg.window
     out, pose, moved = net.forward_doubled(batch["x"], batch["t"], batch["actions"], batch["pos"], r,
                                            batch["revisit_valid"], prev=batch.get("prev"), with_prev=True)
+    out = out.float()
     loss_x0 = F.mse_loss(out[:, r + w:], batch["x0"])
     total = loss_x0
     result = {"x0": loss_x0}
     if cfg.warp_weight > 0.0 and net.warp_out is not None:
-        loss_warp = warp_alignment_loss(moved[:, r + w:], batch["prev"][:, r + w:], batch["x0"])
+        loss_warp = warp_alignment_loss(moved[:, r + w:].float(), batch["prev"][:, r + w:], batch["x0"])
         total = total + cfg.warp_weight * loss_warp
         result["warp"] = loss_warp
     if pose is not None:
-        loss_pose = F.mse_loss(pose[:, r:r + w], batch["pose"])
+        loss_pose = F.mse_loss(pose[:, r:r + w].float(), batch["pose"])
         total = total + cfg.pose_weight * loss_pose
         result["pose"] = loss_pose
     result["loss"] = total
@@ -315,8 +333,8 @@ def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np
     net.load_state_dict({k[len("model."):]: v for k, v in model_state.items() if k.startswith("model.")})
     for name, p in net.named_parameters():
         if f"adam.exp_avg.{name}" in state:
-            opt.state[p] = {"step": torch.tensor(meta["adam_step"]), "exp_avg": state[f"adam.exp_avg.{name}"],
-                            "exp_avg_sq": state[f"adam.exp_avg_sq.{name}"]}
+            opt.state[p] = {"step": torch.tensor(meta["adam_step"]), "exp_avg": state[f"adam.exp_avg.{name}"].to(p.device),
+                            "exp_avg_sq": state[f"adam.exp_avg_sq.{name}"].to(p.device)}
     gen.set_state(state["rng.torch"])
     np_rng.bit_generator.state = meta["numpy_rng"]
     return int(meta["step"])
@@ -324,10 +342,15 @@ def _resume(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, np_rng: np
 
 def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: int = 0, resume: bool = False,
           extra_meta: dict | None = None, progress: bool = True, keep_snapshots: int = 0,
-          init: str | Path | None = None) -> Path:
+          init: str | Path | None = None, device: str | torch.device = "cpu", precision: str = "fp32") -> Path:
     """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`, and
     with `keep_snapshots=N` the latest N checkpoints under `snapshots/`. `init` warm-starts from a model
     checkpoint's weights (same architecture; fresh optimizer and schedule): a fine-tuning run.
+
+    The network trains on `device` ("cpu", "cuda", "cuda:1", ...) under `precision` ("fp32", or "bf16"
+    autocast with fp32 weights). Windows and every random draw come from CPU generators either way, so a run
+    sees the same data and noise wherever it trains; its weights match across devices only up to float
+    rounding. Checkpoints are written from CPU copies and load anywhere.
 
     Returns the path of the model checkpoint.
     """
@@ -342,6 +365,9 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     init_meta = {}
     if init is not None:
         init_meta = {"init": _warm_start(net, model_cfg, init)}
+    device = torch.device(device)
+    autocast(device, precision)  # refuses an unknown precision before anything is written
+    net.to(device)
     opt = torch.optim.AdamW(trainable_parameters(net, cfg.train_only), lr=cfg.lr, betas=(0.9, 0.99),
                             weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(seed)
@@ -349,7 +375,8 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     sampler = WindowSampler(episodes, cfg)
     meta = {"config": model_cfg.to_dict(), "config_hash": model_cfg.hash(), "train": cfg.to_dict(), "seed": seed,
             "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes),
-            "longest_episode": int(max((len(e) for e in episodes), default=0)), **init_meta, **(extra_meta or {})}
+            "longest_episode": int(max((len(e) for e in episodes), default=0)), "precision": precision,
+            "device": device_name(device), **init_meta, **(extra_meta or {})}
     start = 0
     if resume and paths.state.is_file():
         start = _resume(paths, net, opt, np_rng, gen)
@@ -379,8 +406,9 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = rollout_prev(net, make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), cfg, gen)
-            parts = losses(net, batch, cfg)
+            batch = batch_to(make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), device)
+            with autocast(device, precision):
+                parts = losses(net, rollout_prev(net, batch, cfg, gen), cfg)
             opt.zero_grad(set_to_none=True)
             parts["loss"].backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -399,6 +427,14 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     if start >= cfg.steps and not paths.model.exists():
         _save(paths, net, opt, start, np_rng, gen, meta)
     return paths.model
+
+
+def device_name(device: torch.device) -> str:
+    """What a run trained on, for its checkpoint's metadata: "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
 def plot_curve(csv_path: Path, png_path: Path) -> bool:

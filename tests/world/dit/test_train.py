@@ -243,3 +243,68 @@ def test_prev_drop_zeroes_a_share_of_previous_frames():
     assert 0.3 < share < 0.7
     r = 2  # revisit slots first, then the clean and the noisy copies of the 5 window frames
     assert torch.equal(zero_drop[:, r:r + 5], zero_drop[:, r + 5:])  # a frame's two copies agree
+
+
+def test_training_step_builds_every_tensor_on_the_batch_device():
+    # the meta device has no data: any tensor the step makes on the CPU instead of the batch's device fails
+    from world.dit.config import model_config
+    from world.dit.network import DiTNet
+    from world.dit.train import batch_to, losses, make_batch, rollout_prev
+
+    cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
+                      revisit_max_dist=5.0, episode_steps=40, warp_weight=1.0, prev_rollout_passes=1,
+                      prev_rollout_prob=1.0, prev_rollout_context=True)
+    mcfg = model_config("tiny")
+    net = DiTNet(mcfg).to("meta")
+    sample = WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 2)
+    batch = batch_to(make_batch(sample, cfg, mcfg, torch.Generator().manual_seed(1)), torch.device("meta"))
+    parts = losses(net, rollout_prev(net, batch, cfg, torch.Generator().manual_seed(2)), cfg)
+    assert set(parts) == {"x0", "warp", "pose", "loss"}
+    assert all(v.device.type == "meta" for v in parts.values())
+
+
+def test_bf16_training_tracks_fp32_and_says_so(tmp_path):
+    from world.checkpoint import read_metadata
+
+    cfg, eps = train_config("tiny"), _episodes()
+    a = train(eps, cfg, tmp_path / "fp32", seed=5, progress=False)
+    b = train(eps, cfg, tmp_path / "bf16", seed=5, progress=False, precision="bf16")
+    assert read_metadata(b)["precision"] == "bf16" and read_metadata(a)["precision"] == "fp32"
+    assert read_metadata(b)["device"] == "cpu"
+    la = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "fp32" / "loss.csv"))]
+    lb = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "bf16" / "loss.csv"))]
+    assert np.isfinite(lb).all() and np.allclose(la, lb, rtol=0.05)  # same data and noise, bf16 rounding
+    wa, wb = build(checkpoint=a).net.state_dict(), build(checkpoint=b).net.state_dict()
+    assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 0.02
+    with pytest.raises(ValueError, match="precision"):
+        train(eps, cfg, tmp_path / "fp8", seed=5, progress=False, precision="fp8")
+    assert not (tmp_path / "fp8" / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_train_cli_refuses_a_device_it_cannot_use(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["train", "--config", "tiny", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_matches_the_cpu_run_and_resumes(tmp_path):
+    from world.checkpoint import read_metadata
+
+    cfg, eps = train_config("tiny"), _episodes()
+    cpu = build(checkpoint=train(eps, cfg, tmp_path / "cpu", seed=5, progress=False)).net.state_dict()
+    gpu_path = train(eps, cfg, tmp_path / "gpu", seed=5, progress=False, device="cuda")
+    assert read_metadata(gpu_path)["device"].startswith("cuda:")
+    gpu = build(checkpoint=gpu_path).net.state_dict()
+    for name, t in cpu.items():  # same windows and noise; only float rounding differs (TF32 off by default)
+        torch.testing.assert_close(gpu[name], t, atol=2e-3, rtol=0)
+    train(eps, TrainConfig(**{**cfg.to_dict(), "steps": 2}), tmp_path / "resumed", seed=5, progress=False,
+          device="cuda")
+    resumed = train(eps, cfg, tmp_path / "resumed", seed=5, resume=True, progress=False, device="cuda")
+    for name, t in gpu.items():
+        torch.testing.assert_close(build(checkpoint=resumed).net.state_dict()[name], t, atol=1e-3, rtol=0)
+    bf16 = train(eps, cfg, tmp_path / "bf16", seed=5, progress=False, device="cuda", precision="bf16")
+    assert read_metadata(bf16)["precision"] == "bf16"
