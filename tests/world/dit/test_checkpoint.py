@@ -116,3 +116,45 @@ def test_release_averages_checkpoints_of_one_run(tmp_path):
                     {"config": other.cfg.to_dict(), "config_hash": other.cfg.hash(), "step": 5})
     with pytest.raises(CheckpointError):
         release([pa, po], tmp_path / "bad.safetensors")
+
+
+def test_release_soups_fine_tunes_with_weights_and_grown_heads(tmp_path):
+    from dataclasses import replace
+
+    from world.checkpoint import CheckpointError, read_metadata
+    from world.dit.release import release
+
+    flow_cfg = build(pretrained=False, config="tiny").cfg
+    warp_cfg = replace(flow_cfg, prev_flow=False)
+    warp, flow = build(pretrained=False, config=warp_cfg, seed=1), build(pretrained=False, config=flow_cfg, seed=2)
+    torch.nn.init.normal_(flow.net.flow_out.weight)  # a trained flow head, not its zero start
+    pw = save_state(tmp_path / "w.safetensors", warp.net.state_dict(),
+                    {"config": warp_cfg.to_dict(), "config_hash": warp_cfg.hash(), "step": 900, "command": "a"})
+    pf = save_state(tmp_path / "f.safetensors", flow.net.state_dict(),
+                    {"config": flow_cfg.to_dict(), "config_hash": flow_cfg.hash(), "step": 600, "command": "b"})
+    out = release([pw, pf], tmp_path / "soup.safetensors", steps=(1.0,), weights=(3.0, 1.0))
+    soup = build(checkpoint=out)
+    assert soup.cfg == flow_cfg  # the richer source's architecture and metadata
+    fw, ww = flow.net.state_dict(), warp.net.state_dict()
+    assert set(fw) - set(ww) == {"flow_out.weight", "flow_out.bias"}
+    for name, t in soup.net.state_dict().items():  # the warp model counts as holding a zero flow head
+        want = 0.25 * fw[name].float() + (0.75 * ww[name].float() if name in ww else 0.0)
+        torch.testing.assert_close(t.float(), want, atol=2e-3, rtol=0)
+    meta = read_metadata(out)
+    assert [(r["weight"], r["step"], r["command"]) for r in meta["released_from"]] == [(0.75, 900, "a"), (0.25, 600, "b")]
+    assert "averaged_steps" not in meta and meta["sampler_steps"] == [1.0]
+    from world.dit.release import main
+
+    args = [str(pw), str(pf), "--weights", "1", "1", "--steps", "1.0", "--out", str(tmp_path / "cli.safetensors")]
+    assert main(args) == 0
+    assert read_metadata(tmp_path / "cli.safetensors")["release_command"] == "python -m world.dit.release " + " ".join(args)
+    with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):
+        release([pw, pf], tmp_path / "bad.safetensors", weights=(1.0,))
+    with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):
+        release([pw, pf], tmp_path / "bad.safetensors", weights=(1.0, -1.0))
+    other_cfg = replace(warp_cfg, mlp_ratio=2.0)
+    other = build(pretrained=False, config=other_cfg)
+    po = save_state(tmp_path / "o.safetensors", other.net.state_dict(),
+                    {"config": other_cfg.to_dict(), "config_hash": other_cfg.hash(), "step": 5})
+    with pytest.raises(CheckpointError, match="differ only by the heads"):
+        release([pf, po], tmp_path / "bad.safetensors", weights=(0.5, 0.5))
