@@ -242,8 +242,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # returns to from what memory brings back (stage 3 repainted it from the warped previous frame). With
     # every window and 4 frames (revisit_prob=1, revisit_frames=4) free play drifted into saturated colour
     "recall": _RECALL,
-    # experiment, not shipped: stage 4 plus a zero-initialised per-patch flow head (`--init default`; training
-    # starts from stage 4 exactly), the stage-4 recipe, 1500 steps (15 min), last 5 averaged. The best replays so
+    # stage 5, first half (see `flow-recall`): stage 4 plus a zero-initialised per-patch flow head (`--init
+    # default`; training starts from stage 4 exactly), the stage-4 recipe, 1500 steps (15 min), last 5 averaged. On
+    # its own not shippable, though it gives the best replays so
     # far (tf 27.06, ar 25.16 / 24.10 / 23.10) and free runs (go-and-return, 256 frames: 23.45 dB against the
     # game; stage 4 22.39), but it repaints returns instead of recalling them: dual 23.84, window 24.04, full
     # 23.66 on revisits (loops of 40-60 steps out: 24.15 / 24.15 / 23.60), so memory would not matter. The same
@@ -253,9 +254,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # experiment, not shipped: the same with only the flow head trained (the stage-4 body, and its use of memory,
     # kept), 1000 steps: nothing moved (tf 26.98, ar16 23.83): the stage-4 features carry no per-patch motion
     "flow-head": replace(_RECALL, model="flow", lr=1e-3, train_only=("flow_out",)),
-    # experiment, not shipped: `--init` the `flow` run, 9 in 10 windows with revisits, 600 steps. Recalls again
+    # stage 5, second half: `--init` the `flow` run, 9 in 10 windows with revisits, 600 steps. Recalls again
     # (revisits: dual 21.41, window 19.93) and keeps the replays (tf 27.08, ar 25.11 / 24.06 / 23.04), but
-    # its go-and-return free runs fall to 21.37 dB against the game (stage 4: 22.39)
+    # its go-and-return free runs fall to 21.37 dB against the game (stage 4: 22.39). The bundled stage 5 is
+    # the 50/50 weight average of this run and stage 4 (`world.dit.release --weights 0.5 0.5`, the flow head
+    # halved), which keeps what each does well (README). The same run relaxed back to revisit_prob 0.5 for 400
+    # steps at lr 5e-5 lost free play altogether (17.98 dB against the game)
     "flow-recall": replace(_RECALL, model="flow", steps=600, lr=1e-4, revisit_prob=0.9),
     # experiment, not shipped: the stage-4 recipe on six training maps instead of two (`--init default`, 1500
     # steps, 5 episodes per map and policy). No better on the held-out map: tf 27.03, ar 24.81 / 23.50 / 22.54;
