@@ -210,11 +210,22 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
+# config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly
+GROWN_HEADS = {"prev_warp": "warp_out", "prev_flow": "flow_out"}
+
+
+def heads_to_grow(target: DiTConfig, source: DiTConfig) -> list[str] | None:
+    """The `GROWN_HEADS` flags `target` has and `source` lacks, when that is all that tells them apart
+    (`[]`: the same architecture); None when they differ in anything else."""
+    grown = [f for f in GROWN_HEADS if getattr(target, f) and not getattr(source, f)]
+    return grown if replace(target, **{f: False for f in grown}).hash() == source.hash() else None
+
+
 MODEL_PRESETS: dict[str, DiTConfig] = {
     "default": DiTConfig(prev_frame=True),
     # the bundled model's stage 3: the default architecture plus the camera warp of the previous frame
     "warp": DiTConfig(prev_frame=True, prev_warp=True),
-    # stage 3's warp plus a per-patch residual flow (parallax); experiments only (train presets flow*)
+    # stage 3's warp plus a per-patch residual flow (parallax): the bundled model's stage 5 (train presets flow*)
     "flow": DiTConfig(prev_frame=True, prev_warp=True, prev_flow=True),
     "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
                       prev_frame=True, prev_warp=True, prev_flow=True),

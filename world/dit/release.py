@@ -33,26 +33,30 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
     command line) is recorded as `release_command`."""
     import torch
 
+    from world.dit.default import load_net
+
     sources = [Path(p) for p in (src if isinstance(src, (list, tuple)) else [src])]
+    loaded = [load_net(p) for p in sources]  # (network, metadata) of each; validates each end to end
     if weights is None:
         weights = [1.0] * len(sources)
-        order = sorted(range(len(sources)), key=lambda i: read_metadata(sources[i]).get("step", 0))
-        sources = [sources[i] for i in order]
+        order = sorted(range(len(sources)), key=lambda i: loaded[i][1].get("step", 0))
+        sources, loaded = [sources[i] for i in order], [loaded[i] for i in order]
     if len(weights) != len(sources) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ValueError(f"give one non-negative weight per checkpoint ({len(sources)}), not all zero; got {list(weights)}")
     weights = [float(w) / sum(weights) for w in weights]
-    ref, net, meta, absent = _reference(sources)
+    metas = [m for _, m in loaded]
+    ref = _reference(sources, [n.cfg for n, _ in loaded])
+    net, meta = loaded[ref]
     expected = {n: t.shape for n, t in net.state_dict().items()}
     state = load_state(sources[ref], expected, dtype=None)  # the stored dtypes (fp16) are kept
     if len(sources) > 1:
         sums = {n: torch.zeros(shape, dtype=torch.float64) for n, shape in expected.items()}
-        for p, w, missing in zip(sources, weights, absent):
-            held = {n: s for n, s in expected.items() if n not in missing}
-            for n, t in load_state(p, held, dtype=torch.float64).items():
-                sums[n] += w * t  # a missing grown head adds its zero initialisation
+        for (other, _), w in zip(loaded, weights):
+            for n, t in other.state_dict().items():
+                sums[n] += w * t.double()  # a missing grown head adds its zero initialisation
         state = {n: v.to(state[n].dtype) for n, v in sums.items()}
-        if len({read_metadata(p).get("command") for p in sources}) == 1:
-            meta["averaged_steps"] = [read_metadata(p).get("step") for p in sources]
+        if len({m.get("command") for m in metas}) == 1:
+            meta["averaged_steps"] = [m.get("step") for m in metas]
         else:
             meta.pop("averaged_steps", None)
     if steps is not None:
@@ -61,34 +65,23 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
         meta["sampler_steps"] = [float(s) for s in steps]
     meta.pop("checkpoint_path", None)
     meta["release_command"] = command
-    meta["released_from"] = [{"file": str(p), "sha256": sha256_file(p), "step": read_metadata(p).get("step"),
-                              "weight": w, "command": read_metadata(p).get("command", "")}
-                             for p, w in zip(sources, weights)]
+    meta["released_from"] = [{"file": str(p), "sha256": sha256_file(p), "step": m.get("step"), "weight": w,
+                              "command": m.get("command", "")} for p, m, w in zip(sources, metas, weights)]
     return save_state(dst, state, meta)
 
 
-def _reference(sources: list[Path]):
-    """The index, network and metadata of the source with the most grown heads (the last such), and per
-    source the tensor names it lacks because it was saved without one of them; any other difference is an
-    error."""
-    from dataclasses import replace
+def _reference(sources: list[Path], configs: list) -> int:
+    """Index of the source whose config has the most grown heads (the last such); every other config must
+    be it without some of them (`world.dit.config.heads_to_grow`), else a `CheckpointError`."""
+    from world.dit.config import GROWN_HEADS, heads_to_grow
 
-    from world.dit.default import load_net
-    from world.dit.train import GROWN_HEADS
-
-    loaded = [load_net(p) for p in sources]  # validates each checkpoint end to end
-    richness = [sum(bool(getattr(n.cfg, f)) for f in GROWN_HEADS) for n, _ in loaded]
+    richness = [sum(bool(getattr(c, f)) for f in GROWN_HEADS) for c in configs]
     ref = max(range(len(sources)), key=lambda i: (richness[i], i))
-    net, meta = loaded[ref]
-    names = set(net.state_dict())
-    absent = []
-    for p, (other, _) in zip(sources, loaded):
-        lacking = [f for f in GROWN_HEADS if getattr(net.cfg, f) and not getattr(other.cfg, f)]
-        if replace(net.cfg, **{f: False for f in lacking}).hash() != other.cfg.hash():
+    for p, cfg in zip(sources, configs):
+        if heads_to_grow(configs[ref], cfg) is None:
             raise CheckpointError(f"{p} is not a checkpoint of the same model as {sources[ref]} "
                                   f"(they may differ only by the heads {sorted(GROWN_HEADS)})")
-        absent.append(names - set(other.state_dict()))
-    return ref, net, meta, absent
+    return ref
 
 
 def main(argv: list[str] | None = None) -> int:

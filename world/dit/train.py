@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from world.checkpoint import save_state
-from world.dit.config import DiTConfig, TrainConfig, model_config
+from world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow, model_config
 from world.dit.data import Episode, WindowSampler
 from world.dit.patches import patchify
 from world.dit.network import DiTNet
@@ -288,10 +288,6 @@ def _save(paths: RunPaths, net: DiTNet, opt: torch.optim.Optimizer, step: int, n
                                         numpy_rng=np_rng.bit_generator.state))
 
 
-# config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly
-GROWN_HEADS = {"prev_warp": "warp_out", "prev_flow": "flow_out"}
-
-
 def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
     """Load `path`'s weights into `net`; returns where they came from.
 
@@ -299,14 +295,12 @@ def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
     identity (`GROWN_HEADS`: a `prev_frame` model warm-starts a `prev_warp` one, its warp head left at zero;
     a `prev_warp` model a `prev_flow` one, its flow head left at zero).
     """
-    from dataclasses import replace
-
     from world.checkpoint import CheckpointError, sha256_file
     from world.dit.default import load_net
 
     src, meta = load_net(path)  # validates the checkpoint's config, names and shapes
-    grown = [f for f in GROWN_HEADS if getattr(model_cfg, f) and not getattr(src.cfg, f)]
-    if src.cfg.hash() != replace(model_cfg, **{f: False for f in grown}).hash():
+    grown = heads_to_grow(model_cfg, src.cfg)
+    if grown is None:
         raise CheckpointError(f"{path} holds a model of config {src.cfg.hash()}, this run trains "
                               f"{model_cfg.hash()}; warm-start only from the same architecture "
                               f"(or one without {sorted(GROWN_HEADS)})")
