@@ -231,9 +231,11 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
                       prev_frame=True, prev_warp=True, prev_flow=True),
 }
 
+# stage 3's recipe, which stage 4 and the experiments on the warp model vary
+_WARP = TrainConfig(model="warp", top_level_prob=0.5, steps=2000, lr=3e-4, warmup=20, prev_drop_prob=0.5,
+                    warp_weight=1.0)
 # stage 4's recipe; the experiments after it vary it
-_RECALL = TrainConfig(model="warp", top_level_prob=0.5, steps=1000, lr=2e-4, warmup=20, prev_drop_prob=0.5,
-                      warp_weight=1.0, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True)
+_RECALL = replace(_WARP, steps=1000, lr=2e-4, revisit_frames=2, revisit_prob=0.5, revisit_nearest=True)
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(top_level_prob=0.5),
@@ -246,8 +248,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                              prev_rollout_prob=0.75),
     # stage 3 (`reverie train --config warp --init default`): the stage-2 weights plus a zero-initialised
     # warp head (so training starts from the stage-2 model exactly), same recipe as stage 2
-    "warp": TrainConfig(model="warp", top_level_prob=0.5, steps=2000, lr=3e-4, warmup=20, prev_drop_prob=0.5,
-                        warp_weight=1.0),
+    "warp": _WARP,
     # stage 4 of the bundled model (`reverie train --config recall --init default`): half the windows that can
     # get earlier frames of their place get the 2 nearest in pose, so the model learns to redraw a place it
     # returns to from what memory brings back (stage 3 repainted it from the warped previous frame). With
@@ -281,9 +282,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # experiment, not shipped: stage 3 plus self-forcing of the previous frame and of the attended history
     # (`--init default`, 600 CPU steps, last 5 averaged). Free play keeps its brightness but still blurs within
     # ~8 frames; tf 26.98, ar 24.91 / 23.74 / 22.73 (16 frames: 0.2 dB below stage 3, 0.1 below stage 4)
-    "warp-selfforce": TrainConfig(model="warp", top_level_prob=0.5, steps=600, lr=1e-4, warmup=20, prev_drop_prob=0.5,
-                                  warp_weight=1.0, prev_rollout_passes=2, prev_rollout_prob=0.75,
-                                  prev_rollout_context=True),
+    "warp-selfforce": replace(_WARP, steps=600, lr=1e-4, prev_rollout_passes=2, prev_rollout_prob=0.75,
+                              prev_rollout_context=True),
     "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
                         warp_weight=1.0, maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
 }
