@@ -70,6 +70,7 @@ class Welcome:
     policies: list = field(default_factory=list)
     chunk_frames: int = 1
     tics_per_step: int = 1      # real-game tics per frame (side-by-side steps the real game this much)
+    step_hz: float = 0.0        # frames per second at which the model runs at the game's speed (0: unknown)
 
 
 @dataclass(frozen=True, slots=True)

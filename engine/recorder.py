@@ -63,12 +63,13 @@ class Recorder:
         seed, policy, budget_bytes: the session's settings.
         prefix_actions: actions the session played before this recording started.
         regenerable: whether the prefix plus the recorded actions reproduce the frames.
-        fps: nominal playback rate for the preview.
+        fps: playback rate of the recording and its preview (default: the model's real-time rate,
+            `spec.real_time_fps`, so a replay runs at the game's speed).
     """
 
     def __init__(self, path: str | Path, model, *, seed_frame: np.ndarray, seed: int, policy: str,
                  budget_bytes: int | None, prefix_actions: list[int] = (), regenerable: bool = True,
-                 fps: float = 15.0, hold: int = 4, preview: bool = True):
+                 fps: float | None = None, hold: int = 4, preview: bool = True):
         self.path = Path(path)
         config = {**model_identity(model), "policy": policy, "budget_bytes": budget_bytes,
                   "chunk_frames": model.spec.chunk_frames, "prefix_actions": [int(a) for a in prefix_actions],
@@ -77,7 +78,8 @@ class Recorder:
             json.dumps({k: config[k] for k in ("model", "spec_hash", "policy", "budget_bytes")}, sort_keys=True).encode()
         ).hexdigest()[:16]
         meta = RolloutMeta(source=f"model:{model.spec.name}", seed=int(seed), frame_shape=tuple(model.spec.frame_shape),
-                           fps=fps, config=config, action_space=tuple(model.spec.action_space.names))
+                           fps=model.spec.real_time_fps if fps is None else fps, config=config,
+                           action_space=tuple(model.spec.action_space.names))
         self._writer = RolloutWriter(self.path, meta)
         self._writer.append(np.ascontiguousarray(seed_frame), 0, None, t_server_end_ns=time.monotonic_ns())
         self._hold = hold

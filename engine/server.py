@@ -225,7 +225,7 @@ class Server:
         self._send(sid, P.Welcome(session=sid.hex(), model=self.spec.name, frame_shape=list(self.spec.frame_shape),
                                   actions=list(self.spec.action_space.names), policy=policy, budget_bytes=budget or 0,
                                   policies=list(self.config.policies), chunk_frames=self.spec.chunk_frames,
-                                  tics_per_step=self.spec.tics_per_step))
+                                  tics_per_step=self.spec.tics_per_step, step_hz=self.spec.real_time_fps))
 
     def _action(self, client: _Client, msg: P.Action) -> None:
         if not 0 <= msg.action < len(self.spec.action_space):

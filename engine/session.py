@@ -153,8 +153,9 @@ class Session:
         self.replayable = False
 
     # --- recording -----------------------------------------------------------------------------------
-    def start_recording(self, path, *, fps: float = 15.0):
-        """Record every frame from now on into the rollout directory `path` (written off the hot path)."""
+    def start_recording(self, path, *, fps: float | None = None):
+        """Record every frame from now on into the rollout directory `path` (written off the hot path),
+        played back at `fps` (default: the model's real-time rate)."""
         if self.recorder is None:
             from engine.recorder import Recorder
 

@@ -1,7 +1,8 @@
 """The pygame client: keys in, frames out, never waiting on the model.
 
 Loop (one iteration per display tick): command keys from events -> held keys polled -> action (pure
-keymap function) -> send it if a credit is free -> wait for the socket up to the tick's end, keep the
+keymap function) -> send it if a credit is free and the pace allows (`input.pacing`: by default the
+game's own speed, which the server states) -> wait for the socket up to the tick's end, keep the
 newest frame -> when a frame arrives, poll the keys again and send the next action at once (the server
 works while we draw) -> scale, HUD, flip -> report the frame shown (its key-to-display latency). The engine runs
 in its own process; this process never imports torch.
@@ -23,12 +24,14 @@ import pygame
 from input.hud import hud_lines
 from input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
 from input.net import Connection, Percentiles
+from input.pacing import StepPacer, parse_rate, resolve_rate
 from input.window import GameWindow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientConfig:
-    """Client settings; `max_frames` / `max_seconds` end the loop (tests, screenshots)."""
+    """Client settings; `max_frames` / `max_seconds` end the loop (tests, screenshots). `rate`: frames
+    per second to ask for, `'game'` (the model's real-time rate), `'max'` or a number (`input.pacing`)."""
 
     endpoint: str = "tcp://127.0.0.1:5555"
     keymap: str | None = None
@@ -42,6 +45,7 @@ class ClientConfig:
     policy: str = ""
     budget_bytes: int = 0
     tick_hz: float = 120.0
+    rate: str | float = "game"
     max_frames: int | None = None
     max_seconds: float | None = None
     screenshot: str | None = None
@@ -53,6 +57,7 @@ class ClientConfig:
             raise ValueError("credits must be 1 or 2")
         if self.tick_hz <= 0:
             raise ValueError("tick_hz must be positive")
+        parse_rate(self.rate)
 
 
 class _RealGame:
@@ -101,6 +106,7 @@ class GameClient:
         if self.real:
             self.window.labels = ["real game", "neural game"]
             self.window.show(self.real.first, 0)
+        self.pacer = StepPacer(resolve_rate(config.rate, self.conn.welcome.step_hz))
         self.show_hud = config.hud
         self.paused = False
         self.recording = config.record
@@ -152,8 +158,8 @@ class GameClient:
             fps = (len(self.shown_times) - 1) / max(1e-9, self.shown_times[-1] - self.shown_times[0])
         note = self.note[0] if time.monotonic() < self.note[1] else ""
         key = (self.key_latency.p(50), self.key_latency.p(95)) if self.key_latency.samples else None
-        return hud_lines(fps=fps, latency_p50=self.conn.latency.p(50), latency_p95=self.conn.latency.p(95),
-                         key_latency=key, stats=self.conn.stats, recording=self.recording, paused=self.paused,
+        return hud_lines(fps=fps, target_fps=self.pacer.hz, latency_p50=self.conn.latency.p(50),
+                         latency_p95=self.conn.latency.p(95), key_latency=key, stats=self.conn.stats, recording=self.recording, paused=self.paused,
                          extra=note)
 
     def _send_if_due(self, i: int) -> None:
@@ -164,7 +170,9 @@ class GameClient:
         action = action_from_keys(held, self.keymap)
         if action != self._last_action:
             self._last_action, self._change_t = action, time.monotonic_ns()
-        if not self.paused and self.conn.can_send():
+        now = time.monotonic()
+        if not self.paused and self.conn.can_send() and self.pacer.due(now):
+            self.pacer.sent(now)
             seq = self.conn.send_action(action)
             if self._change_t is not None:
                 self._change_seq[seq], self._change_t = self._change_t, None
@@ -188,7 +196,10 @@ class GameClient:
                         if cmd is not None:
                             running = self.command(cmd) and running
                 self._send_if_due(i)
-                wait_ms = max(0, int((tick - (time.monotonic() - t_tick)) * 1000))
+                left = tick - (time.monotonic() - t_tick)
+                if self.conn.can_send() and not self.paused:  # wake when the next action is due
+                    left = min(left, self.pacer.seconds_until_due(time.monotonic()))
+                wait_ms = max(0, int(left * 1000))
                 frame = conn.poll(wait_ms)
                 if frame is not None:
                     pygame.event.pump()   # fresh key state: the next action goes out before we draw
@@ -230,7 +241,7 @@ class GameClient:
         return {"frames": self.frames_shown, "seconds": elapsed, "latency_p50_ms": conn.latency.p(50),
                 "latency_p95_ms": conn.latency.p(95), "key_latency_p50_ms": self.key_latency.p(50),
                 "key_latency_p95_ms": self.key_latency.p(95), "key_changes": len(self.key_latency.samples),
-                "iterations": i}
+                "iterations": i, "rate_hz": self.pacer.hz}
 
     def close(self) -> None:
         self.conn.close()

@@ -43,16 +43,18 @@ def _regions(memory: Mapping) -> dict[str, float]:
     return out
 
 
-def hud_lines(*, fps: float, latency_p50: float, latency_p95: float, stats: Mapping | None,
+def hud_lines(*, fps: float, target_fps: float | None = None, latency_p50: float, latency_p95: float, stats: Mapping | None,
               key_latency: tuple[float, float] | None = None, recording: bool = False, paused: bool = False,
               extra: str = "") -> list[str]:
-    """The HUD text, one string per line, from the client's counters and the server's stats message."""
+    """The HUD text, one string per line, from the client's counters and the server's stats message
+    (`target_fps`: the rate the client keeps to, None when it asks as fast as frames come)."""
     stats = stats or {}
     memory = stats.get("memory") or {}
     kv = memory.get("kv_bytes", stats.get("kv_bytes"))
     budget = memory.get("budget_bytes") or stats.get("budget_bytes")
     key = f"   key p50 {key_latency[0]:4.0f} p95 {key_latency[1]:4.0f} ms" if key_latency else ""
-    lines = [f"FPS {fps:5.1f}   latency p50 {latency_p50:5.0f} ms  p95 {latency_p95:5.0f} ms{key}",
+    pace = f" of {target_fps:.1f}" if target_fps else ""
+    lines = [f"FPS {fps:5.1f}{pace}   latency p50 {latency_p50:5.0f} ms  p95 {latency_p95:5.0f} ms{key}",
              f"KV {fmt_bytes(kv)} / {fmt_bytes(budget) if budget else 'no budget'}   policy {stats.get('policy') or memory.get('policy') or '?'}"]
     regions = _regions(memory)
     if regions:

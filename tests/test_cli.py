@@ -24,3 +24,13 @@ def test_cli_import_pulls_in_no_heavy_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_bad_client_rate_is_refused_before_anything_starts(capsys):
+    for command in ("client", "play"):
+        try:
+            code = main([command, "--rate", "fast"])
+        except SystemExit as exc:  # argparse exits with 2 on a bad value
+            code = exc.code
+        assert code == 2
+        assert "rate must be 'game', 'max' or frames per second" in capsys.readouterr().err

@@ -17,6 +17,9 @@ from typing import Iterable
 CONTROLS: tuple[str, ...] = ("forward", "back", "turn_left", "turn_right", "strafe_left", "strafe_right")
 _PAIRS: tuple[tuple[str, str], ...] = (("forward", "back"), ("turn_left", "turn_right"), ("strafe_left", "strafe_right"))
 NOOP = "noop"
+GAME_TICS_PER_SECOND = 35.0
+"""The real game's clock (Doom's tic rate). An action is held for a model's `tics_per_step` of these tics,
+so a model runs at the game's own speed at `GAME_TICS_PER_SECOND / tics_per_step` frames per second."""
 
 
 class UnknownActionError(ValueError):

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from kernels.view import KVView, RopeSpec
-from world.actions import DOOM_ACTIONS, ActionSpace
+from world.actions import DOOM_ACTIONS, GAME_TICS_PER_SECOND, ActionSpace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +39,8 @@ class ModelSpec:
         kv_dtype: dtype of cached keys/values at full precision.
         has_pose_head: whether `commit` returns per-frame pose deltas (dx, dy, dangle).
         tics_per_step: real-game tics one generated frame stands for (the frame skip of its training
-            data); side-by-side play and fidelity benches step the real game this many tics per action.
+            data); side-by-side play and fidelity benches step the real game this many tics per action,
+            and `real_time_fps` (35 / tics_per_step) is the frame rate at which it plays at the game's speed.
         temporal_span: temporal positions the model was trained on (its longest training episode), or
             None if unknown. Bounded position policies keep cached frames at their true distance up to
             this span and only collapse older ones (a short span puts the sink "nearer" than it is).
@@ -86,6 +87,11 @@ class ModelSpec:
         """Bytes of full-precision K+V one frame adds across all layers."""
         itemsize = torch.empty((), dtype=self.kv_dtype).element_size()
         return 2 * self.layers * self.heads * self.head_dim * self.tokens_per_frame * itemsize
+
+    @property
+    def real_time_fps(self) -> float:
+        """Frames per second at which the model's world runs at the real game's speed."""
+        return GAME_TICS_PER_SECOND / self.tics_per_step
 
 
 @runtime_checkable

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keymap", default=None, help="keymap JSON file (default: input/keymaps/default.json)")
     parser.add_argument("--scale", type=int, default=None, help="window pixels per model pixel (default: ~640 px wide)")
+    parser.add_argument("--rate", type=_rate, default="game",
+                        help="frames per second to ask for: 'game' (the default: the game's own speed, 35 tics "
+                             "per second over the model's tics per frame, 8.75 for the default model), 'max' "
+                             "(as fast as the server makes them) or a number")
     parser.add_argument("--credits", type=int, default=1, choices=(1, 2), help="frames in flight (1 = lowest latency)")
     parser.add_argument("--no-hud", action="store_true", help="start with the HUD hidden (H toggles it)")
     parser.add_argument("--side-by-side", action="store_true", help="play the real game next to the neural game")
@@ -31,13 +35,22 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", default=None, help="save a PNG of the window when quitting")
 
 
+def _rate(text: str):
+    from input.pacing import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def client_config(args: argparse.Namespace, endpoint: str):
     from input.app import ClientConfig
 
     return ClientConfig(endpoint=endpoint, keymap=args.keymap, credits=args.credits, scale=args.scale,
                         hud=not args.no_hud, side_by_side=args.side_by_side, map=args.map, seed=args.seed,
                         record=args.record, policy=args.policy, budget_bytes=args.budget_bytes,
-                        max_frames=args.frames, screenshot=args.screenshot)
+                        max_frames=args.frames, screenshot=args.screenshot, rate=args.rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     except (ServerError, TimeoutError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"reverie client: {exc}", file=sys.stderr)
         return 1
-    print(f"reverie client: {summary['frames']} frames, latency p50 {summary['latency_p50_ms']:.0f} ms "
-          f"p95 {summary['latency_p95_ms']:.0f} ms", file=sys.stderr)
+    print(f"reverie client: {summary_line(summary)}", file=sys.stderr)
     return 0
+
+
+def summary_line(summary: dict) -> str:
+    """What a finished client run did: frames, their rate and the pace asked for, latency."""
+    rate = f"{summary['rate_hz']:g}/s" if summary.get("rate_hz") else "max"
+    fps = (summary["frames"] - 1) / summary["seconds"] if summary["frames"] > 1 and summary["seconds"] > 0 else 0.0
+    return (f"{summary['frames']} frames at {fps:.1f} fps (rate {rate}), latency p50 {summary['latency_p50_ms']:.0f} ms "
+            f"p95 {summary['latency_p95_ms']:.0f} ms")

@@ -71,7 +71,7 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from engine.commands.client import client_config
+    from engine.commands.client import client_config, summary_line
 
     exit_on_sigterm()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -91,6 +91,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         stop_server(proc)
-    print(f"reverie play: {summary['frames']} frames, latency p50 {summary['latency_p50_ms']:.0f} ms "
-          f"p95 {summary['latency_p95_ms']:.0f} ms", file=sys.stderr)
+    print(f"reverie play: {summary_line(summary)}", file=sys.stderr)
     return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.rollout.format import RolloutMeta
+from world.actions import GAME_TICS_PER_SECOND
 from engine.rollout.writer import RolloutWriter
 
 
@@ -30,7 +31,7 @@ def record_episode(game, policy, *, seed: int, steps: int, out_dir: str | Path, 
         raise ValueError("steps must be >= 1")
     cfg = game.config
     meta = RolloutMeta(source="game", seed=int(seed), frame_shape=game.frame_shape, map=cfg.map,
-                       fps=35.0 / cfg.tics_per_step,
+                       fps=GAME_TICS_PER_SECOND / cfg.tics_per_step,
                        config={"game": {"name": "doom", **cfg.to_dict()}, "policy": policy.describe(),
                                **(extra_config or {})})
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ def recv(sock, timeout_ms=5000):
 def test_a_session_plays_frames_with_echoed_timestamps():
     with ServerThread() as st, Connection(st.endpoint) as c:
         assert c.frame_shape == (16, 16, 3) and c.welcome.model == "tinyworld" and len(c.welcome.actions) == 27
+        assert c.welcome.tics_per_step == 1 and c.welcome.step_hz == 35.0  # real time: 35 game tics a second
         seq = c.send_action(1)
         frame = None
         while frame is None:
@@ -120,6 +121,7 @@ def test_live_controls_policy_budget_pause_reset_record(tmp_path):
     r = read_rollout(next(tmp_path.iterdir()))
     assert r.complete and len(r) >= 6 and r.actions[0] == 0 and set(r.actions[1:].tolist()) == {2}
     assert r.meta.source == "model:tinyworld" and r.meta.config["policy"] == "window"
+    assert r.meta.fps == 35.0                      # replays at the model's real-time rate
 
 
 def test_bad_messages_get_error_replies_and_other_sessions_keep_playing():

@@ -60,6 +60,20 @@ def test_escape_quits_and_the_session_is_closed(server):
     assert summary["frames"] < 10_000 and client.conn.sock.closed
 
 
+def test_the_client_keeps_to_its_rate_and_by_default_to_the_games_speed(server):
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=1, hud=False, max_frames=10, rate=20))
+    summary = client.run()
+    assert summary["rate_hz"] == 20 and summary["frames"] >= 10
+    assert summary["seconds"] >= 9 / 20            # ten frames asked for 1/20 s apart
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=1, hud=False, max_frames=2))
+    assert client.conn.welcome.step_hz == 35.0     # the tiny model's frame is one tic of the 35 Hz game
+    assert client.run()["rate_hz"] == 35.0
+    client = GameClient(ClientConfig(endpoint=server.endpoint, scale=1, hud=False, max_frames=2, rate="max"))
+    assert client.run()["rate_hz"] is None
+    with pytest.raises(ValueError, match="rate must be"):
+        ClientConfig(rate="fast")
+
+
 def test_hud_lines_say_what_the_numbers_are():
     stats = {"policy": "dual", "memory": {"kv_bytes": 3 * 2**20, "budget_bytes": 8 * 2**20,
                                           "regions": {"sink": 2**20, "recent": {"bf16": 2**21}}}}
@@ -70,6 +84,7 @@ def test_hud_lines_say_what_the_numbers_are():
                  "recent 2.0 MB", "REC", "PAUSED"):
         assert part in text, part
     assert "no budget" in "\n".join(hud_lines(fps=0, latency_p50=0, latency_p95=0, stats={}))
+    assert "FPS   8.7 of 8.8" in hud_lines(fps=8.7, target_fps=8.75, latency_p50=0, latency_p95=0, stats={})[0]
     assert fmt_bytes(512) == "512 B" and fmt_bytes(None) == "-"
 
 

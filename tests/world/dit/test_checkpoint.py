@@ -80,6 +80,7 @@ def test_bundled_weights_load_small_and_fast():
     assert time.perf_counter() - t0 < 10  # generous here; `reverie bench model` reports load_s
     assert DEFAULT_CHECKPOINT.stat().st_size <= 50e6
     assert model.meta.get("command", "").startswith("reverie train")
+    assert model.spec.tics_per_step == 4 and model.spec.real_time_fps == 8.75  # the game's speed: 35 tics/s
 
 
 def test_release_sets_default_steps_and_keeps_weights(tmp_path):
