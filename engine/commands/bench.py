@@ -11,6 +11,7 @@ import importlib
 BENCHES: dict[str, tuple[str, str]] = {
     "record": ("engine.bench.record", "recording the real game to disk (frames per second)"),
     "model": ("engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
+    "ceiling": ("engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
     "memory": ("engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
     "longrun": ("engine.bench.longrun", "memory and speed flatness over thousands of frames"),
     "kernels": ("engine.bench.kernels", "attention and cache kernels per backend"),

@@ -98,14 +98,16 @@ class DoomConfig:
 @dataclass(frozen=True)
 class Observation:
     """One step of the game. frame: uint8 [H, W, 3]; pose: float64 [3] = (x, y, angle in degrees);
-    depth: uint8 [H, W] engine depth units (about 1 per 16 map units near the player), only when
-    `DoomConfig.depth` is on, else None."""
+    depth: uint8 [H, W] engine depth units (about 1 per 8 map units of distance along the view), only
+    when `DoomConfig.depth` is on, else None; camera: float64 [4] = the eye's (x, y, z, angle in
+    degrees), z including the view height and its walking bob (`world.games.reproject` uses it)."""
 
     frame: np.ndarray
     pose: np.ndarray
     done: bool
     step: int
     depth: np.ndarray | None = None
+    camera: np.ndarray | None = None
 
 
 def _vizdoom_resolutions() -> list[tuple[int, int]]:
@@ -193,7 +195,9 @@ class DoomGame:
         g.set_sound_enabled(False)
         g.set_available_buttons([getattr(vzd.Button, _BUTTONS[c]) for c in CONTROLS])
         g.set_available_game_variables([vzd.GameVariable.POSITION_X, vzd.GameVariable.POSITION_Y,
-                                        vzd.GameVariable.ANGLE])
+                                        vzd.GameVariable.ANGLE, vzd.GameVariable.CAMERA_POSITION_X,
+                                        vzd.GameVariable.CAMERA_POSITION_Y, vzd.GameVariable.CAMERA_POSITION_Z,
+                                        vzd.GameVariable.CAMERA_ANGLE])
         g.set_episode_timeout(0)  # never time out by itself
         g.set_episode_start_time(_START_TICS)
         g.set_living_reward(0)
@@ -258,7 +262,8 @@ class DoomGame:
         self._step += 1
         obs = self._observe()
         if obs is None:  # the episode ended: repeat the last frame and pose, flagged done
-            obs = Observation(self._last.frame, self._last.pose, True, self._step, self._last.depth)
+            obs = Observation(self._last.frame, self._last.pose, True, self._step, self._last.depth,
+                              self._last.camera)
         self._last = obs
         return obs
 
@@ -270,9 +275,10 @@ class DoomGame:
         if state is None:
             return None
         frame = area_average(state.screen_buffer, self._k)
-        pose = np.asarray(state.game_variables, dtype=np.float64)
+        variables = np.asarray(state.game_variables, dtype=np.float64)
+        pose, camera = variables[:3], variables[3:7]
         depth = None
         if self.config.depth:
             c = self._k // 2
             depth = np.ascontiguousarray(state.depth_buffer[c::self._k, c::self._k])
-        return Observation(frame, pose, bool(g.is_player_dead()), self._step, depth)
+        return Observation(frame, pose, bool(g.is_player_dead()), self._step, depth, camera)

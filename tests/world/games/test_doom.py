@@ -59,6 +59,15 @@ def test_depth_map_is_optional_and_leaves_frames_unchanged(maze):
     assert np.array_equal(f1, f2) and np.array_equal(p1, p2)
 
 
+def test_the_eye_is_where_the_player_stands_at_view_height_and_bobs_when_walking(maze):
+    obs = maze.reset(1)
+    assert obs.camera.shape == (4,)
+    assert np.allclose(obs.camera[[0, 1, 3]], obs.pose, atol=1e-6)  # x, y, angle of the player
+    z0 = obs.camera[2]
+    zs = [maze.step(DOOM_ACTIONS.index("forward")).camera[2] for _ in range(8)]
+    assert np.ptp(zs) > 1.0 and abs(np.mean(zs) - z0) < 8  # the walking bob moves the eye up and down
+
+
 def test_seed_changes_the_maze_start(maze):
     starts = {tuple(maze.reset(s).pose[:2]) for s in range(4)}
     assert len(starts) > 1

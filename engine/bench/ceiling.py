@@ -1,0 +1,187 @@
+"""`reverie bench ceiling`: how much better than repeating the last frame can moving it get?
+
+A model that predicts the next frame as its last frame moved by the camera (the default model does, with
+its warp and flow) is bounded by how well that move can be known. This bench measures the bound on the
+same held-out episodes as `reverie bench model` (same map, seeds, policies and frame skip), using what
+only the real game knows: its depth buffer and eye positions (`world.games.reproject`).
+
+- `repeat_last`: the last real frame again (the baseline of `tf_psnr`).
+- `reproject_true_motion`: the last frame traced through the next frame's true depth along the eye's
+  true move: a perfect camera model; what is left is disocclusion, lighting and sampling.
+- `reproject_true_motion_source_depth`: the same with the last frame's depth (a model only ever sees the
+  frames it has).
+- `reproject_predicted_motion`: the last frame's true depth, and the eye's move *predicted* from what a
+  model can know: the true eye moves of the last three frames, the action of the next frame and of the
+  last three, and the phase of the walking bob; a least-squares fit on training-map episodes.
+  `motion_r2` says how well each part of the move is predicted (ahead, right, turn, up).
+
+Nothing here is trained on the held-out map; the depth unit is fitted on the training episodes too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+TRAIN_POLICIES = ("wander", "random", "go-and-return")
+MOTION_PARTS = ("ahead", "right", "turn", "up")
+BOB_PERIOD_TICS = 20  # Doom's walking bob: one cycle every 20 tics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--map", default=None, help="held-out map (default: the eval map of bench model)")
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=120, help="steps per held-out episode")
+    parser.add_argument("--context", type=int, default=4, help="first scored frame (as bench model)")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
+    parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip (the default model's: 4)")
+    parser.add_argument("--resolution", default="64x48")
+    parser.add_argument("--train-maps", default="maze,freedoom2-map01",
+                        help="maps of the motion fit (default: the bundled model's training maps)")
+    parser.add_argument("--train-episodes", type=int, default=2, help="episodes per training map and policy")
+    parser.add_argument("--train-steps", type=int, default=500)
+
+
+def collect(map_name: str, policy: str, steps: int, seed: int, tics: int, resolution: tuple[int, int]) -> dict:
+    """One episode as `world.dit.data.play_episode` plays it (same actions), with depth and eye."""
+    from world.games.doom import DoomConfig, DoomGame
+    from world.games.policies import make_policy
+
+    pol = make_policy(policy, seed=seed)
+    rows = []
+    with DoomGame(DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics, depth=True)) as game:
+        obs = game.reset(seed)
+        pol.reset(obs)
+        rows.append((obs, 0))
+        for _ in range(steps - 1):
+            a = pol.act(obs)
+            obs = game.step(a)
+            rows.append((obs, a))
+    return {"frames": np.stack([o.frame for o, _ in rows]), "depth": np.stack([o.depth for o, _ in rows]),
+            "camera": np.stack([o.camera for o, _ in rows]), "actions": np.array([a for _, a in rows])}
+
+
+def _controls() -> np.ndarray:
+    """`[actions, 3]`: forward (+1) / back (-1), turn left / right, strafe left / right of every action."""
+    from world.actions import DOOM_ACTIONS
+
+    out = []
+    for i in range(len(DOOM_ACTIONS)):
+        held = set(DOOM_ACTIONS.controls(i))
+        out.append([("forward" in held) - ("back" in held), ("turn_left" in held) - ("turn_right" in held),
+                    ("strafe_left" in held) - ("strafe_right" in held)])
+    return np.array(out, dtype=np.float64)
+
+
+def motion_pairs(ep: dict, start: int, tics: int):
+    """Features and targets for predicting the eye's move from frame t to t + 1, for t + 1 >= start."""
+    from world.games.reproject import eye_motion
+
+    cam, ctl = ep["camera"], _controls()[ep["actions"]]
+    moves = eye_motion(cam[:-1], cam[1:])  # moves[t]: t -> t + 1
+    x, y, t_index = [], [], []
+    for t in range(max(3, start - 1), len(cam) - 1):
+        phase = 2 * np.pi * tics * (t + 1) / BOB_PERIOD_TICS
+        speed = np.hypot(*moves[t - 1][:2])
+        bob = [np.sin(phase), np.cos(phase)]
+        x.append(np.concatenate([moves[t - 1], moves[t - 2], moves[t - 3], *(ctl[t + 1 - k] for k in range(4)),
+                                 bob, [speed * b for b in bob], [speed ** 2 * b for b in bob], [1.0]]))
+        y.append(moves[t])
+        t_index.append(t)
+    return np.array(x), np.array(y), t_index
+
+
+def psnr(a, b) -> np.ndarray:
+    """Per-frame PSNR of float frames in [0, 1] as uint8 (clamped at 50 dB, as bench model)."""
+    a = np.clip(np.round(a * 255.0), 0, 255)
+    b = np.round(b * 255.0)
+    mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
+    return np.minimum(10 * np.log10(255.0 ** 2 / mse), 50.0)
+
+
+def reprojected(eps: list[dict], moves: list[np.ndarray], depth_of: str, starts: list[list[int]],
+                depth_unit: float) -> np.ndarray:
+    """Per-frame PSNR of frame t + 1 redrawn from frame t along `moves` (one row per t in `starts`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from world.games.reproject import reproject_grid
+
+    out = []
+    for ep, move, ts in zip(eps, moves, starts):
+        ts = np.asarray(ts)
+        src = torch.from_numpy(ep["frames"][ts]).float().permute(0, 3, 1, 2) / 255.0
+        dst = ep["frames"][ts + 1].astype(np.float64) / 255.0
+        depth = torch.from_numpy(ep["depth"][ts + 1 if depth_of == "target" else ts].astype(np.float32))
+        grid = reproject_grid(depth, torch.as_tensor(move, dtype=torch.float32), depth_unit=depth_unit)
+        img = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out.append(psnr(img.permute(0, 2, 3, 1).numpy().astype(np.float64), dst))
+    return np.concatenate(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from world.games.doom import parse_resolution
+    from world.games.maps import DEFAULT_EVAL_MAP, get_map
+
+    map_name = args.map or DEFAULT_EVAL_MAP
+    if get_map(map_name).role != "eval":
+        print(f"warning: map '{map_name}' is not a held-out map", flush=True)
+    train_maps = [m.strip() for m in args.train_maps.split(",") if m.strip()]
+    for m in train_maps:
+        if get_map(m).role != "train":
+            raise SystemExit(f"reverie bench ceiling: '{m}' is a held-out map; fit the motion on train maps")
+    if args.steps < args.context + 2 or args.context < 4:
+        raise SystemExit("reverie bench ceiling: needs --context >= 4 (three past moves) and --steps > context + 1")
+    res = parse_resolution(args.resolution)
+    tics = args.tics_per_step
+    train = [collect(m, p, args.train_steps, k, tics, res) for m in train_maps for p in TRAIN_POLICIES
+             for k in range(args.train_episodes)]
+    held = [collect(map_name, ("wander", "random")[i % 2], args.steps, args.seed + i, tics, res)
+            for i in range(args.episodes)]
+
+    # the motion fit (train maps only)
+    fx, fy = zip(*[motion_pairs(ep, 4, tics)[:2] for ep in train])
+    weights, *_ = np.linalg.lstsq(np.concatenate(fx), np.concatenate(fy), rcond=None)
+    # the depth unit, fitted on the train maps with their true moves
+    from world.games.reproject import eye_motion
+
+    true_train = [eye_motion(ep["camera"][3:-1], ep["camera"][4:]) for ep in train]
+    train_ts = [list(range(3, len(ep["frames"]) - 1)) for ep in train]
+    units = np.arange(6.0, 12.01, 0.5)
+    unit = float(units[int(np.argmax([reprojected(train, true_train, "target", train_ts, u).mean() for u in units]))])
+
+    ts, true_moves, pred_moves, ys, ps = [], [], [], [], []
+    for ep in held:
+        x, y, t_index = motion_pairs(ep, args.context, tics)
+        ts.append(t_index)
+        true_moves.append(y)
+        pred_moves.append(x @ weights)
+        ys.append(y)
+        ps.append(x @ weights)
+    y_all, p_all = np.concatenate(ys), np.concatenate(ps)
+    r2 = 1 - ((y_all - p_all) ** 2).mean(0) / np.maximum(y_all.var(0), 1e-12)
+    repeat = np.concatenate([psnr(ep["frames"][np.asarray(t)].astype(np.float64) / 255.0,
+                                  ep["frames"][np.asarray(t) + 1].astype(np.float64) / 255.0)
+                             for ep, t in zip(held, ts)])
+    result = {
+        "map": map_name, "resolution": args.resolution, "tics_per_step": tics, "episodes": len(held),
+        "frames_scored": int(len(repeat)), "depth_unit": unit,
+        "repeat_last": round(float(repeat.mean()), 3),
+        "reproject_true_motion": round(float(reprojected(held, true_moves, "target", ts, unit).mean()), 3),
+        "reproject_true_motion_source_depth": round(float(reprojected(held, true_moves, "source", ts, unit).mean()), 3),
+        "reproject_predicted_motion": round(float(reprojected(held, pred_moves, "source", ts, unit).mean()), 3),
+        "motion_r2": {k: round(float(v), 3) for k, v in zip(MOTION_PARTS, r2)},
+        "train_maps": train_maps, "train_frames": int(sum(len(ep["frames"]) for ep in train)),
+    }
+    base = result["repeat_last"]
+    print(f"next-frame ceiling on {map_name} at {args.resolution}, {tics} tics per frame "
+          f"({result['frames_scored']} frames; depth unit {unit:g} map units)")
+    for key in ("repeat_last", "reproject_true_motion", "reproject_true_motion_source_depth",
+                "reproject_predicted_motion"):
+        print(f"  {key:<38}{result[key]:8.2f} dB  {result[key] - base:+6.2f}")
+    print("  motion predicted from the past (R^2): " + ", ".join(f"{k} {v:.2f}" for k, v in result["motion_r2"].items()))
+    if args.json:
+        print(json.dumps(result))
+    return 0
