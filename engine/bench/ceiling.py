@@ -44,25 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-steps", type=int, default=500)
 
 
-def collect(map_name: str, policy: str, steps: int, seed: int, tics: int, resolution: tuple[int, int]) -> dict:
-    """One episode as `world.dit.data.play_episode` plays it (same actions), with depth and eye."""
-    from world.games.doom import DoomConfig, DoomGame
-    from world.games.policies import make_policy
-
-    pol = make_policy(policy, seed=seed)
-    rows = []
-    with DoomGame(DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics, depth=True)) as game:
-        obs = game.reset(seed)
-        pol.reset(obs)
-        rows.append((obs, 0))
-        for _ in range(steps - 1):
-            a = pol.act(obs)
-            obs = game.step(a)
-            rows.append((obs, a))
-    return {"frames": np.stack([o.frame for o, _ in rows]), "depth": np.stack([o.depth for o, _ in rows]),
-            "camera": np.stack([o.camera for o, _ in rows]), "actions": np.array([a for _, a in rows])}
-
-
 def _controls() -> np.ndarray:
     """`[actions, 3]`: forward (+1) / back (-1), turn left / right, strafe left / right of every action."""
     from world.actions import DOOM_ACTIONS
@@ -75,11 +56,11 @@ def _controls() -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def motion_pairs(ep: dict, start: int, tics: int):
+def motion_pairs(ep, start: int, tics: int):
     """Features and targets for predicting the eye's move from frame t to t + 1, for t + 1 >= start."""
     from world.games.reproject import eye_motion
 
-    cam, ctl = ep["camera"], _controls()[ep["actions"]]
+    cam, ctl = ep.camera, _controls()[ep.actions]
     moves = eye_motion(cam[:-1], cam[1:])  # moves[t]: t -> t + 1
     x, y, t_index = [], [], []
     for t in range(max(3, start - 1), len(cam) - 1):
@@ -101,7 +82,7 @@ def psnr(a, b) -> np.ndarray:
     return np.minimum(10 * np.log10(255.0 ** 2 / mse), 50.0)
 
 
-def reprojected(eps: list[dict], moves: list[np.ndarray], depth_of: str, starts: list[list[int]],
+def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[list[int]],
                 depth_unit: float) -> np.ndarray:
     """Per-frame PSNR of frame t + 1 redrawn from frame t along `moves` (one row per t in `starts`)."""
     import torch
@@ -112,9 +93,9 @@ def reprojected(eps: list[dict], moves: list[np.ndarray], depth_of: str, starts:
     out = []
     for ep, move, ts in zip(eps, moves, starts):
         ts = np.asarray(ts)
-        src = torch.from_numpy(ep["frames"][ts]).float().permute(0, 3, 1, 2) / 255.0
-        dst = ep["frames"][ts + 1].astype(np.float64) / 255.0
-        depth = torch.from_numpy(ep["depth"][ts + 1 if depth_of == "target" else ts].astype(np.float32))
+        src = torch.from_numpy(ep.frames[ts]).float().permute(0, 3, 1, 2) / 255.0
+        dst = ep.frames[ts + 1].astype(np.float64) / 255.0
+        depth = torch.from_numpy(ep.depth[ts + 1 if depth_of == "target" else ts].astype(np.float32))
         grid = reproject_grid(depth, torch.as_tensor(move, dtype=torch.float32), depth_unit=depth_unit)
         img = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         out.append(psnr(img.permute(0, 2, 3, 1).numpy().astype(np.float64), dst))
@@ -122,8 +103,10 @@ def reprojected(eps: list[dict], moves: list[np.ndarray], depth_of: str, starts:
 
 
 def run(args: argparse.Namespace) -> int:
+    from world.dit.data import play_episode
     from world.games.doom import parse_resolution
     from world.games.maps import DEFAULT_EVAL_MAP, get_map
+    from world.games.reproject import eye_motion
 
     map_name = args.map or DEFAULT_EVAL_MAP
     if get_map(map_name).role != "eval":
@@ -136,34 +119,30 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("reverie bench ceiling: needs --context >= 4 (three past moves) and --steps > context + 1")
     res = parse_resolution(args.resolution)
     tics = args.tics_per_step
-    train = [collect(m, p, args.train_steps, k, tics, res) for m in train_maps for p in TRAIN_POLICIES
-             for k in range(args.train_episodes)]
-    held = [collect(map_name, ("wander", "random")[i % 2], args.steps, args.seed + i, tics, res)
-            for i in range(args.episodes)]
+    train = [play_episode(m, p, args.train_steps, k, tics, res, depth=True) for m in train_maps
+             for p in TRAIN_POLICIES for k in range(args.train_episodes)]
+    held = [play_episode(map_name, ("wander", "random")[i % 2], args.steps, args.seed + i, tics, res, depth=True)
+            for i in range(args.episodes)]  # bench model's episodes, with the game's depth and eye
 
     # the motion fit (train maps only)
     fx, fy = zip(*[motion_pairs(ep, 4, tics)[:2] for ep in train])
     weights, *_ = np.linalg.lstsq(np.concatenate(fx), np.concatenate(fy), rcond=None)
     # the depth unit, fitted on the train maps with their true moves
-    from world.games.reproject import eye_motion
-
-    true_train = [eye_motion(ep["camera"][3:-1], ep["camera"][4:]) for ep in train]
-    train_ts = [list(range(3, len(ep["frames"]) - 1)) for ep in train]
+    true_train = [eye_motion(ep.camera[3:-1], ep.camera[4:]) for ep in train]
+    train_ts = [list(range(3, len(ep) - 1)) for ep in train]
     units = np.arange(6.0, 12.01, 0.5)
     unit = float(units[int(np.argmax([reprojected(train, true_train, "target", train_ts, u).mean() for u in units]))])
 
-    ts, true_moves, pred_moves, ys, ps = [], [], [], [], []
+    ts, true_moves, pred_moves = [], [], []
     for ep in held:
         x, y, t_index = motion_pairs(ep, args.context, tics)
         ts.append(t_index)
         true_moves.append(y)
         pred_moves.append(x @ weights)
-        ys.append(y)
-        ps.append(x @ weights)
-    y_all, p_all = np.concatenate(ys), np.concatenate(ps)
+    y_all, p_all = np.concatenate(true_moves), np.concatenate(pred_moves)
     r2 = 1 - ((y_all - p_all) ** 2).mean(0) / np.maximum(y_all.var(0), 1e-12)
-    repeat = np.concatenate([psnr(ep["frames"][np.asarray(t)].astype(np.float64) / 255.0,
-                                  ep["frames"][np.asarray(t) + 1].astype(np.float64) / 255.0)
+    repeat = np.concatenate([psnr(ep.frames[np.asarray(t)].astype(np.float64) / 255.0,
+                                  ep.frames[np.asarray(t) + 1].astype(np.float64) / 255.0)
                              for ep, t in zip(held, ts)])
     result = {
         "map": map_name, "resolution": args.resolution, "tics_per_step": tics, "episodes": len(held),
@@ -173,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         "reproject_true_motion_source_depth": round(float(reprojected(held, true_moves, "source", ts, unit).mean()), 3),
         "reproject_predicted_motion": round(float(reprojected(held, pred_moves, "source", ts, unit).mean()), 3),
         "motion_r2": {k: round(float(v), 3) for k, v in zip(MOTION_PARTS, r2)},
-        "train_maps": train_maps, "train_frames": int(sum(len(ep["frames"]) for ep in train)),
+        "train_maps": train_maps, "train_frames": int(sum(len(ep) for ep in train)),
     }
     base = result["repeat_last"]
     print(f"next-frame ceiling on {map_name} at {args.resolution}, {tics} tics per frame "

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.rollout.format import RolloutMeta
-from world.actions import GAME_TICS_PER_SECOND
 from engine.rollout.writer import RolloutWriter
+from world.actions import GAME_TICS_PER_SECOND
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,12 @@ def test_the_ceiling_bench_reports_every_figure_and_true_motion_beats_repeating(
 def test_the_motion_fit_refuses_held_out_maps():
     with pytest.raises(SystemExit, match="held-out map"):
         main(["bench", "ceiling", "--train-maps", "freedoom2-map02", "--episodes", "1", "--steps", "24"])
+
+
+def test_episodes_carry_the_eye_always_and_the_depth_when_asked():
+    from world.dit.data import play_episode
+
+    plain = play_episode("maze", "random", 6, 3, 4)
+    deep = play_episode("maze", "random", 6, 3, 4, depth=True)
+    assert plain.depth is None and deep.depth.shape == (6, 48, 64) and deep.camera.shape == (6, 4)
+    assert (plain.frames == deep.frames).all() and (plain.actions == deep.actions).all()  # same episode

@@ -21,12 +21,16 @@ from world.dit.config import TrainConfig
 
 @dataclass(frozen=True)
 class Episode:
-    """frames uint8 `[T, H, W, 3]`, actions int64 `[T]`, poses float64 `[T, 3]` (x, y, angle degrees)."""
+    """frames uint8 `[T, H, W, 3]`, actions int64 `[T]`, poses float64 `[T, 3]` (x, y, angle degrees);
+    from the real game also depth uint8 `[T, H, W]` (when asked for) and camera float64 `[T, 4]` (the eye's
+    x, y, z, angle; see `world.games.doom.Observation`)."""
 
     frames: np.ndarray
     actions: np.ndarray
     poses: np.ndarray
     name: str = ""
+    depth: np.ndarray | None = None
+    camera: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.frames)
@@ -81,25 +85,28 @@ def find_rollouts(paths: list[str | Path]) -> list[Path]:
 
 def play_episode(map_name: str, policy: str, steps: int, seed: int, tics_per_step: int,
                  resolution: tuple[int, int] = (64, 48), actions: list[int] | None = None,
-                 options: dict | None = None) -> Episode:
-    """Run the real game for `steps` steps (a policy, or a fixed action list) and return the episode."""
+                 options: dict | None = None, depth: bool = False) -> Episode:
+    """Run the real game for `steps` steps (a policy, or a fixed action list) and return the episode
+    (with the game's depth buffer when `depth`; the eye positions always)."""
     from world.games.doom import DoomConfig, DoomGame
     from world.games.policies import make_policy
 
-    cfg = DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics_per_step)
+    cfg = DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics_per_step, depth=depth)
     pol = make_policy(policy, seed=seed, **(options or {})) if actions is None else None
-    frames, acts, poses = [], [], []
+    observed, acts = [], []
     with DoomGame(cfg) as game:
         obs = game.reset(seed)
         if pol is not None:
             pol.reset(obs)
-        frames.append(obs.frame), acts.append(0), poses.append(obs.pose)
+        observed.append(obs), acts.append(0)
         for i in range(steps - 1):
             a = pol.act(obs) if pol is not None else int(actions[i + 1])
             obs = game.step(a)
-            frames.append(obs.frame), acts.append(a), poses.append(obs.pose)
-    return Episode(np.stack(frames), np.asarray(acts, dtype=np.int64), np.stack(poses),
-                   name=f"{map_name}/{policy}/seed{seed}")
+            observed.append(obs), acts.append(a)
+    return Episode(np.stack([o.frame for o in observed]), np.asarray(acts, dtype=np.int64),
+                   np.stack([o.pose for o in observed]), name=f"{map_name}/{policy}/seed{seed}",
+                   depth=np.stack([o.depth for o in observed]) if depth else None,
+                   camera=np.stack([o.camera for o in observed]))
 
 
 class WindowSampler:
