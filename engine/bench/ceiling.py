@@ -14,6 +14,9 @@ only the real game knows: its depth buffer and eye positions (`world.games.repro
   model can know: the true eye moves of the last three frames, the action of the next frame and of the
   last three, and the phase of the walking bob; a least-squares fit on training-map episodes.
   `motion_r2` says how well each part of the move is predicted (ahead, right, turn, up).
+- `reproject_predicted_motion_averaged`: the mean of the frames redrawn along the predicted move plus
+  `--samples` of the fit's own training errors: the PSNR-best hedge when the move is uncertain (a
+  model scored by PSNR gains by averaging; this is how far averaging over the motion can go).
 
 Nothing here is trained on the held-out map; the depth unit is fitted on the training episodes too.
 """
@@ -42,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="maps of the motion fit (default: the bundled model's training maps)")
     parser.add_argument("--train-episodes", type=int, default=2, help="episodes per training map and policy")
     parser.add_argument("--train-steps", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=32,
+                        help="moves averaged for the hedged prediction (the fit's residuals, drawn from --seed)")
 
 
 def _controls() -> np.ndarray:
@@ -84,7 +89,8 @@ def psnr(a, b) -> np.ndarray:
 
 def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[list[int]],
                 depth_unit: float) -> np.ndarray:
-    """Per-frame PSNR of frame t + 1 redrawn from frame t along `moves` (one row per t in `starts`)."""
+    """Per-frame PSNR of frame t + 1 redrawn from frame t along `moves` (one row per t in `starts`; an
+    episode's moves `[K, N, 4]` instead of `[N, 4]` average the K redrawn frames)."""
     import torch
     import torch.nn.functional as F
 
@@ -96,8 +102,12 @@ def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[
         src = torch.from_numpy(ep.frames[ts]).float().permute(0, 3, 1, 2) / 255.0
         dst = ep.frames[ts + 1].astype(np.float64) / 255.0
         depth = torch.from_numpy(ep.depth[ts + 1 if depth_of == "target" else ts].astype(np.float32))
-        grid = reproject_grid(depth, torch.as_tensor(move, dtype=torch.float32), depth_unit=depth_unit)
-        img = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        samples = np.asarray(move).reshape(-1, len(ts), 4)
+        img = 0.0
+        for m in samples:
+            grid = reproject_grid(depth, torch.as_tensor(m, dtype=torch.float32), depth_unit=depth_unit)
+            img = img + F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        img = img / len(samples)
         out.append(psnr(img.permute(0, 2, 3, 1).numpy().astype(np.float64), dst))
     return np.concatenate(out)
 
@@ -115,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     for m in train_maps:
         if get_map(m).role != "train":
             raise SystemExit(f"reverie bench ceiling: '{m}' is a held-out map; fit the motion on train maps")
+    if args.samples < 1:
+        raise SystemExit("reverie bench ceiling: --samples must be >= 1")
     if args.steps < args.context + 2 or args.context < 4:
         raise SystemExit("reverie bench ceiling: needs --context >= 4 (three past moves) and --steps > context + 1")
     res = parse_resolution(args.resolution)
@@ -125,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
             for i in range(args.episodes)]  # bench model's episodes, with the game's depth and eye
 
     # the motion fit (train maps only)
-    fx, fy = zip(*[motion_pairs(ep, 4, tics)[:2] for ep in train])
-    weights, *_ = np.linalg.lstsq(np.concatenate(fx), np.concatenate(fy), rcond=None)
+    fx, fy = (np.concatenate(a) for a in zip(*[motion_pairs(ep, 4, tics)[:2] for ep in train]))
+    weights, *_ = np.linalg.lstsq(fx, fy, rcond=None)
+    residuals = fy - fx @ weights  # the fit's own errors: what a prediction of the move cannot know
     # the depth unit, fitted on the train maps with their true moves
     true_train = [eye_motion(ep.camera[3:-1], ep.camera[4:]) for ep in train]
     train_ts = [list(range(3, len(ep) - 1)) for ep in train]
@@ -140,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         true_moves.append(y)
         pred_moves.append(x @ weights)
     y_all, p_all = np.concatenate(true_moves), np.concatenate(pred_moves)
+    rng = np.random.default_rng(args.seed)
+    hedged = [p + residuals[rng.integers(0, len(residuals), (args.samples, len(p)))] for p in pred_moves]
     r2 = 1 - ((y_all - p_all) ** 2).mean(0) / np.maximum(y_all.var(0), 1e-12)
     repeat = np.concatenate([psnr(ep.frames[np.asarray(t)].astype(np.float64) / 255.0,
                                   ep.frames[np.asarray(t) + 1].astype(np.float64) / 255.0)
@@ -151,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         "reproject_true_motion": round(float(reprojected(held, true_moves, "target", ts, unit).mean()), 3),
         "reproject_true_motion_source_depth": round(float(reprojected(held, true_moves, "source", ts, unit).mean()), 3),
         "reproject_predicted_motion": round(float(reprojected(held, pred_moves, "source", ts, unit).mean()), 3),
+        "reproject_predicted_motion_averaged": round(float(reprojected(held, hedged, "source", ts, unit).mean()), 3),
         "motion_r2": {k: round(float(v), 3) for k, v in zip(MOTION_PARTS, r2)},
         "train_maps": train_maps, "train_frames": int(sum(len(ep) for ep in train)),
     }
@@ -158,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"next-frame ceiling on {map_name} at {args.resolution}, {tics} tics per frame "
           f"({result['frames_scored']} frames; depth unit {unit:g} map units)")
     for key in ("repeat_last", "reproject_true_motion", "reproject_true_motion_source_depth",
-                "reproject_predicted_motion"):
+                "reproject_predicted_motion", "reproject_predicted_motion_averaged"):
         print(f"  {key:<38}{result[key]:8.2f} dB  {result[key] - base:+6.2f}")
     print("  motion predicted from the past (R^2): " + ", ".join(f"{k} {v:.2f}" for k, v in result["motion_r2"].items()))
     if args.json:

@@ -11,12 +11,12 @@ from engine.cli import main
 
 def test_the_ceiling_bench_reports_every_figure_and_true_motion_beats_repeating(capsys):
     code = main(["bench", "ceiling", "--json", "--episodes", "1", "--steps", "24", "--train-episodes", "1",
-                 "--train-steps", "40", "--train-maps", "maze"])
+                 "--train-steps", "40", "--train-maps", "maze", "--samples", "4"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["frames_scored"] == 20 and result["tics_per_step"] == 4 and result["train_frames"] == 120
     for key in ("repeat_last", "reproject_true_motion", "reproject_true_motion_source_depth",
-                "reproject_predicted_motion"):
+                "reproject_predicted_motion", "reproject_predicted_motion_averaged"):
         assert 10 < result[key] <= 50
     assert result["reproject_true_motion"] > result["repeat_last"] + 1.0
     assert set(result["motion_r2"]) == {"ahead", "right", "turn", "up"}
