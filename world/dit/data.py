@@ -48,14 +48,11 @@ def pose_deltas(poses: np.ndarray) -> np.ndarray:
 
     Row 0 is zero (no previous frame). Angles are wrapped to [-180, 180).
     """
+    from world.pose import egocentric_motion
+
     out = np.zeros((len(poses), 3), dtype=np.float32)
-    if len(poses) < 2:
-        return out
-    d = np.diff(poses, axis=0)
-    a = np.deg2rad(poses[:-1, 2])
-    out[1:, 0] = d[:, 0] * np.cos(a) + d[:, 1] * np.sin(a)
-    out[1:, 1] = -d[:, 0] * np.sin(a) + d[:, 1] * np.cos(a)
-    out[1:, 2] = (d[:, 2] + 180.0) % 360.0 - 180.0
+    if len(poses) >= 2:
+        out[1:] = egocentric_motion(poses[:-1], poses[1:])
     return out
 
 

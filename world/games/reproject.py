@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+
+from world.pose import egocentric_motion
 
 DEFAULT_FOV = 90.0
 DEPTH_UNIT = 8.5
@@ -24,13 +27,12 @@ DEPTH_UNIT = 8.5
 
 def eye_motion(cam0, cam1):
     """The eye's move from `cam0` to `cam1` (`[..., 4]` = x, y, z, angle in degrees, numpy or torch) in
-    `cam0`'s view: `[..., 4]` = (ahead, right, turn in degrees, counter-clockwise positive, up)."""
-    lib = torch if isinstance(cam0, torch.Tensor) else __import__("numpy")
-    a = cam0[..., 3] * (math.pi / 180.0)
-    dx, dy = cam1[..., 0] - cam0[..., 0], cam1[..., 1] - cam0[..., 1]
-    turn = (cam1[..., 3] - cam0[..., 3] + 180.0) % 360.0 - 180.0
-    return lib.stack([dx * lib.cos(a) + dy * lib.sin(a), dx * lib.sin(a) - dy * lib.cos(a), turn,
-                      cam1[..., 2] - cam0[..., 2]], -1)
+    `cam0`'s view: `[..., 4]` = (ahead, right, turn in degrees, counter-clockwise positive, up); the
+    planar part is `world.pose.egocentric_motion`'s, with right = -left."""
+    planar = [0, 1, 3]
+    move = egocentric_motion(cam0[..., planar], cam1[..., planar])
+    lib = torch if isinstance(cam0, torch.Tensor) else np
+    return lib.stack([move[..., 0], -move[..., 1], move[..., 2], cam1[..., 2] - cam0[..., 2]], -1)
 
 
 def reproject_grid(depth: torch.Tensor, motion: torch.Tensor, *, fov: float = DEFAULT_FOV,
