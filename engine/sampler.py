@@ -61,10 +61,47 @@ def commit_frames(model: WorldModel, memory: AttentionMemory, latents: torch.Ten
     return pose
 
 
+def next_sample(spec, x: torch.Tensor, x0: torch.Tensor, t: float, t_next: float, seed: int, chunk_index: int,
+                step: int) -> torch.Tensor:
+    """The sample at level `t_next` from the sample `x` at level `t` and the model's clean estimate `x0`.
+
+    `spec.sampler == "renoise"`: fresh noise, `(1 - t_next) x0 + t_next noise` (each step a new draw).
+    `"euler"`: the deterministic Euler step of the probability-flow ODE, which keeps the noise the model
+    implied, `eps = (x - (1 - t) x0) / t`, so `(1 - t_next) x0 + t_next eps` (DDIM; in EDM's sigma terms,
+    `x0 + sigma_next / sigma * (x_sigma - x0)`).
+    """
+    if spec.sampler == "euler":
+        eps = (x - (1.0 - t) * x0) / t
+    else:
+        eps = chunk_noise(seed, chunk_index, step, x.shape, x.device)
+    return (1.0 - t_next) * x0 + t_next * eps
+
+
+@torch.inference_mode()
+def sample_chunk(model: WorldModel, memory: AttentionMemory, actions: torch.Tensor, *, seed: int,
+                 chunk_index: int, context: FrameContext) -> torch.Tensor:
+    """Denoise one chunk through `model.spec.steps` (no commit); returns its clean latents.
+
+    The first sample is `steps[0] * noise`: at the top level the sample is noise of that scale (at
+    `t = 1`, pure noise), whatever the frame.
+    """
+    spec = model.spec
+    shape = (spec.chunk_frames, *spec.latent_shape)
+    steps = spec.steps
+    ctx = context.kwargs()
+    x = steps[0] * chunk_noise(seed, chunk_index, 0, shape, model.device)
+    x0 = x
+    for j, t in enumerate(steps):
+        x0 = model.denoise(x, t, actions, memory, **ctx)
+        if j + 1 < len(steps):
+            x = next_sample(spec, x, x0, t, steps[j + 1], seed, chunk_index, j + 1)
+    return x0
+
+
 @torch.inference_mode()
 def generate_chunk(model: WorldModel, memory: AttentionMemory, actions: torch.Tensor, *, seed: int,
                    chunk_index: int, context: FrameContext | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Denoise one chunk through `model.spec.steps`, then commit it to `memory`.
+    """Denoise one chunk through `model.spec.steps` (`sample_chunk`), then commit it to `memory`.
 
     The caller brackets this with `memory.begin_chunk(...)` / `memory.end_chunk()`.
 
@@ -82,17 +119,7 @@ def generate_chunk(model: WorldModel, memory: AttentionMemory, actions: torch.Te
             raise ValueError(f"model '{spec.name}' takes {spec.frame_context} previous frame(s) directly; "
                              "pass the session's FrameContext")
         context = FrameContext(spec)
-    shape = (spec.chunk_frames, *spec.latent_shape)
-    device = model.device
-    steps = spec.steps
-    ctx = context.kwargs()
-    x = chunk_noise(seed, chunk_index, 0, shape, device)
-    x0 = x
-    for j, t in enumerate(steps):
-        x0 = model.denoise(x, t, actions, memory, **ctx)
-        if j + 1 < len(steps):
-            t_next = steps[j + 1]
-            x = (1.0 - t_next) * x0 + t_next * chunk_noise(seed, chunk_index, j + 1, shape, device)
-    pose = model.commit(x0, actions, memory, **ctx)
+    x0 = sample_chunk(model, memory, actions, seed=seed, chunk_index=chunk_index, context=context)
+    pose = model.commit(x0, actions, memory, **context.kwargs())
     context.push(x0)
     return x0, pose

@@ -17,6 +17,9 @@ from kernels.view import KVView, RopeSpec
 from world.actions import DOOM_ACTIONS, GAME_TICS_PER_SECOND, ActionSpace
 
 
+SAMPLERS = ("renoise", "euler")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSpec:
     """What a model declares about itself; the engine and memory size everything from it.
@@ -34,6 +37,9 @@ class ModelSpec:
             `context` to `denoise` and `commit`; models with 0 are never passed `context`.
         steps: noise levels in (0, 1] visited by the sampler, highest first (flow matching:
             `x_t = (1 - t) * x0 + t * noise`).
+        sampler: how the sampler moves between `steps`: "renoise" (a fresh noise draw at every level) or
+            "euler" (the deterministic probability-flow step, as EDM and DDIM sample; see
+            `engine.sampler.next_sample`).
         context_noise: noise level of the commit pass (0 = clean).
         rope: temporal RoPE applied at read time.
         kv_dtype: dtype of cached keys/values at full precision.
@@ -57,6 +63,7 @@ class ModelSpec:
     chunk_frames: int = 1
     frame_context: int = 0
     steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    sampler: str = "renoise"
     context_noise: float = 0.0
     rope: RopeSpec = field(default_factory=lambda: RopeSpec(dims=0))
     kv_dtype: torch.dtype = torch.float32
@@ -75,6 +82,8 @@ class ModelSpec:
             raise ValueError("temporal_span must exceed chunk_frames")
         if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):
             raise ValueError(f"steps must be noise levels in (0, 1], got {self.steps}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got '{self.sampler}'")
         if list(self.steps) != sorted(self.steps, reverse=True):
             raise ValueError("steps must go from the highest noise level to the lowest")
         if self.latent_shape[0] != self.tokens_per_frame:

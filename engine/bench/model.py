@@ -82,19 +82,9 @@ def _sample(model, mem, action: int, seed: int, chunk: int, ctx):
     """All denoising steps for one frame (no commit); returns clean latents `[1, T, C]`."""
     import torch
 
-    from engine.sampler import chunk_noise
+    from engine.sampler import sample_chunk
 
-    spec = model.spec
-    shape = (1, *spec.latent_shape)
-    acts = torch.tensor([action])
-    x = chunk_noise(seed, chunk, 0, shape)
-    x0 = x
-    for j, t in enumerate(spec.steps):
-        x0 = model.denoise(x, t, acts, mem, **ctx.kwargs())
-        if j + 1 < len(spec.steps):
-            nxt = spec.steps[j + 1]
-            x = (1.0 - nxt) * x0 + nxt * chunk_noise(seed, chunk, j + 1, shape)
-    return x0
+    return sample_chunk(model, mem, torch.tensor([action]), seed=seed, chunk_index=chunk, context=ctx)
 
 
 def teacher_forced(model, ep, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
