@@ -7,6 +7,7 @@
     reverie train --config warp --init default --out runs/warp                 # grow the camera warp onto it
     reverie train --config recall --init default --set revisit_prob=0.9 --out runs/r9   # any TrainConfig field
     reverie train --config default --device cuda --precision bf16 --out runs/gpu      # on a GPU
+    reverie train --config render --out runs/render                            # the renderer, over the bundled DiT
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
 data recipe, seeded), so a run is reproducible from `--config` and `--seed` alone. Writes
@@ -22,8 +23,11 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from world.dit.config import TRAIN_PRESETS
+    from world.dit.render_train import RENDER_PRESETS
 
-    parser.add_argument("--config", default="default", help=f"training preset ({', '.join(TRAIN_PRESETS)})")
+    presets = ", ".join([*TRAIN_PRESETS, *RENDER_PRESETS])
+    parser.add_argument("--config", default="default", help=f"training preset ({presets}); the render* presets "
+                        "train the renderer over a frozen DiT (--init, default: the bundled one)")
     parser.add_argument("--out", default=None, help="run directory (default runs/train-CONFIG-seedS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", nargs="+", default=None, help="rollout directories recorded on a train map")
@@ -49,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from world.dit.render_train import RENDER_PRESETS
+
+    if args.config in RENDER_PRESETS:
+        return run_render(args)
     from world.dit.config import train_config
     from world.dit.data import find_rollouts, generate_episodes, load_episode
     from world.dit.train import train
@@ -108,3 +116,40 @@ def _check_train_maps(paths) -> int:
     if len(tics) != 1:
         raise SystemExit(f"reverie train: the rollouts mix frame skips (tics per step {sorted(tics)}); use one")
     return tics.pop()
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """`reverie train --config render...`: the renderer over a frozen DiT (`world.dit.render_train`)."""
+    from world.dit.data import generate_episodes
+    from world.dit.default import DEFAULT_CHECKPOINT, load_net
+    from world.dit.render_train import RENDER_PRESETS, train_renderer
+
+    from engine.keyvalues import parse_key_values
+
+    try:
+        cfg = RENDER_PRESETS[args.config].with_overrides(**parse_key_values(args.set, "--set"))
+        cfg = cfg.with_overrides(steps=args.steps, batch=args.batch, lr=args.lr, threads=args.threads)
+    except (TypeError, ValueError) as exc:
+        print(f"reverie train: {exc}", file=sys.stderr)
+        return 2
+    if args.data or args.device not in ("auto", "cpu"):
+        print("reverie train: the renderer trains from its data recipe on the CPU (no --data, no --device)",
+              file=sys.stderr)
+        return 2
+    init = DEFAULT_CHECKPOINT if args.init in (None, "default") else args.init
+    dit, dit_meta = load_net(init)
+    if int(dit_meta.get("tics_per_step", cfg.tics_per_step)) != cfg.tics_per_step:
+        print(f"reverie train: the DiT was trained at {dit_meta.get('tics_per_step')} tics per step, this run "
+              f"records {cfg.tics_per_step}", file=sys.stderr)
+        return 2
+    out = args.out or f"runs/train-{args.config}-seed{args.seed}"
+    progress = not args.no_progress
+    episodes = generate_episodes(cfg.data_config(), args.seed, progress=progress)
+    print(f"training '{args.config}' on {len(episodes)} episodes over the DiT {init} -> {out}", flush=True)
+    command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
+    path = train_renderer(episodes, dit, cfg, out, seed=args.seed, resume=args.resume, progress=progress,
+                          keep_snapshots=max(0, args.snapshots),
+                          extra_meta={"command": command, "tics_per_step": cfg.tics_per_step,
+                                      "dit": str(init)})
+    print(f"renderer: {path}")
+    return 0

@@ -273,7 +273,8 @@ class DiTNet(nn.Module):
             commit: call `memory.commit` per layer (the clean pass).
             prev: `[C, T, P]` each frame's previous clean frame (zeros: none), with `cfg.prev_frame`.
         Returns:
-            x0 estimate `[C, T, P]` and pose `[C, 3]` (or None).
+            x0 estimate `[C, T, P]`, pose `[C, 3]` (or None) and the previous frame as the copy path used
+            it (moved by the camera warp with `prev_warp`; None without `prev_frame`).
         """
         blocks_table, out_table = table
         prev = self._prev(x, prev)
@@ -286,7 +287,7 @@ class DiTNet(nn.Module):
             if commit:
                 memory.commit(layer, k, v, q)
             h = block.finish(h, attn, mod)
-        return self._head_from(h, out_table.index_select(0, actions), prev)[:2]
+        return self._head_from(h, out_table.index_select(0, actions), prev)
 
     def _broadcastable(self, per_frame: torch.Tensor) -> torch.Tensor:
         """`[..., n, X]` frame values that broadcast against `[..., n*T, X]` tokens (no copy when n == 1)."""

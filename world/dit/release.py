@@ -3,6 +3,7 @@
     python -m world.dit.release runs/default-seed0/model.safetensors --steps 1.0
     python -m world.dit.release runs/default-seed0/snapshots/step*.safetensors --steps 1.0   # averaged
     python -m world.dit.release runs/a.safetensors runs/b.safetensors --weights 0.5 0.5 --steps 1.0  # a soup
+    python -m world.dit.release world/dit/weights/default.safetensors --renderer runs/render/model.safetensors
 
 The weights are copied unchanged (fp16, as training saved them), or, given several checkpoints, averaged:
 uniformly over the late checkpoints of one run (checkpoint averaging, as in SWA: the late, low learning-rate
@@ -13,6 +14,10 @@ flow model halves the flow. The metadata is the richest source's (the one with t
 `sampler_steps` (the noise levels `load_model("default")` samples with) and `released_from` (each source's
 file, sha256, step, weight and training command); the JSON beside the file records the same plus the
 training command history.
+
+`--renderer` bundles a renderer trained over that DiT (`reverie train --config render`; its tensors go in as
+`renderer.*`, its config as `renderer`, and the sampler then defaults to the renderer's schedule); several
+renderer checkpoints (snapshots of one run) are averaged uniformly.
 """
 
 from __future__ import annotations
@@ -27,16 +32,18 @@ from world.contract import ModelSpec
 
 
 def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | None = None,
-            weights: tuple[float, ...] | None = None, command: str = "") -> Path:
+            weights: tuple[float, ...] | None = None, command: str = "",
+            renderer: str | Path | list | None = None) -> Path:
     """Write `src`'s weights, or the average of several checkpoints (uniform, or `weights`, which are
     normalised to sum to 1), to `dst` with the default sampler steps; returns `dst`. `command` (the release
     command line) is recorded as `release_command`."""
     import torch
 
-    from world.dit.default import load_net
+    from world.dit.default import RENDERER_PREFIX, load_checkpoint
 
     sources = [Path(p) for p in (src if isinstance(src, (list, tuple)) else [src])]
-    loaded = [load_net(p) for p in sources]  # (network, metadata) of each; validates each end to end
+    full = [load_checkpoint(p) for p in sources]  # validates each end to end
+    loaded = [(n, m) for n, _, m in full]
     if weights is None:
         weights = [1.0] * len(sources)
         order = sorted(range(len(sources)), key=lambda i: loaded[i][1].get("step", 0))
@@ -48,7 +55,11 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
     ref = _reference(sources, [n.cfg for n, _ in loaded])
     net, meta = loaded[ref]
     expected = {n: t.shape for n, t in net.state_dict().items()}
-    state = load_state(sources[ref], expected, dtype=None)  # the stored dtypes (fp16) are kept
+    bundled = full[ref][1]  # a renderer already in the source is dropped (or replaced by --renderer)
+    stored = dict(expected, **({} if bundled is None else
+                               {RENDERER_PREFIX + n: t.shape for n, t in bundled.state_dict().items()}))
+    state = load_state(sources[ref], stored, dtype=None)  # the stored dtypes (fp16) are kept
+    state = {n: t for n, t in state.items() if n in expected}
     if len(sources) > 1:
         sums = {n: torch.zeros(shape, dtype=torch.float64) for n, shape in expected.items()}
         for (other, _), w in zip(loaded, weights):
@@ -64,10 +75,41 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
                   heads=1, head_dim=1, steps=tuple(steps))  # same validation as the engine applies
         meta["sampler_steps"] = [float(s) for s in steps]
     meta.pop("checkpoint_path", None)
+    meta.pop("renderer", None)
+    meta.pop("renderer_from", None)
+    if renderer is not None:
+        state, meta = _with_renderer(state, meta, renderer, net.cfg.hash())
+        if steps is None and "sampler_steps" in meta:  # the DiT's own steps; the renderer's schedule is default
+            meta["dit_sampler_steps"] = meta.pop("sampler_steps")
     meta["release_command"] = command
     meta["released_from"] = [{"file": str(p), "sha256": sha256_file(p), "step": m.get("step"), "weight": w,
                               "command": m.get("command", "")} for p, m, w in zip(sources, metas, weights)]
     return save_state(dst, state, meta)
+
+
+def _with_renderer(state: dict, meta: dict, renderer, dit_hash: str) -> tuple[dict, dict]:
+    """`state` and `meta` plus the (averaged) renderer checkpoint(s) `renderer`, checked to be trained over
+    a DiT of the same architecture."""
+    from world.dit.default import RENDERER_PREFIX
+    from world.dit.renderer import Renderer, RendererConfig
+
+    paths = [Path(p) for p in (renderer if isinstance(renderer, (list, tuple)) else [renderer])]
+    metas = [read_metadata(p) for p in paths]
+    for p, m in zip(paths, metas):
+        if "renderer" not in m:
+            raise CheckpointError(f"{p} is not a renderer checkpoint (no renderer config in its metadata)")
+        if m.get("dit_config_hash") != dit_hash:
+            raise CheckpointError(f"{p} was trained over a DiT of config {m.get('dit_config_hash')}, not {dit_hash}")
+        if m["renderer"] != metas[0]["renderer"]:
+            raise CheckpointError(f"{p} holds another renderer architecture than {paths[0]}")
+    expected = {n: t.shape for n, t in Renderer(RendererConfig.from_dict(metas[0]["renderer"])).state_dict().items()}
+    loaded = [load_state(p, expected, dtype=None) for p in paths]
+    averaged = {n: (sum(s[n].double() for s in loaded) / len(loaded)).to(loaded[0][n].dtype) for n in expected}
+    state = dict(state, **{RENDERER_PREFIX + n: t for n, t in averaged.items()})
+    meta = dict(meta, renderer=metas[0]["renderer"],
+                renderer_from=[{"file": str(p), "sha256": sha256_file(p), "step": m.get("step"),
+                                "command": m.get("command", "")} for p, m in zip(paths, metas)])
+    return state, meta
 
 
 def _reference(sources: list[Path], configs: list) -> int:
@@ -93,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=float, nargs="+", default=None, help="default noise levels, highest first")
     parser.add_argument("--weights", type=float, nargs="+", default=None,
                         help="one weight per checkpoint, in the order given (a soup; default: uniform)")
+    parser.add_argument("--renderer", nargs="+", default=None,
+                        help="renderer checkpoint(s) trained over this DiT to bundle (several: averaged)")
     raw = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(raw)
     path = release(args.checkpoint, args.out, tuple(args.steps) if args.steps else None,
                    tuple(args.weights) if args.weights else None,
-                   command="python -m world.dit.release " + " ".join(shlex.quote(a) for a in raw))
+                   command="python -m world.dit.release " + " ".join(shlex.quote(a) for a in raw),
+                   renderer=args.renderer)
     meta = read_metadata(path)
     print(f"{path}: {path.stat().st_size / 1e6:.2f} MB, step {meta.get('step')}, averaged "
           f"{meta.get('averaged_steps', 'no')}, sampler steps {meta.get('sampler_steps', 'default')}")

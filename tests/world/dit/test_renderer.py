@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.sampler import FrameContext, next_sample, sample_chunk
+from engine.session import Session
+from world.checkpoint import CheckpointError, save_state
+from world.dit.data import Episode
+from world.dit.default import DiTWorldModel, build, load_checkpoint
+from world.dit.release import release
+from world.dit.render_train import RENDER_PRESETS, make_batch, train_renderer
+from world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sigma_to_t, t_to_sigma
+from world.dit.train import train
+from world.dit.config import train_config
+
+TINY = RendererConfig(channels=(8, 16), blocks=1, cond_dim=16)
+
+
+def _episodes(n=2, length=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Episode(rng.integers(0, 256, (length, 48, 64, 3), dtype=np.uint8), rng.integers(0, 27, length),
+                    np.zeros((length, 3)), name=f"ep{i}") for i in range(n)]
+
+
+def _inputs(b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    imgs = [torch.rand(b, 3, 48, 64, generator=g) * 2 - 1 for _ in range(5)]
+    return imgs, torch.full((b,), 0.02), torch.zeros(b, dtype=torch.long)
+
+
+def test_schedule_and_noise_level_maps():
+    cfg = RendererConfig()
+    s = karras_sigmas(cfg)
+    assert len(s) == 3 and s[0] == pytest.approx(5.0) and s[-1] == pytest.approx(0.002)
+    assert s == sorted(s, reverse=True)
+    for sigma in (0.002, 0.3, 5.0):
+        assert t_to_sigma(sigma_to_t(sigma)) == pytest.approx(sigma)
+    with pytest.raises(ValueError):
+        t_to_sigma(1.0)
+
+
+def test_fresh_renderer_is_the_edm_skip_and_tiny_noise_returns_the_input():
+    torch.manual_seed(0)
+    r = Renderer(TINY).eval()
+    (x, g, w, p1, p2), cs, a = _inputs()
+    for sigma in (0.01, 1.0, 5.0):
+        d, _ = r(x, torch.full((2,), sigma), g, w, p1, p2, cs, a)
+        c_skip = 0.25 / (sigma ** 2 + 0.25)
+        torch.testing.assert_close(d, c_skip * x)  # zero-initialised output: D = c_skip x
+    torch.nn.init.normal_(r.out.weight)
+    d, _ = r(x, torch.full((2,), 1e-5), g, w, p1, p2, cs, a)
+    torch.testing.assert_close(d, x, atol=1e-3, rtol=0)  # at sigma -> 0 the frame is the input
+
+
+def test_raw_target_recovers_the_clean_frame():
+    r = Renderer(TINY)
+    x0 = torch.rand(2, 3, 48, 64) * 2 - 1
+    sigma = torch.tensor([0.1, 2.0])
+    x = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
+    c_skip, c_out, _ = r.preconditioning(sigma)
+    torch.testing.assert_close(c_skip * x + c_out * r.target(x0, x, sigma), x0)
+
+
+def test_euler_step_keeps_the_implied_noise():
+    spec = build(pretrained=False, config="tiny").spec
+    x0, eps = torch.randn(1, 4, 8), torch.randn(1, 4, 8)
+    t, t_next = 0.8, 0.3
+    x = (1 - t) * x0 + t * eps
+    euler = type(spec)(**{**{f: getattr(spec, f) for f in spec.__slots__}, "sampler": "euler"})
+    torch.testing.assert_close(next_sample(euler, x, x0, t, t_next, 0, 0, 1), (1 - t_next) * x0 + t_next * eps)
+    renoise = next_sample(spec, x, x0, t, t_next, 0, 0, 1)  # a fresh draw, not the implied noise
+    assert not torch.allclose(renoise, (1 - t_next) * x0 + t_next * eps)
+
+
+def _tiny_dit_checkpoint(tmp_path):
+    cfg = train_config("tiny").with_overrides(steps=2, checkpoint_every=2)
+    return train(_episodes(), cfg, tmp_path / "dit", progress=False)
+
+
+def _tiny_renderer_run(tmp_path, dit_path, steps=3, resume=False, out="render"):
+    dit, _, _ = load_checkpoint(dit_path)
+    cfg = RENDER_PRESETS["render-tiny"].with_overrides(steps=steps)
+    return train_renderer(_episodes(), dit, cfg, tmp_path / out, progress=False, resume=resume)
+
+
+def test_training_batch_shapes_and_context_noise(tmp_path):
+    dit, _, _ = load_checkpoint(_tiny_dit_checkpoint(tmp_path))
+    from world.dit.data import WindowSampler
+
+    cfg = RENDER_PRESETS["render-tiny"]
+    sample = WindowSampler(_episodes(), cfg.data_config()).sample(np.random.default_rng(0), 2)
+    batch = make_batch(dit, sample, cfg, torch.Generator().manual_seed(0))
+    n = 2 * cfg.frames_per_window
+    for k in ("x", "x0", "guess", "warped", "prev1", "prev2"):
+        assert batch[k].shape == (n, 3, 48, 64), k
+    assert batch["sigma"].shape == batch["context_sigma"].shape == (n,)
+    assert (batch["context_sigma"] > 0).all() and (batch["context_sigma"] <= cfg.context_max).all()
+    frames = torch.from_numpy(sample["frames"][:, cfg.revisit_frames:]).movedim(-1, -3).float() / 127.5 - 1
+    torch.testing.assert_close(batch["x0"], frames[:, -cfg.frames_per_window:].flatten(0, 1))
+    noise = (batch["prev1"] - frames[:, -cfg.frames_per_window - 1:-1].flatten(0, 1)).flatten(1).std(1)
+    torch.testing.assert_close(noise, batch["context_sigma"], rtol=0.1, atol=1e-3)  # noise of the declared level
+
+
+def test_renderer_training_resumes_exactly(tmp_path):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    straight = _tiny_renderer_run(tmp_path, dit_path, steps=4, out="a")
+    _tiny_renderer_run(tmp_path, dit_path, steps=2, out="b")
+    resumed = _tiny_renderer_run(tmp_path, dit_path, steps=4, out="b", resume=True)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_bundled_renderer_plays_deterministically_and_guesses_once_per_frame(tmp_path, monkeypatch):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    rpath = _tiny_renderer_run(tmp_path, dit_path)
+    bundled = release(dit_path, tmp_path / "bundled.safetensors", renderer=rpath)
+    net, renderer, meta = load_checkpoint(bundled)
+    assert renderer is not None and meta["renderer"] == RENDER_PRESETS["render-tiny"].renderer.to_dict()
+    model = build(checkpoint=bundled)
+    assert model.spec.frame_context == 2 and model.spec.sampler == "euler" and len(model.spec.steps) == 3
+    calls = []
+    step = model.net.step
+    monkeypatch.setattr(model.net, "step", lambda *a, **k: calls.append(k["commit"]) or step(*a, **k))
+    seed_frame = np.full((48, 64, 3), 90, np.uint8)
+    frames = [Session(model, seed_frame, policy="window").step(3).frame for _ in range(2)]
+    assert (frames[0] == frames[1]).all()
+    # per frame: one seed commit, then one guess pass (not one per sampler step) and one commit pass
+    assert calls == [True, False, True] * 2
+    alone = build(checkpoint=bundled, use_renderer=False)
+    assert alone.spec.frame_context == 1 and alone.spec.steps == (1.0,)
+
+
+def test_renderer_over_another_dit_is_refused(tmp_path):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    rpath = _tiny_renderer_run(tmp_path, dit_path)
+    from world.checkpoint import read_metadata
+    from safetensors.torch import load_file
+
+    meta = dict(read_metadata(rpath), dit_config_hash="0" * 16)
+    save_state(tmp_path / "other.safetensors", load_file(str(rpath)), meta)
+    with pytest.raises(CheckpointError, match="trained over a DiT"):
+        release(dit_path, tmp_path / "x.safetensors", renderer=tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="not a renderer"):
+        release(dit_path, tmp_path / "y.safetensors", renderer=dit_path)
+
+
+def test_sample_chunk_starts_at_the_top_level_scale(tmp_path):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    model = build(checkpoint=release(dit_path, tmp_path / "b.safetensors", renderer=_tiny_renderer_run(tmp_path, dit_path)))
+    seen = []
+    denoise = model.denoise
+    model.denoise = lambda x, t, *a, **k: seen.append((t, float(x.std()))) or denoise(x, t, *a, **k)
+    from memory import MemoryManager
+
+    mem = MemoryManager.create(model.spec, policy="window")
+    ctx = FrameContext(model.spec)
+    mem.begin_chunk()
+    sample_chunk(model, mem, torch.tensor([0]), seed=1, chunk_index=0, context=ctx)
+    mem.end_chunk()
+    assert seen[0][0] == model.spec.steps[0]
+    assert seen[0][1] == pytest.approx(model.spec.steps[0], rel=0.1)  # t0 * unit noise

@@ -1,0 +1,238 @@
+"""Training the renderer (`world.dit.renderer`) on top of a frozen DiT: `reverie train --config render`.
+
+Each step draws windows of real frames (some with revisit frames of the same place, as spatial retrieval
+brings back at play time) and runs the frozen DiT over them the way play does, teacher-forced: every frame's
+one-step guess from pure noise (t = 1) with the real earlier frames as clean history, and the previous
+frame moved by the DiT's camera warp. For the last `frames_per_window` frames of every window the renderer
+then learns EDM denoising of the real frame from that guess, that warped previous frame and the two
+previous real frames, the last three under context noise of a random level that is also an input
+(`context_sigma`: at play time the history is the renderer's own output, not the game's).
+
+Everything random comes from generators seeded by the run's seed; a run resumes from its last snapshot
+(`--resume`), and writes `OUT/model.safetensors` (the renderer alone) like `world.dit.train` does.
+`python -m world.dit.release --renderer OUT/model.safetensors` bundles it with the DiT as the default model.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from world.dit.config import TrainConfig
+from world.dit.data import Episode, WindowSampler
+from world.dit.network import DiTNet
+from world.dit.patches import patchify, to_pixels
+from world.dit.renderer import Renderer, RendererConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RenderTrainConfig:
+    """One renderer training run.
+
+    Attributes:
+        renderer: the architecture trained.
+        steps, batch, lr, warmup, weight_decay, grad_clip: optimisation (`batch` windows per step; each
+            gives `frames_per_window` training frames).
+        window, revisit_frames, revisit_prob: the windows the DiT sees (as in `TrainConfig`; revisit
+            frames are the nearest in pose).
+        p_mean, p_std: log-normal distribution of the training noise level (EDM).
+        context_mean, context_std, context_max: log-normal distribution of the context noise level,
+            clamped at `context_max`; `context_clean_prob` of the frames instead get about the play-time level.
+        first_frame_prob: share of frames whose second previous frame repeats the first (as at a session's
+            start, when only the seed frame is known).
+        maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe (`TrainConfig`'s).
+    """
+
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+    steps: int = 6000
+    batch: int = 8
+    frames_per_window: int = 4
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    window: int = 8
+    revisit_frames: int = 2
+    revisit_prob: float = 0.5
+    p_mean: float = -0.4
+    p_std: float = 1.2
+    context_mean: float = -2.0
+    context_std: float = 1.2
+    context_max: float = 1.0
+    context_clean_prob: float = 0.3
+    first_frame_prob: float = 0.05
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 2
+    maps: tuple[str, ...] = ("maze", "freedoom2-map01")
+    policies: tuple[str, ...] = ("random", "wander", "go-and-return")
+    episodes_per: int = 10
+    episode_steps: int = 1000
+    tics_per_step: int = 4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.renderer, dict):
+            object.__setattr__(self, "renderer", RendererConfig.from_dict(self.renderer))
+        object.__setattr__(self, "maps", tuple(self.maps))
+        object.__setattr__(self, "policies", tuple(self.policies))
+        if not 1 <= self.frames_per_window <= self.window - 2:
+            raise ValueError("frames_per_window must be in [1, window - 2] (each needs two previous frames)")
+        if self.steps < 1 or self.batch < 1:
+            raise ValueError("steps and batch must be >= 1")
+
+    def data_config(self) -> TrainConfig:
+        """The `TrainConfig` that draws this run's episodes and windows."""
+        return TrainConfig(window=self.window, revisit_frames=self.revisit_frames, revisit_prob=self.revisit_prob,
+                           revisit_nearest=True, maps=self.maps, policies=self.policies,
+                           episodes_per=self.episodes_per, episode_steps=self.episode_steps,
+                           tics_per_step=self.tics_per_step)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["renderer"] = self.renderer.to_dict()
+        return data
+
+    def with_overrides(self, **kw) -> "RenderTrainConfig":
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(kw) - known)
+        if unknown:
+            raise ValueError(f"unknown RenderTrainConfig field(s) {unknown}; choose from {sorted(known)}")
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+RENDER_PRESETS: dict[str, RenderTrainConfig] = {
+    "render": RenderTrainConfig(renderer=RendererConfig(channels=(24, 48, 96))),
+    "render-tiny": RenderTrainConfig(renderer=RendererConfig(channels=(8, 16), blocks=1, cond_dim=16),
+                                     steps=3, batch=2, frames_per_window=2, window=6, warmup=1,
+                                     checkpoint_every=2, log_every=1, maps=("maze",), policies=("random",),
+                                     episodes_per=1, episode_steps=40),
+}
+
+
+def images(latents: torch.Tensor, cfg) -> torch.Tensor:
+    """DiT patch latents `[..., T, P]` -> images `[..., 3, H, W]`."""
+    return to_pixels(latents, cfg.patch, cfg.frame_h, cfg.frame_w).movedim(-1, -3)
+
+
+@torch.no_grad()
+def dit_guesses(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen DiT's one-step guess of every window frame and its warped previous frame, as play makes
+    them (teacher-forced): images `[B, W, 3, H, W]` each."""
+    r, w = cfg.revisit_frames, cfg.window
+    mc = dit.cfg
+    x0 = patchify(torch.from_numpy(sample["frames"]), mc.patch)
+    b = x0.shape[0]
+    noise = torch.randn(x0[:, r:].shape, generator=gen)
+    x = torch.cat((x0, noise), 1)
+    t = torch.cat((torch.zeros(b, r + w), torch.ones(b, w)), 1)
+    actions = torch.from_numpy(sample["actions"])
+    pos = torch.from_numpy(sample["pos"])
+    prev = patchify(torch.from_numpy(sample["prev_frames"]), mc.patch)
+    prev = prev * torch.from_numpy(sample["has_prev"])[..., None, None]
+    out, _, moved = dit.forward_doubled(x, t, torch.cat((actions, actions[:, r:]), 1),
+                                        torch.cat((pos, pos[:, r:]), 1), r,
+                                        torch.from_numpy(sample["revisit_valid"]),
+                                        prev=torch.cat((prev, prev[:, r:]), 1), with_prev=True)
+    return images(out[:, r + w:], mc), images(moved[:, r + w:], mc)
+
+
+def context_sigmas(cfg: RenderTrainConfig, n: int, gen: torch.Generator) -> torch.Tensor:
+    """`[n]` context noise levels (see `RenderTrainConfig`)."""
+    noisy = (torch.randn(n, generator=gen) * cfg.context_std + cfg.context_mean).exp().clamp_max(cfg.context_max)
+    play = cfg.renderer.play_context_sigma * (0.5 + torch.rand(n, generator=gen))
+    return torch.where(torch.rand(n, generator=gen) < cfg.context_clean_prob, play, noisy)
+
+
+def make_batch(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig, gen: torch.Generator) -> dict:
+    """Renderer inputs and targets for the last `frames_per_window` frames of each window."""
+    r, w, k = cfg.revisit_frames, cfg.window, cfg.frames_per_window
+    guess, warped = dit_guesses(dit, sample, cfg, gen)
+    frames = torch.from_numpy(sample["frames"][:, r:]).movedim(-1, -3).float() / 127.5 - 1.0  # [B, W, 3, H, W]
+    pick = slice(w - k, w)
+    x0 = frames[:, pick].flatten(0, 1)
+    prev1 = frames[:, w - k - 1:w - 1].flatten(0, 1)
+    prev2 = frames[:, w - k - 2:w - 2].flatten(0, 1)
+    n = x0.shape[0]
+    first = torch.rand(n, generator=gen) < cfg.first_frame_prob
+    prev2 = torch.where(first[:, None, None, None], prev1, prev2)
+    cs = context_sigmas(cfg, n, gen)
+    s4 = cs[:, None, None, None]
+    noisy_ctx = [c + s4 * torch.randn(c.shape, generator=gen)
+                 for c in (warped[:, pick].flatten(0, 1), prev1, prev2)]
+    sigma = (torch.randn(n, generator=gen) * cfg.p_std + cfg.p_mean).exp()
+    x = x0 + sigma[:, None, None, None] * torch.randn(x0.shape, generator=gen)
+    actions = torch.from_numpy(sample["actions"][:, r:][:, pick]).flatten()
+    return {"x": x, "sigma": sigma, "x0": x0, "guess": guess[:, pick].flatten(0, 1), "warped": noisy_ctx[0],
+            "prev1": noisy_ctx[1], "prev2": noisy_ctx[2], "context_sigma": cs, "actions": actions}
+
+
+def loss(renderer: Renderer, batch: dict) -> torch.Tensor:
+    """EDM's loss: the raw output against its target, which weights every noise level evenly."""
+    _, raw = renderer(batch["x"], batch["sigma"], batch["guess"], batch["warped"], batch["prev1"],
+                      batch["prev2"], batch["context_sigma"], batch["actions"])
+    return F.mse_loss(raw, renderer.target(batch["x0"], batch["x"], batch["sigma"]))
+
+
+def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig, out: str | Path, *, seed: int = 0,
+                   resume: bool = False, extra_meta: dict | None = None, progress: bool = True,
+                   keep_snapshots: int = 0) -> Path:
+    """Train a `Renderer` on `episodes` over the frozen `dit`; returns the path of its checkpoint."""
+    from tqdm import tqdm
+
+    from world.dit.train import RunPaths, _resume, _save, keep_snapshot, lr_at
+
+    torch.set_num_threads(cfg.threads)
+    paths = RunPaths(Path(out))
+    paths.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    renderer = Renderer(cfg.renderer)
+    dit = dit.eval().requires_grad_(False)
+    opt = torch.optim.AdamW(renderer.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    np_rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    sampler = WindowSampler(episodes, cfg.data_config())
+    meta = {"renderer": cfg.renderer.to_dict(), "render_train": cfg.to_dict(), "seed": seed,
+            "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes), "dit_config_hash": dit.cfg.hash(),
+            "device": "cpu", "precision": "fp32", **(extra_meta or {})}
+    start = 0
+    if resume and paths.state.is_file():
+        start = _resume(paths, renderer, opt, np_rng, gen)
+    elif paths.curve.exists():
+        paths.curve.unlink()
+    new_curve = not paths.curve.exists()
+    schedule = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
+    with open(paths.curve, "a", newline="") as f:
+        log = csv.writer(f)
+        if new_curve:
+            log.writerow(["step", "loss", "lr", "seconds"])
+        t0 = time.time()
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="render")
+        renderer.train()
+        for step in bar:
+            lr = lr_at(step, schedule)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = make_batch(dit, sampler.sample(np_rng, cfg.batch), cfg, gen)
+            value = loss(renderer, batch)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(renderer.parameters(), cfg.grad_clip)
+            opt.step()
+            if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+                log.writerow([step, float(value.detach()), lr, round(time.time() - t0, 2)])
+                f.flush()
+                bar.set_postfix(loss=f"{float(value.detach()):.4f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                _save(paths, renderer, opt, step + 1, np_rng, gen, meta)
+                if keep_snapshots:
+                    keep_snapshot(paths, step + 1, keep_snapshots)
+    if start >= cfg.steps and not paths.model.exists():
+        _save(paths, renderer, opt, start, np_rng, gen, meta)
+    return paths.model
