@@ -5,7 +5,8 @@
 and hands them out one per `step`.
 
 A session starts from a seed frame: the frame is encoded and committed to memory (the clean pass, no
-denoising), so the first generated frame already has context. `reset` goes back to that state; `seed`
+denoising), so the first generated frame already has context; `observe` commits further known frames
+(e.g. real game frames) the same way. `reset` goes back to that state; `seed`
 changes the noise seed; `set_policy` / `set_budget` rebuild the memory and re-commit the last few frames
 (a recache), so the game goes on under the new policy without a cut; `flush` forwards the memory event.
 """
@@ -110,12 +111,46 @@ class Session:
             self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
                          torch.zeros(k, dtype=torch.long, device=self.model.device))
 
-    def _commit(self, latents: torch.Tensor, actions: torch.Tensor) -> None:
-        """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame or recache)."""
+    def _commit(self, latents: torch.Tensor, actions: torch.Tensor):
+        """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame, recache or
+        observed frames); returns the model's pose deltas for them (None without a pose head)."""
         self.memory.begin_chunk(pose=self.pose, events=())
-        commit_frames(self.model, self.memory, latents, actions, self.context)
+        pose_delta = commit_frames(self.model, self.memory, latents, actions, self.context)
         self.memory.end_chunk()
         self._recent.append((latents, actions))
+        return pose_delta
+
+    def observe(self, frames: np.ndarray, actions) -> None:
+        """Commit known frames as history, as if the session had shown them: uint8 `[n, H, W, 3]` with the
+        action that produced each (`n` a multiple of `spec.chunk_frames`; committed one chunk at a time).
+
+        The frames are encoded and committed clean (no denoising) and the pose moves by the model's pose
+        deltas for them, so the next `step` continues from the last one. They are not generated frames:
+        `frame_index` and `history` do not count them, a recording does not hold them, and the session is no
+        longer `replayable` from its seed frame and actions. Call it between chunks (nothing pending).
+        """
+        k = self.spec.chunk_frames
+        frames = np.asarray(frames)
+        actions = torch.as_tensor(np.asarray(actions, dtype=np.int64))
+        if frames.dtype != np.uint8 or frames.shape[1:] != tuple(self.spec.frame_shape):
+            raise ValueError(f"frames must be uint8 [n, {', '.join(map(str, self.spec.frame_shape))}], "
+                             f"got {frames.dtype} {frames.shape}")
+        if len(frames) % k or actions.shape != (len(frames),):
+            raise ValueError(f"need one action per frame and a multiple of {k} frames, got {len(frames)} frames "
+                             f"and {tuple(actions.shape)} actions")
+        if ((actions < 0) | (actions >= len(self.spec.action_space))).any():
+            raise ValueError(f"actions must be in 0..{len(self.spec.action_space) - 1}")
+        if self._pending:
+            raise RuntimeError("observe between chunks: generated frames of this chunk are still pending")
+        device = self.model.device
+        with torch.inference_mode():
+            for i in range(0, len(frames), k):
+                latents = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + k])).to(device))
+                delta = self._commit(latents, actions[i:i + k].to(device))
+                if delta is not None and self.pose is not None:
+                    self._integrate(delta, k)
+        if len(frames):
+            self.replayable = False
 
     def reset(self, seed: int | None = None) -> None:
         """Back to the seed frame with an empty memory (and optionally a new noise seed)."""

@@ -12,6 +12,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "record": ("engine.bench.record", "recording the real game to disk (frames per second)"),
     "model": ("engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
     "ceiling": ("engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
+    "freeplay": ("engine.bench.freeplay", "free play vs the real game: realism, sharpness, motion, turns, fps"),
     "memory": ("engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
     "longrun": ("engine.bench.longrun", "memory and speed flatness over thousands of frames"),
     "kernels": ("engine.bench.kernels", "attention and cache kernels per backend"),
