@@ -6,8 +6,9 @@ works directly in pixel space.
 
 With a renderer (`world.dit.renderer`, bundled in the same checkpoint under `renderer.*`), each frame is
 made in two stages: the DiT makes its one-step guess through memory once per frame (the first sampler step),
-then the renderer denoises the frame in pixel space over `spec.steps` (EDM, Euler), conditioned on that
-guess, the DiT's warped previous frame and the two previous frames; the DiT's commit pass then caches the
+then the renderer denoises the frame in pixel space over `spec.steps` (EDM; by default starting from the
+guess plus noise, see `world.dit.renderer`), conditioned on that guess, the DiT's warped previous frame and
+the two previous frames; the DiT's commit pass then caches the
 renderer's frame. Without one, the DiT's guess is the frame.
 """
 
@@ -23,7 +24,7 @@ from world.contract import AttentionMemory, ModelSpec, WorldModel
 from world.dit.config import DiTConfig, model_config
 from world.dit.network import DiTNet
 from world.dit.patches import patchify, to_latents, to_pixels, unpatchify
-from world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sigma_to_t, t_to_sigma
+from world.dit.renderer import Renderer, RendererConfig, sampling_sigmas, sigma_to_t, t_to_sigma
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
@@ -49,8 +50,8 @@ class DiTWorldModel(WorldModel):
             if not cfg.prev_frame:
                 raise ValueError("a renderer needs a prev_frame DiT (it takes the DiT's warped previous frame)")
             frame_context = 2
-            extra = {"steps": tuple(steps) if steps else tuple(sigma_to_t(s) for s in karras_sigmas(renderer.cfg)),
-                     "sampler": "euler"}
+            extra = {"steps": tuple(steps) if steps else tuple(sigma_to_t(s) for s in sampling_sigmas(renderer.cfg)),
+                     "sampler": renderer.cfg.sampler}
         self._guess: tuple | None = None  # (memory, frames committed, DiT guess image, warped previous image)
         self.spec = ModelSpec(
             name=name, frame_shape=(cfg.frame_h, cfg.frame_w, 3), tokens_per_frame=cfg.tokens_per_frame,
@@ -134,9 +135,13 @@ class DiTWorldModel(WorldModel):
             prev2 = self._images(context[-2:-1].float()).expand(n, -1, -1, -1) if len(context) > 1 else prev1
         sigma = t_to_sigma(t)
         rcfg = self.renderer.cfg
+        if rcfg.start == "guess" and t >= self.spec.steps[0]:  # the first level: the guess plus that noise
+            x_sigma = guess + sigma * self._images(x / t)
+        else:
+            x_sigma = self._images(x) / (1.0 - t)
         full = lambda v: torch.full((n,), float(v), device=x.device)  # noqa: E731
-        x0, _ = self.renderer(self._images(x) / (1.0 - t), full(sigma), guess, warped, prev1, prev2,
-                              full(rcfg.play_context_sigma), actions)
+        x0, _ = self.renderer(x_sigma, full(sigma), guess, warped, prev1, prev2, full(rcfg.play_context_sigma),
+                              actions)
         return to_latents(x0.movedim(-3, -1), self.cfg.patch)
 
     @torch.inference_mode()

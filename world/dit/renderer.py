@@ -17,8 +17,15 @@ not the average; it is conditioned on:
 Parametrisation (EDM, Karras et al. 2022): the frame `x0` in [-1, 1], `x = x0 + sigma * noise`, and
 `D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)` with `sigma_data` 0.5. The engine's sampler speaks flow
 matching, `x_t = (1 - t) x0 + t noise`, which is the same path: `sigma = t / (1 - t)` and
-`x_sigma = x_t / (1 - t)` (`sigma_to_t`, `t_to_sigma`). The default schedule is Karras' with rho 7 from
-sigma 5 to 0.002 in three steps (`karras_sigmas`).
+`x_sigma = x_t / (1 - t)` (`sigma_to_t`, `t_to_sigma`).
+
+Sampling (`RendererConfig.start`, `sample_sigmas`, `sampler`). By default the renderer starts from the DiT's
+guess with noise of level `sample_sigmas[0]` added (as SDEdit edits an image: the guess already holds
+the layout, the renderer redraws its detail), then re-noises its estimate to each next level with a
+fresh draw. A renderer trained for a few thousand CPU steps is not yet a good enough denoiser for the
+deterministic Euler chain from pure noise (`start="noise"`, `sampler="euler"`, Karras' schedule from
+sigma 5 to 0.002 with rho 7: `karras_sigmas`), which is how well-trained EDM models are sampled: on
+teacher-forced held-out frames it scored 3 dB under its own one-step guess (docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -41,9 +48,13 @@ class RendererConfig:
         cond_dim: width of the conditioning vector (noise levels + action).
         num_actions: discrete actions (the DiT's action space).
         sigma_data: the data's standard deviation assumed by the EDM preconditioning.
-        sigma_min, sigma_max, rho, sample_steps: the Karras sampling schedule (`karras_sigmas`).
-        play_context_sigma: the context noise level added to (and declared for) the previous frames at
-            play time.
+        sigma_min, sigma_max, rho, sample_steps: the Karras sampling schedule (`karras_sigmas`), used
+            when `sample_sigmas` is empty.
+        sample_sigmas: the noise levels the sampler visits, highest first (`sampling_sigmas`).
+        start: "guess" (the first level is the DiT's guess plus noise of that level) or "noise" (pure noise).
+        sampler: "renoise" (a fresh noise draw for each next level) or "euler" (the deterministic step);
+            the engine's `ModelSpec.sampler`.
+        play_context_sigma: the context noise level declared for the previous frames at play time.
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -55,10 +66,18 @@ class RendererConfig:
     sigma_max: float = 5.0
     rho: float = 7.0
     sample_steps: int = 3
+    sample_sigmas: tuple[float, ...] = (1.0, 0.2)
+    start: str = "guess"
+    sampler: str = "renoise"
     play_context_sigma: float = 0.02
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "sample_sigmas", tuple(float(v) for v in self.sample_sigmas))
+        if list(self.sample_sigmas) != sorted(self.sample_sigmas, reverse=True) or any(v <= 0 for v in self.sample_sigmas):
+            raise ValueError(f"sample_sigmas must be positive and decreasing, got {self.sample_sigmas}")
+        if self.start not in ("guess", "noise") or self.sampler not in ("renoise", "euler"):
+            raise ValueError(f"start must be guess|noise and sampler renoise|euler, got {self.start}, {self.sampler}")
         if not self.channels or any(c < 8 or c % 8 for c in self.channels):
             raise ValueError(f"channels must be multiples of 8 (group norm), got {self.channels}")
         if self.blocks < 1 or self.sample_steps < 1 or self.num_actions < 1:
@@ -69,6 +88,7 @@ class RendererConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["channels"] = list(self.channels)
+        data["sample_sigmas"] = list(self.sample_sigmas)
         return data
 
     @classmethod
@@ -88,6 +108,11 @@ def karras_sigmas(cfg: RendererConfig) -> list[float]:
         return [cfg.sigma_max]
     lo, hi = cfg.sigma_min ** (1.0 / cfg.rho), cfg.sigma_max ** (1.0 / cfg.rho)
     return [(hi + i / (n - 1) * (lo - hi)) ** cfg.rho for i in range(n)]
+
+
+def sampling_sigmas(cfg: RendererConfig) -> list[float]:
+    """The noise levels the sampler visits: `sample_sigmas`, or Karras' schedule when that is empty."""
+    return list(cfg.sample_sigmas) if cfg.sample_sigmas else karras_sigmas(cfg)
 
 
 def sigma_to_t(sigma: float) -> float:

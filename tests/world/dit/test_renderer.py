@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.sampler import FrameContext, next_sample, sample_chunk
+from engine.sampler import FrameContext, chunk_noise, next_sample, sample_chunk
 from engine.session import Session
 from world.checkpoint import CheckpointError, save_state
 from world.dit.data import Episode
 from world.dit.default import DiTWorldModel, build, load_checkpoint
 from world.dit.release import release
 from world.dit.render_train import RENDER_PRESETS, make_batch, train_renderer
-from world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sigma_to_t, t_to_sigma
+from world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sampling_sigmas, sigma_to_t, t_to_sigma
 from world.dit.train import train
 from world.dit.config import train_config
 
@@ -37,6 +37,35 @@ def test_schedule_and_noise_level_maps():
         assert t_to_sigma(sigma_to_t(sigma)) == pytest.approx(sigma)
     with pytest.raises(ValueError):
         t_to_sigma(1.0)
+
+
+def test_sampling_levels_and_their_checks():
+    assert sampling_sigmas(RendererConfig()) == [1.0, 0.2]
+    assert sampling_sigmas(RendererConfig(sample_sigmas=())) == karras_sigmas(RendererConfig())
+    for bad in ({"sample_sigmas": (0.2, 1.0)}, {"sample_sigmas": (1.0, 0.0)}, {"start": "middle"},
+                {"sampler": "ode"}):
+        with pytest.raises(ValueError):
+            RendererConfig(**bad)
+
+
+def test_first_level_starts_from_the_guess_plus_noise(tmp_path):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    model = build(checkpoint=release(dit_path, tmp_path / "b.safetensors", renderer=_tiny_renderer_run(tmp_path, dit_path)))
+    seen = []
+    forward = model.renderer.forward
+    model.renderer.forward = lambda x, sigma, guess, *a: seen.append((x, sigma, guess)) or forward(x, sigma, guess, *a)
+    from memory import MemoryManager
+
+    mem = MemoryManager.create(model.spec, policy="window")
+    ctx = FrameContext(model.spec)
+    mem.begin_chunk()
+    sample_chunk(model, mem, torch.tensor([0]), seed=3, chunk_index=0, context=ctx)
+    mem.end_chunk()
+    (x1, s1, g1), (x2, s2, g2) = seen
+    noise = chunk_noise(3, 0, 0, (1, *model.spec.latent_shape))
+    torch.testing.assert_close(x1, g1 + float(s1[0]) * model._images(noise))  # guess + sigma0 * noise
+    torch.testing.assert_close(g2, g1)  # the DiT's guess is made once per frame
+    assert float(s2[0]) == pytest.approx(0.2)
 
 
 def test_fresh_renderer_is_the_edm_skip_and_tiny_noise_returns_the_input():
@@ -120,7 +149,8 @@ def test_bundled_renderer_plays_deterministically_and_guesses_once_per_frame(tmp
     net, renderer, meta = load_checkpoint(bundled)
     assert renderer is not None and meta["renderer"] == RENDER_PRESETS["render-tiny"].renderer.to_dict()
     model = build(checkpoint=bundled)
-    assert model.spec.frame_context == 2 and model.spec.sampler == "euler" and len(model.spec.steps) == 3
+    assert model.spec.frame_context == 2 and model.spec.sampler == "renoise"
+    assert model.spec.steps == pytest.approx([sigma_to_t(s) for s in renderer.cfg.sample_sigmas])
     calls = []
     step = model.net.step
     monkeypatch.setattr(model.net, "step", lambda *a, **k: calls.append(k["commit"]) or step(*a, **k))
