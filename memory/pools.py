@@ -70,7 +70,8 @@ class TokenPool:
         """Insert `tokens` (`n` of them, no frame older than `oldest_frame`); when full, compact so
         exactly `n` entries leave.
 
-        Returns the entries that left (dequantized, `n` of them) if `want_evicted`, else None.
+        Returns the entries that left (dequantized; `n` minus the free slots there were, since arrivals
+        fill free slots first) if `want_evicted` and any left, else None.
         """
         n = tokens.k.shape[1]
         if self.min_frame is None or oldest_frame < self.min_frame:

@@ -251,19 +251,122 @@ def test_packed_positions_are_contiguous_and_ordered():
     assert bool((recent[order][1:] >= recent[order][:-1]).all())
 
 
-def test_position_span_keeps_true_distances_up_to_the_span():
-    spec = tiny_spec(layers=1)
-    mem = MemoryManager.create(spec, policy="h2o", budget_frac=0.25, horizon_frames=32, position_span=100)
-    for c in range(60):
-        run_chunk(mem, spec, c)
+# Position tests on a small layout whose contents are known by hand: one layer, 4 tokens per frame
+# (512 bytes a frame), a 3-frame recent window and a recency-scored mid pool of 8 tokens (2 frames), run
+# for 60 chunks of one frame. The view of chunk 60 then holds frames 55, 56 (mid) and 57, 58, 59 (recent).
+FRAME_B, TOKEN_B = 512, 128
+SMALL = dict(recent_frames=3, mid_frac=1.0, scorer="recency")
+
+
+def _small(policy="h2o", *, sink=0, mid=True, spec=None, **kw):
+    spec = spec or tiny_spec(layers=1)
+    budget = (sink + 3) * FRAME_B + (9 * TOKEN_B if mid else 0)  # 8 mid tokens + the pool's dump row
+    over = dict(SMALL, mid_frac=1.0 if mid else 0.0, **kw)
+    if sink:
+        over.update(sink_frames=sink, sink_frac=0.0)
+    mem = MemoryManager.create(spec, policy=policy, budget_bytes=budget, **over)
+    assert (mem.layout.sink_frames, mem.layout.recent_frames, mem.layout.mid_tokens) == (sink, 3, 8 if mid else 0)
+    return mem, spec
+
+
+def _positions(mem, spec, chunks=60, seed=0, layer=0):
+    """After `chunks` chunks, the view of the next one: `q_pos` of the chunk and, per region, `{frame:
+    position}` (every token of a frame must carry the same position)."""
+    for c in range(chunks):
+        run_chunk(mem, spec, c, seed=seed)
     mem.begin_chunk()
-    view = mem.view(0, *chunk_qkv(spec, 60, 0))
-    top = int(view.q_pos[0])
-    assert top == 99 and mem.max_position == 99
-    for name, seg in zip(segment_names(mem.layers[0]), view.segments[:-1]):
-        store = getattr(mem.layers[0], name)
-        frames = store.frame[: seg.pos.shape[0]]
-        assert torch.equal(seg.pos, torch.clamp(frames - (60 - top), min=0))  # distance = 60 - frame
+    view = mem.view(layer, *chunk_qkv(spec, chunks, layer, seed))
+    frames = mem.slot_tokens(layer) // spec.tokens_per_frame
+    out, at = {}, 0
+    for name, seg in zip(segment_names(mem.layers[layer]), view.segments[:-1]):
+        n = seg.pos.shape[0]
+        per = {}
+        for f, p in zip(frames[at:at + n].tolist(), seg.pos.tolist()):
+            assert per.setdefault(f, p) == p, f"frame {f} has two positions in region {name}"
+        out[name] = per
+        at += n
+    return sorted(set(view.q_pos.tolist())), out
+
+
+def test_relative_positions_keep_true_distances_within_the_models_span():
+    """The chunk (frame 60) sits at the top of the model's span (100 -> 99); a frame d frames older sits
+    d lower, so RoPE sees the true distances."""
+    import dataclasses
+
+    mem, spec = _small(spec=dataclasses.replace(tiny_spec(layers=1), temporal_span=100))
+    q, pos = _positions(mem, spec)
+    assert q == [99] and mem.max_position == 99
+    assert pos == {"mid": {55: 94, 56: 95}, "recent": {57: 96, 58: 97, 59: 98}}
+
+
+@pytest.mark.parametrize("span, q, mid, recent", [
+    (6, 5, {55: 0, 56: 1}, {57: 2, 58: 3, 59: 4}),  # everything within reach: true distances
+    (4, 3, {55: 0, 56: 0}, {57: 0, 58: 1, 59: 2}),  # frames 3+ back collapse onto position 0
+])
+def test_relative_positions_collapse_the_oldest_onto_zero_inside_the_span(span, q, mid, recent):
+    mem, spec = _small(position_span=span)
+    got_q, pos = _positions(mem, spec)
+    assert got_q == [q] and mem.max_position == span - 1
+    assert pos == {"mid": mid, "recent": recent}
+
+
+def test_relative_sink_keeps_its_true_distance():
+    """`relative` does not move the sink: frames 0 and 1 are 60 and 59 frames back from the chunk at 99."""
+    mem, spec = _small("h2o", sink=2, position_span=100)
+    q, pos = _positions(mem, spec)
+    assert q == [99]
+    assert pos == {"sink": {0: 39, 1: 40}, "mid": {55: 94, 56: 95}, "recent": {57: 96, 58: 97, 59: 98}}
+
+
+@pytest.mark.parametrize("span, q, sink, recent", [
+    (100, 99, {0: 94, 1: 95}, {57: 96, 58: 97, 59: 98}),  # the sink moves up next to the oldest recent frame
+    (6, 5, {0: 0, 1: 1}, {57: 2, 58: 3, 59: 4}),  # the tail starts right at S = 2
+    (4, 3, {0: 0, 1: 1}, {57: 2, 58: 2, 59: 2}),  # the tail collapses at S, never onto the sink
+])
+def test_sink_realign_puts_the_sink_right_below_the_oldest_tail_frame(span, q, sink, recent):
+    mem, spec = _small("deep-sink", sink=2, mid=False, position_span=span)
+    got_q, pos = _positions(mem, spec)
+    assert got_q == [q] and mem.max_position == span - 1
+    assert pos == {"sink": sink, "recent": recent}
+
+
+@pytest.mark.xfail(strict=True, reason="SinkRealign aligns the sink to the pools' min_frame, a host lower bound "
+                                       "that never rises after eviction (frame 2 here), so the sink stays at "
+                                       "39, 40 with a 53-position gap below the tail at 94")
+def test_sink_realign_with_a_mid_pool_leaves_no_gap_below_the_tail():
+    mem, spec = _small("deep-sink", sink=2, position_span=100)
+    q, pos = _positions(mem, spec)
+    assert pos == {"sink": {0: 92, 1: 93}, "mid": {55: 94, 56: 95}, "recent": {57: 96, 58: 97, 59: 98}}
+
+
+def test_positions_are_monotone_in_age_and_independent_of_what_else_is_cached():
+    """Under a content-dependent scorer the mid pool's survivors differ with the K/V, but a frame's
+    position depends only on its age: the same in every layer, every denoising step and every session;
+    older frames never sit above newer ones, and everything stays below the chunk."""
+    spec = tiny_spec(layers=2)
+    maps = []
+    for seed in (0, 1):
+        mem = MemoryManager.create(spec, policy="h2o", budget_frac=0.25, horizon_frames=64, position_span=24)
+        for c in range(40):
+            run_chunk(mem, spec, c, seed=seed)
+        mem.begin_chunk()
+        per_frame = {}
+        for layer in range(spec.layers):
+            for step in range(2):  # two denoising steps: other q/k/v, same positions
+                view = mem.view(layer, *chunk_qkv(spec, 40 + step, layer, seed + 7))
+                assert set(view.q_pos.tolist()) == {23}
+                pos = torch.cat([seg.pos for seg in view.segments[:-1]])
+                frames = mem.slot_tokens(layer) // spec.tokens_per_frame
+                assert int(pos.max()) < 23 and int(pos.min()) >= 0
+                for f, p in zip(frames.tolist(), pos.tolist()):
+                    assert per_frame.setdefault(f, p) == p
+        mem.end_chunk()
+        ordered = [per_frame[f] for f in sorted(per_frame)]
+        assert ordered == sorted(ordered)  # monotone in frame id
+        maps.append(per_frame)
+    assert set(maps[0]) != set(maps[1])  # the seeds kept different frames ...
+    common = set(maps[0]) & set(maps[1])
+    assert len(common) >= 5 and all(maps[0][f] == maps[1][f] for f in common)  # ... at the same positions
 
 
 def test_model_temporal_span_widens_the_default_position_span():

@@ -19,18 +19,41 @@ def tokens(n, h=2, d=8, seed=0, frame0=0, score=None):
 
 @settings(max_examples=40, deadline=None)
 @given(cap=st.integers(1, 12), batches=st.lists(st.integers(1, 6), min_size=1, max_size=8), seed=st.integers(0, 99))
-def test_pool_keeps_exactly_the_top_scores(cap, batches, seed):
+def test_pool_keeps_exactly_the_top_scores_and_returns_exactly_what_left(cap, batches, seed):
+    """Arrivals first fill the free slots; beyond that exactly as many entries leave as arrive, and
+    `add(want_evicted=True)` returns precisely those entries (None when nothing left)."""
     pool = TokenPool(capacity=cap, heads=2, head_dim=8, dtype=torch.float32, device="cpu")
-    seen_k, seen_s, frame0 = [], [], 0
+    seen_k, seen_v, seen_s, seen_hw, frame0 = [], [], [], [], 0
     for i, n in enumerate(batches):
         t = tokens(n, seed=seed * 100 + i, frame0=frame0)
+        held_before = set(pool.frame[: pool.used].tolist())
+        room = cap - pool.used
         frame0 += n
         evicted = pool.add(t, int(t.frame[0]), want_evicted=True)
         seen_k.append(t.k)
+        seen_v.append(t.v)
         seen_s.append(t.score)
+        seen_hw.append(t.hw)
         assert pool.used == min(cap, frame0)
-        if evicted is not None:
-            assert evicted.k.shape[1] == n - max(cap - (frame0 - n), 0) or evicted.k.shape[1] == n
+        held_after = set(pool.frame[: pool.used].tolist())
+        left = held_before | set(t.frame.tolist())
+        left -= held_after
+        if n <= room:
+            assert evicted is None and not left
+            continue
+        # the free slots absorb `room` arrivals; the other n - room arrivals push out n - room entries
+        assert evicted is not None
+        assert evicted.k.shape == (2, n - room, 8) and evicted.v.shape == evicted.k.shape
+        assert len(left) == n - room
+        assert sorted(evicted.frame.tolist()) == sorted(left)
+        # ... with their own data: keys, values, scores of those tokens (whether pool or arrival)
+        all_k, all_v, all_s = torch.cat(seen_k, 1), torch.cat(seen_v, 1), torch.cat(seen_s)
+        assert torch.equal(evicted.k, all_k[:, evicted.frame])
+        assert torch.equal(evicted.v, all_v[:, evicted.frame])
+        assert torch.equal(evicted.score, all_s[evicted.frame])
+        assert torch.equal(evicted.hw, torch.cat(seen_hw)[evicted.frame])
+        # and every entry that left scores no higher than every entry that stayed
+        assert float(evicted.score.max()) <= float(pool.score[: pool.used].min())
     scores = torch.cat(seen_s)
     keep = torch.topk(scores, pool.used).indices
     assert sorted(pool.frame[: pool.used].tolist()) == sorted(keep.tolist())

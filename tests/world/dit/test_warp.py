@@ -96,11 +96,36 @@ def test_prev_warp_needs_prev_frame_and_prev_flow_needs_prev_warp():
         DiTConfig(prev_frame=True, prev_flow=True)
 
 
+# The architecture hashes of the presets with trained checkpoints (default: stages 1-2, warp: stages 3-4,
+# flow: the bundled stage-5 model). A checkpoint records its config's hash and loading refuses a mismatch,
+# so a change that moves any of these orphans existing weights. Literals, written once; never recompute.
+PRESET_HASHES = {"default": "0d8114591cc8e8df", "warp": "4d43747d6d8a19fd", "flow": "8b69983b1a3ecf98"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_HASHES))
+def test_preset_config_hashes_are_unchanged(name):
+    assert model_config(name).hash() == PRESET_HASHES[name]
+
+
 def test_warp_config_keeps_older_hashes():
+    """Flags a config does not set stay out of its dict, so adding the warp (and flow) fields left the
+    older presets' hashes where they were."""
     assert "prev_warp" not in model_config("default").to_dict()
     assert "prev_flow" not in model_config("warp").to_dict()
-    hashes = {model_config(n).hash() for n in ("default", "warp", "flow")}
-    assert len(hashes) == 3
+    assert DiTConfig(prev_frame=True).hash() == PRESET_HASHES["default"]
+    assert DiTConfig(prev_frame=True, prev_warp=True).hash() == PRESET_HASHES["warp"]
+    assert DiTConfig(prev_frame=True, prev_warp=False, prev_flow=False).hash() == PRESET_HASHES["default"]
+
+
+def test_bundled_checkpoint_is_the_flow_preset():
+    import json
+    from pathlib import Path
+
+    import world.dit
+
+    meta = json.loads((Path(world.dit.__file__).parent / "weights" / "default.json").read_text())
+    assert meta["config_hash"] == PRESET_HASHES["flow"]
+    assert DiTConfig.from_dict(meta["config"]).hash() == PRESET_HASHES["flow"]
 
 
 @pytest.mark.parametrize("have, grow", [({}, {"prev_warp": True}), ({"prev_warp": True}, {"prev_flow": True}),
