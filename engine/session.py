@@ -8,11 +8,27 @@ A session starts from a seed frame: the frame is encoded and committed to memory
 denoising), so the first generated frame already has context; `observe` commits further known frames
 (e.g. real game frames) the same way. `reset` goes back to that state; `seed`
 changes the noise seed; `set_policy` / `set_budget` rebuild the memory and re-commit the last few frames
-(a recache), so the game goes on under the new policy without a cut; `flush` forwards the memory event.
+(a recache, `rebuild_memory`: the one recache path), so the game goes on under the new policy without a
+cut; `flush` forwards the memory event.
+
+The session is the one chunk loop: play, recording and regeneration (`engine.replay`), `reverie rollout`,
+salience training and every bench drive sessions. What benches need beyond `step` / `observe`:
+
+* `generate(actions)`: one chunk for per-frame actions, returned whole (`ChunkResult`: latents, frames,
+  poses) instead of frame by frame;
+* `predict(actions)`: the next chunk sampled but not committed (teacher forcing: score it, then `observe`
+  the real frames);
+* `memory_factory`: may return any object with the memory API, such as a wrapper around a real memory
+  (the memory bench's shadow mode, a probe of positions, a tap of committed keys);
+* `pose_source`: the pose the memory retrieves by (e.g. the real game's), instead of the model's dead
+  reckoning;
+* `seed_action`: the action committed with the seed frame (a session that starts mid-episode);
+* `fork()`: an independent copy of the session's state on the same model (what-if runs).
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -21,13 +37,14 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from engine.sampler import FrameContext, commit_frames, generate_chunk
+from engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
 from world.contract import WorldModel
 from world.pose import advance_pose
 
 
 class MemoryLike(Protocol):
-    """What the session needs from `memory.MemoryManager` (see the agreed memory API)."""
+    """What the session needs from `memory.MemoryManager` (see the agreed memory API). A chunk ended with
+    nothing committed (`Session.predict`) leaves the memory as it was."""
 
     frames_committed: int
 
@@ -41,6 +58,8 @@ class MemoryLike(Protocol):
 
 #: `(spec, policy, budget_bytes) -> memory`; raises (e.g. `memory.BudgetError`) when it cannot fit.
 MemoryFactory = Callable[[Any, str, "int | None"], MemoryLike]
+#: `frame_clock -> pose | None`: the pose the memory retrieves by for the chunk starting at that frame.
+PoseSource = Callable[[int], "tuple[float, float, float] | None"]
 
 
 def default_memory_factory(spec, policy: str, budget_bytes: int | None) -> MemoryLike:
@@ -61,6 +80,18 @@ class StepResult:
     t_end_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """One chunk of `spec.chunk_frames` frames, as `Session.generate` / `Session.predict` made it."""
+
+    latents: torch.Tensor      # clean latents [k, tokens, channels] (on the model's device)
+    frames: np.ndarray         # uint8 [k, H, W, 3], decoded
+    actions: torch.Tensor      # int64 [k]
+    poses: list                # per frame: the dead-reckoned pose after it (None without a pose head or
+                               # for a prediction, which moves nothing)
+    chunk_index: int           # the noise index it was sampled with
+
+
 class Session:
     """A playable world: `step(action) -> StepResult`.
 
@@ -69,12 +100,19 @@ class Session:
         seed_frame: uint8 `[H, W, 3]` with `H, W` = `model.spec.frame_shape[:2]`.
         policy, budget_bytes: the memory configuration, built by `memory_factory`.
         seed: noise seed; the same seed, seed frame and actions give the same frames.
+        memory_factory: builds the memory (at start and on `rebuild_memory`); it may return a wrapper
+            around a real memory (shadow mode, probes).
         recache_chunks: clean chunks kept to re-commit when the memory is rebuilt.
+        pose_source: `frame_clock -> pose | None`, the pose passed to `memory.begin_chunk` for each chunk
+            (`frame_clock` counts the seed frame as 0, then every observed and generated frame), e.g. the
+            real game's pose, or None for no retrieval; default: the session's dead-reckoned `pose`.
+        seed_action: the action committed with the seed frame (default 0, `noop`).
     """
 
     def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str = "full",
                  budget_bytes: int | None = None, seed: int = 0, session_id: str = "",
-                 memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = 8):
+                 memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = 8,
+                 pose_source: PoseSource | None = None, seed_action: int = 0):
         spec = model.spec
         seed_frame = np.asarray(seed_frame)
         if seed_frame.dtype != np.uint8 or seed_frame.shape != tuple(spec.frame_shape):
@@ -88,6 +126,8 @@ class Session:
         self._factory = memory_factory
         self.memory = memory_factory(spec, policy, budget_bytes)
         self.seed_frame = np.array(seed_frame, order="C", copy=True)
+        self.seed_action = self._check_action(seed_action)
+        self.pose_source = pose_source
         self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(1, recache_chunks))
         self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
         self.paused = False
@@ -97,8 +137,9 @@ class Session:
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def _start(self) -> None:
-        self.frame_index = 0
-        self.chunk_index = 0
+        self.frame_index = 0              # frames handed out by `step`
+        self.chunk_index = 0              # chunks generated: the noise index of the next one
+        self.frame_clock = 0              # the seed frame, then every observed and generated frame
         self.pose: tuple[float, float, float] | None = (0.0, 0.0, 0.0) if self.spec.has_pose_head else None
         self._pending.clear()
         self._recent.clear()
@@ -109,16 +150,35 @@ class Session:
         with torch.inference_mode():  # the seed frame fills the first chunk of context (held k frames)
             latents = self.model.encode(torch.from_numpy(self.seed_frame)[None].to(self.model.device))
             self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
-                         torch.zeros(k, dtype=torch.long, device=self.model.device))
+                         torch.full((k,), self.seed_action, dtype=torch.long, device=self.model.device))
+        self.frame_clock = 1
+
+    def _retrieval_pose(self):
+        """The pose the memory retrieves by for the next chunk."""
+        return self.pose if self.pose_source is None else self.pose_source(self.frame_clock)
 
     def _commit(self, latents: torch.Tensor, actions: torch.Tensor):
         """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame, recache or
         observed frames); returns the model's pose deltas for them (None without a pose head)."""
-        self.memory.begin_chunk(pose=self.pose, events=())
+        self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
         pose_delta = commit_frames(self.model, self.memory, latents, actions, self.context)
         self.memory.end_chunk()
         self._recent.append((latents, actions))
         return pose_delta
+
+    def _check_action(self, action) -> int:
+        if not 0 <= int(action) < len(self.spec.action_space):
+            raise ValueError(f"action {action} is outside 0..{len(self.spec.action_space) - 1}")
+        return int(action)
+
+    def _chunk_actions(self, actions) -> torch.Tensor:
+        """Per-frame actions of one chunk, checked, as int64 `[chunk_frames]` on the model's device."""
+        acts = [self._check_action(a) for a in np.asarray(actions).reshape(-1).tolist()]
+        if len(acts) != self.spec.chunk_frames:
+            raise ValueError(f"a chunk takes {self.spec.chunk_frames} actions, got {len(acts)}")
+        if self._pending:
+            raise RuntimeError("between chunks only: generated frames of this chunk are still pending")
+        return torch.tensor(acts, dtype=torch.long, device=self.model.device)
 
     def observe(self, frames: np.ndarray, actions) -> None:
         """Commit known frames as history, as if the session had shown them: uint8 `[n, H, W, 3]` with the
@@ -147,8 +207,8 @@ class Session:
             for i in range(0, len(frames), k):
                 latents = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + k])).to(device))
                 delta = self._commit(latents, actions[i:i + k].to(device))
-                if delta is not None and self.pose is not None:
-                    self._integrate(delta, k)
+                self._integrate(delta, k)
+                self.frame_clock += k
         if len(frames):
             self.replayable = False
 
@@ -187,6 +247,15 @@ class Session:
         self.memory.flush()
         self.replayable = False
 
+    def fork(self) -> "Session":
+        """An independent copy of this session (memory, frame context, pose, counters) on the same model,
+        not recording: what-if runs from one state (e.g. `bench longrun`'s frozen control chunks)."""
+        recorder, self.recorder = self.recorder, None
+        try:
+            return copy.deepcopy(self, {id(self.model): self.model, id(self.spec): self.spec})
+        finally:
+            self.recorder = recorder
+
     # --- recording -----------------------------------------------------------------------------------
     def start_recording(self, path, *, fps: float | None = None):
         """Record every frame from now on into the rollout directory `path` (written off the hot path),
@@ -196,7 +265,8 @@ class Session:
 
             self.recorder = Recorder(path, self.model, seed_frame=self.seed_frame, seed=self.seed,
                                      policy=self.policy, budget_bytes=self.budget_bytes,
-                                     prefix_actions=self.history, regenerable=self.replayable, fps=fps)
+                                     prefix_actions=self.history, regenerable=self.replayable, fps=fps,
+                                     seed_action=self.seed_action)
         return self.recorder
 
     def stop_recording(self, wait: bool = True):
@@ -211,36 +281,59 @@ class Session:
         """Generate (or hand out the next already generated) frame for `action`.
 
         `seq` and `t_client_ns` (the client's action number and send time) go into the recording."""
-        if not 0 <= int(action) < len(self.spec.action_space):
-            raise ValueError(f"action {action} is outside 0..{len(self.spec.action_space) - 1}")
+        action = self._check_action(action)
         t0 = time.monotonic_ns()
         if not self._pending:
-            self._generate(int(action))
+            chunk = self._generate(torch.full((self.spec.chunk_frames,), action, dtype=torch.long,
+                                              device=self.model.device))
+            self._pending.extend(zip(chunk.frames, chunk.poses))
         frame, pose = self._pending.popleft()
-        result = StepResult(frame=frame, index=self.frame_index, action=int(action), pose=pose,
+        result = StepResult(frame=frame, index=self.frame_index, action=action, pose=pose,
                             t_start_ns=t0, t_end_ns=time.monotonic_ns())
         self.frame_index += 1
-        self.history.append(int(action))
-        if self.recorder is not None:  # a queue put: the writing happens on the recorder's thread
+        self.history.append(action)
+        if self.recorder is not None:  # cheap: the writing happens on the recorder's writer thread
             self.recorder.append(result, seq=result.index if seq is None else seq, t_client_ns=t_client_ns,
                                  kv_bytes=self.memory.kv_bytes())
         return result
 
+    def generate(self, actions) -> ChunkResult:
+        """Generate and commit the next chunk for per-frame `actions` (`spec.chunk_frames` of them), as one
+        `ChunkResult`. Its frames are not handed out by `step`, counted in `frame_index` / `history` or
+        recorded, so the session is no longer `replayable`. Call it between chunks (nothing pending)."""
+        chunk = self._generate(self._chunk_actions(actions))
+        self.replayable = False
+        return chunk
+
     @torch.inference_mode()
-    def _generate(self, action: int) -> None:
+    def predict(self, actions, *, chunk_index: int | None = None) -> ChunkResult:
+        """Sample the next chunk for per-frame `actions` without committing it: memory, pose and counters do
+        not move, so `predict` then `generate` (same actions) give the same frames. For teacher forcing:
+        score the prediction, then `observe` the real frames. `chunk_index` picks the noise (default: the
+        next chunk's, `self.chunk_index`)."""
+        acts = self._chunk_actions(actions)
+        index = self.chunk_index if chunk_index is None else int(chunk_index)
+        self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
+        x0 = sample_chunk(self.model, self.memory, acts, seed=self.seed, chunk_index=index, context=self.context)
+        self.memory.end_chunk()
+        return ChunkResult(x0, self._decode(x0), acts, [None] * len(acts), index)
+
+    @torch.inference_mode()
+    def _generate(self, actions: torch.Tensor) -> ChunkResult:
         k = self.spec.chunk_frames
-        device = self.model.device
-        actions = torch.full((k,), action, dtype=torch.long, device=device)
-        self.memory.begin_chunk(pose=self.pose, events=())
-        x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=self.chunk_index,
+        index = self.chunk_index
+        self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
+        x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=index,
                                         context=self.context)
         self.memory.end_chunk()
         self.chunk_index += 1
+        self.frame_clock += k
         self._recent.append((x0, actions))  # x0 is not touched again: no copy
-        frames = self.model.decode(x0).to("cpu", torch.uint8).numpy()  # the one host sync per chunk
-        poses = self._integrate(pose_delta, k)
-        for i in range(k):
-            self._pending.append((np.ascontiguousarray(frames[i]), poses[i]))
+        return ChunkResult(x0, self._decode(x0), actions, self._integrate(pose_delta, k), index)
+
+    def _decode(self, x0: torch.Tensor) -> np.ndarray:
+        """uint8 `[k, H, W, 3]` frames on the host (the one host sync per chunk)."""
+        return np.ascontiguousarray(self.model.decode(x0).to("cpu", torch.uint8).numpy())
 
     def _integrate(self, pose_delta: torch.Tensor | None, k: int) -> list[tuple | None]:
         """Dead reckoning from the model's egocentric deltas (forward, left, dangle degrees), each in the

@@ -79,7 +79,7 @@ def main() -> int:
     print(f"replay it in the window with:  reverie replay {path}")
 
     from engine.commands.serve import load_world
-    from engine.recorder import regenerate
+    from engine.replay import regenerate
 
     frames = regenerate(rollout, load_world("default", json.loads(kwargs)))
     same = bool((frames == rollout.frames[1:]).all())

@@ -12,9 +12,9 @@ Install it next to reverie (offline is fine: it has no dependencies of its own):
 and every command finds it by name: `reverie play --model example-tiny`, `reverie bench model --model
 example-tiny --json`, `reverie rollout --model example-tiny --context ROLLOUT --out DIR`.
 
-This script checks that the model is registered, then runs it through the same loop the engine uses:
-`engine.sampler.generate_chunk` with a `memory.MemoryManager` (default policy and budget), and prints what
-it made. Run: python examples/plug_in_model.py [--name example-tiny] [--frames 16]
+This script checks that the model is registered, then plays it the way the engine does: an
+`engine.session.Session` (from a grey seed frame, on a `memory.MemoryManager` with the policy's default
+budget) stepped with `forward`, and prints what it made. Run: python examples/plug_in_model.py [--name example-tiny] [--frames 16]
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="dual", help="memory policy")
     args = parser.parse_args(argv)
 
-    import torch
+    import numpy as np
 
-    from engine.sampler import FrameContext, generate_chunk
-    from memory import MemoryManager
+    from engine.session import Session
     from world.registry import available, load_model
 
     if args.name not in available():
@@ -43,19 +42,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     model = load_model(args.name)
     spec = model.spec
-    memory = MemoryManager.create(spec, policy=args.policy)
-    context = FrameContext(spec)  # latest frames, for models that stack them (spec.frame_context)
+    session = Session(model, np.full(spec.frame_shape, 128, np.uint8), policy=args.policy)
+    memory = session.memory
     forward = spec.action_space.index("forward")
-    frames = []
     t0 = time.perf_counter()
-    for i in range(args.frames):
-        memory.begin_chunk()
-        x0, _ = generate_chunk(model, memory, torch.full((spec.chunk_frames,), forward), seed=0, chunk_index=i,
-                               context=context)
-        memory.end_chunk()
-        frames.append(model.decode(x0))
+    video = np.stack([session.step(forward).frame for _ in range(args.frames)])
     elapsed = time.perf_counter() - t0
-    video = torch.cat(frames)
     print(f"model {spec.name}: {len(video)} frames {tuple(video.shape[1:])} uint8 in {elapsed:.2f} s "
           f"({len(video) / elapsed:.1f} fps), memory {memory.stats().get('policy')} holding "
           f"{memory.kv_bytes()} bytes of K/V for {memory.frames_committed} frames")

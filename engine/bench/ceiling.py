@@ -79,12 +79,14 @@ def motion_pairs(ep, start: int, tics: int):
     return np.array(x), np.array(y), t_index
 
 
-def psnr(a, b) -> np.ndarray:
-    """Per-frame PSNR of float frames in [0, 1] as uint8 (clamped at 50 dB, as bench model)."""
-    a = np.clip(np.round(a * 255.0), 0, 255)
-    b = np.round(b * 255.0)
-    mse = np.maximum(((a - b) ** 2).mean(axis=(1, 2, 3)), 1e-10)
-    return np.minimum(10 * np.log10(255.0 ** 2 / mse), 50.0)
+def float_psnr(a, b) -> np.ndarray:
+    """Per-frame PSNR (`engine.bench.metrics.psnr`, as every bench) of float frames in [0, 1], as uint8."""
+    from engine.bench.metrics import psnr as psnr_uint8
+
+    def to_uint8(x):
+        return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+    return psnr_uint8(to_uint8(a), to_uint8(b))
 
 
 def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[list[int]],
@@ -108,7 +110,7 @@ def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[
             grid = reproject_grid(depth, torch.as_tensor(m, dtype=torch.float32), depth_unit=depth_unit)
             img = img + F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         img = img / len(samples)
-        out.append(psnr(img.permute(0, 2, 3, 1).numpy().astype(np.float64), dst))
+        out.append(float_psnr(img.permute(0, 2, 3, 1).numpy().astype(np.float64), dst))
     return np.concatenate(out)
 
 
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     hedged = [p + residuals[rng.integers(0, len(residuals), (args.samples, len(p)))] for p in pred_moves]
     r2 = 1 - ((y_all - p_all) ** 2).mean(0) / np.maximum(y_all.var(0), 1e-12)
-    repeat = np.concatenate([psnr(ep.frames[np.asarray(t)].astype(np.float64) / 255.0,
+    repeat = np.concatenate([float_psnr(ep.frames[np.asarray(t)].astype(np.float64) / 255.0,
                                   ep.frames[np.asarray(t) + 1].astype(np.float64) / 255.0)
                              for ep, t in zip(held, ts)])
     result = {

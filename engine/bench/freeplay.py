@@ -51,7 +51,6 @@ from pathlib import Path
 import numpy as np
 
 from engine.bench import metrics as M
-from engine.bench.model import psnr
 
 PLAY_MAP = "maze"
 BANK_SEED_OFFSET = 100
@@ -120,8 +119,8 @@ def score_map(model, map_name: str, args, tics: int) -> tuple[dict, tuple, float
         real, actions, last = ep.frames[c:], ep.actions[c:], ep.frames[c - 1]
         fake_prev = np.concatenate([last[None], fake[:-1]])
         real_prev = ep.frames[c - 1:-1]
-        rows["vs_game"].append([psnr(a, b) for a, b in zip(fake, real)])
-        rows["repeat"].append([psnr(last, b) for b in real])
+        rows["vs_game"].append(M.psnr(fake, real))
+        rows["repeat"].append(M.psnr(last, real))
         rows["realism"].append(M.nearest_psnr(fake, bank))
         rows["realism_real"].append(M.nearest_psnr(real, bank))
         rows["sharp"].append(M.sharpness(fake) / bank_sharpness)

@@ -21,6 +21,10 @@ and reports:
   right after the frozen copy is made, so the bench's own copy is not counted as growth);
 * `max_position_seen` vs `max_position` (the policy's bound; null = absolute positions): temporal
   positions never leave the bounded range.
+
+The session is an `engine.session.Session` (seed frame grey) whose memory is wrapped in a `PositionProbe`;
+each chunk is `Session.generate` with the episode's per-frame actions, and the frozen copy is
+`Session.fork()`.
 """
 
 from __future__ import annotations
@@ -57,63 +61,60 @@ class PositionProbe:
         return view
 
     def __getattr__(self, name):
+        if name == "memory":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.memory, name)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import psutil
-    import torch
 
-    from engine.bench.memory import load_world_model, random_episode
-    from engine.sampler import FrameContext, commit_frames
+    from engine.bench.episodes import random_episode
+    from engine.bench.memory import load_world_model
+    from engine.session import Session
     from memory import MemoryManager
-    from world.pose import advance_pose
 
     model = load_world_model(args)
     spec, dev = model.spec, args.device or model.device
-    mem = MemoryManager.create(spec, policy=args.policy, budget_frac=args.budget_frac, horizon_frames=args.horizon,
-                               device=dev)
-    probe = PositionProbe(mem)
-    ctx = FrameContext(spec)
+
+    def probed_memory(spec, policy, budget_bytes):
+        return PositionProbe(MemoryManager.create(spec, policy=policy, budget_frac=args.budget_frac,
+                                                  horizon_frames=args.horizon, device=dev))
+
+    session = Session(model, np.full(spec.frame_shape, 128, np.uint8), policy=args.policy, seed=args.seed,
+                      memory_factory=probed_memory)
+    probe = session.memory
+    mem = probe.memory
     episode = random_episode(spec, args.seed, args.frames + spec.chunk_frames)
     proc = psutil.Process()
     k = spec.chunk_frames
     ms, cpu, kv, rss = [], [], [], []
-    pose = (0.0, 0.0, 0.0)
     chunks = args.frames // k
     w = max(1, args.window // k)
     frozen, paired_from, pairs_first, pairs_last, rss_frozen = None, None, [], [], None
-    with torch.inference_mode():
-        seed = model.encode(torch.full((1, *spec.frame_shape), 128, dtype=torch.uint8, device=dev))
-        mem.begin_chunk(pose=pose)
-        commit_frames(model, probe, seed.expand(k, *seed.shape[1:]).contiguous(),
-                      torch.zeros(k, dtype=torch.long, device=dev), ctx)
-        mem.end_chunk()
-        for chunk in range(chunks):
-            acts = torch.tensor(episode.actions[1 + chunk * k: 1 + (chunk + 1) * k], device=dev)
-            pairs = None
-            if frozen is not None and (chunk < paired_from + w or chunk >= chunks - w):
-                pairs = pairs_first if chunk < paired_from + w else pairs_last
-            control = None
-            if pairs is not None and chunk % 2:  # alternate which of the two runs first
-                control = _timed_control(model, frozen, acts, args.seed, chunk, pose)
-            t0, c0 = time.perf_counter(), time.process_time()
-            delta = _run_chunk(model, mem, probe, ctx, acts, args.seed, chunk, pose)
-            ms.append(1000.0 * (time.perf_counter() - t0) / k)
-            cpu.append(1000.0 * (time.process_time() - c0) / k)
-            if pairs is not None:
-                if control is None:
-                    control = _timed_control(model, frozen, acts, args.seed, chunk, pose)
-                pairs.append(ms[-1] / control)
-                _release_freed_heap()  # the copies' freed pages are not the session's memory
-            kv.append(mem.kv_bytes())
-            rss.append(proc.memory_info().rss)
-            if delta is not None:
-                for fwd, left, da in delta.double().cpu().tolist():
-                    pose = advance_pose(pose, fwd, left, da)
-            if args.paired and frozen is None and len(kv) > 1 and kv[-1] == kv[-2] and chunk + 2 * w <= chunks:
-                frozen, paired_from = _copy_state(mem, ctx), chunk + 1  # the cache stopped growing: its fill state
-                rss_frozen = proc.memory_info().rss
+    for chunk in range(chunks):
+        acts = episode.actions[1 + chunk * k: 1 + (chunk + 1) * k]
+        pairs = None
+        if frozen is not None and (chunk < paired_from + w or chunk >= chunks - w):
+            pairs = pairs_first if chunk < paired_from + w else pairs_last
+        control, state = None, (session.chunk_index, session.pose)  # the control repeats this chunk
+        if pairs is not None and chunk % 2:  # alternate which of the two runs first
+            control = _timed_control(frozen, state, acts)
+        t0, c0 = time.perf_counter(), time.process_time()
+        session.generate(acts)
+        ms.append(1000.0 * (time.perf_counter() - t0) / k)
+        cpu.append(1000.0 * (time.process_time() - c0) / k)
+        if pairs is not None:
+            if control is None:
+                control = _timed_control(frozen, state, acts)
+            pairs.append(ms[-1] / control)
+            _release_freed_heap()  # the copies' freed pages are not the session's memory
+        kv.append(mem.kv_bytes())
+        rss.append(proc.memory_info().rss)
+        if args.paired and frozen is None and len(kv) > 1 and kv[-1] == kv[-2] and chunk + 2 * w <= chunks:
+            frozen, paired_from = session.fork(), chunk + 1  # the cache stopped growing: its fill state
+            rss_frozen = proc.memory_info().rss
     result = summarize(ms, kv, rss, k, args.window)
     cpu_first = cpu[result["fill_frame"] // k - 1:][: len(cpu)]
     w = result["window_chunks"]
@@ -134,14 +135,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_state(mem, ctx):
-    """A private copy of a session's state (memory and frame context): the frozen fill state, and each
-    control chunk's own fresh copy of it (a chunk commits into the memory it runs on)."""
-    import copy
-
-    return copy.deepcopy((mem, ctx))
-
-
 def _release_freed_heap() -> None:
     """Hand freed heap pages back to the OS (glibc `malloc_trim`; a no-op elsewhere), so the frozen-state
     copies the paired timing makes and drops do not linger in the process RSS."""
@@ -153,24 +146,14 @@ def _release_freed_heap() -> None:
         pass
 
 
-def _run_chunk(model, mem, view, ctx, acts, seed: int, chunk: int, pose):
-    """Generate and decode one chunk of the session `mem` (attending through `view`: the memory itself or
-    a probe around it); returns the pose deltas."""
-    from engine.sampler import generate_chunk
-
-    mem.begin_chunk(pose=pose)
-    x0, delta = generate_chunk(model, view, acts, seed=seed, chunk_index=chunk, context=ctx)
-    mem.end_chunk()
-    model.decode(x0).cpu()
-    return delta
-
-
-def _timed_control(model, frozen, acts, seed: int, chunk: int, pose) -> float:
-    """Wall ms per frame of the same chunk generated from a fresh copy of the frozen state (copy not timed)."""
-    mem, ctx = _copy_state(*frozen)
+def _timed_control(frozen, state, acts) -> float:
+    """Wall ms per frame of a live chunk (its actions, and `state`: its noise index and pose) generated from
+    a fresh copy of the frozen fill state (the copy not timed)."""
+    control = frozen.fork()
+    control.chunk_index, control.pose = state
     t0 = time.perf_counter()
-    _run_chunk(model, mem, mem, ctx, acts, seed, chunk, pose)
-    return 1000.0 * (time.perf_counter() - t0) / acts.shape[0]
+    control.generate(acts)
+    return 1000.0 * (time.perf_counter() - t0) / len(acts)
 
 
 def _median(xs: list[float]) -> float:

@@ -17,7 +17,12 @@ Protocol (kv-methods.md §9.6), for a model (`--model`, default "default") and a
    average half the horizon), `ms_per_frame_at_horizon` the mean over its last 32 frames (where `full`
    holds about the horizon: the figure to compare policies' speed by), `overhead_ms` the policy's own share per section
    (scoring, compaction, merge, archive, retrieval, head profiling; measured on the CPU only, since the
-   section timers would add device syncs on a GPU). PSNR is capped at 100 dB (identical frames).
+   section timers would add device syncs on a GPU). PSNR is `engine.bench.metrics.psnr` (capped at 100 dB:
+   identical frames).
+
+Every rollout is a `Session` (`engine.bench.episodes.free_run`) on the memory under test, or on the
+shadow (`engine.bench.shadow.ShadowMemory`); retrieval gets the model's dead-reckoned pose when the model
+has a pose head, else the real game's (none with `--no-game`).
 
 Budgets are fractions of the full cache at the horizon; `full` runs at 1 only (it is the reference).
 The last line with `--json`: `{"horizon", "model", "device", "rows": [{"policy", "budget_frac",
@@ -29,13 +34,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
-from dataclasses import dataclass, field
 
+from engine.bench.episodes import free_run, game_episode, random_episode
+from engine.bench.metrics import psnr
+from engine.bench.shadow import ShadowMemory
 from engine.keyvalues import parse_key_values
 
-PSNR_CAP = 100.0
 AT_HORIZON_FRAMES = 32  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
 DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
 
@@ -92,191 +96,13 @@ def load_world_model(args):
     return model
 
 
-@dataclass
-class Episode:
-    """`actions[i]` leads to frame `i` (`actions[0]` is unused); frames uint8 `[N, H, W, 3]` or None."""
-
-    actions: list[int]
-    frames: object = None
-    poses: object = None
-    revisits: list[int] = field(default_factory=list)  # frame indices back at a loop's start
-    loop_gaps: list[int] = field(default_factory=list)  # frames between each loop's start and its return
-
-
-def game_episode(spec, map_name: str, seed: int, steps: int, policy: str, **options) -> Episode:
-    """The real game on `map_name` driven by an exploration policy (extra `options` for its factory), at
-    the model's frame skip."""
+def _mean_psnr(a, b) -> float:
+    """Mean per-frame `psnr` of two uint8 frame stacks (NaN when empty)."""
     import numpy as np
 
-    from world.games import DoomConfig, DoomGame, make_policy
-    from world.games.policies import policy_options
-
-    h, w, _ = spec.frame_shape
-    tics = spec.tics_per_step
-    pol = make_policy(policy, seed=seed, **policy_options(policy, tics), **options)
-    frames, poses, actions = [], [], [0]
-    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False),
-                             tics_per_step=tics)) as game:
-        obs = game.reset(seed)
-        pol.reset(obs)
-        frames.append(obs.frame)
-        poses.append(obs.pose)
-        while len(frames) < steps:
-            a = int(pol.act(obs))
-            obs = game.step(a)
-            actions.append(a)
-            frames.append(obs.frame)
-            poses.append(obs.pose)
-    revisits, gaps = [], []
-    for loop in getattr(pol, "loops", []):
-        end = int(loop["end_step"])
-        revisits += [i for i in range(end, end + getattr(pol, "pause", 1)) if 0 < i < steps]
-        if 0 < end < steps:
-            gaps.append(end - int(loop["start_step"]))
-    return Episode(actions, np.stack(frames), np.stack(poses), revisits, gaps)
+    return float(np.mean(psnr(a, b))) if len(a) else float("nan")
 
 
-def random_episode(spec, seed: int, steps: int) -> Episode:
-    import random
-
-    rng = random.Random(seed)
-    actions, a = [0], 0
-    while len(actions) < steps:
-        if rng.random() < 0.15:
-            a = rng.randrange(len(spec.action_space))
-        actions.append(a)
-    return Episode(actions)
-
-
-def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from: str):
-    """Generate `frames` frames on `episode.actions` (seed frame = the episode's first real frame, or
-    grey). Returns (uint8 frames `[frames, H, W, 3]` incl. the seed frame, per-frame generation seconds
-    `[frames - 1]`: each chunk's wall time spread over its frames)."""
-    import numpy as np
-    import torch
-
-    from engine.sampler import FrameContext, commit_frames, generate_chunk
-    from world.pose import advance_pose
-
-    spec, dev = model.spec, model.device
-    k = spec.chunk_frames
-    ctx = FrameContext(spec)
-    first = episode.frames[0] if episode.frames is not None else np.full(spec.frame_shape, 128, np.uint8)
-    pose = (0.0, 0.0, 0.0)
-    out = [first]
-    with torch.inference_mode():
-        lat = model.encode(torch.from_numpy(np.ascontiguousarray(first))[None].to(dev))
-        memory.begin_chunk(pose=_pose(episode, 0, pose, pose_from))
-        commit_frames(model, memory, lat.expand(k, *lat.shape[1:]).contiguous(),
-                      torch.zeros(k, dtype=torch.long, device=dev), ctx)
-        memory.end_chunk()
-        chunk, times = 0, []
-        while len(out) < frames:
-            t0 = time.perf_counter()
-            i = len(out)
-            acts = [episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)]
-            memory.begin_chunk(pose=_pose(episode, i, pose, pose_from))
-            x0, delta = generate_chunk(model, memory, torch.tensor(acts, device=dev), seed=seed, chunk_index=chunk,
-                                       context=ctx)
-            memory.end_chunk()
-            chunk += 1
-            out.extend(model.decode(x0).cpu().numpy())
-            if delta is not None:
-                for dx, dy, da in delta.double().cpu().tolist():
-                    pose = advance_pose(pose, dx, dy, da)
-            times += [(time.perf_counter() - t0) / k] * k
-    return np.stack(out[:frames]), times[: frames - 1]
-
-
-def _pose(episode: Episode, i: int, model_pose, pose_from: str):
-    if pose_from == "game" and episode.poses is not None:
-        return tuple(float(v) for v in episode.poses[min(i, len(episode.poses) - 1)])
-    return model_pose if pose_from == "model" else None
-
-
-def psnr(a, b) -> float:
-    """Mean per-frame PSNR (dB) of uint8 frame stacks, each frame capped at `PSNR_CAP`."""
-    import numpy as np
-
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = (diff ** 2).reshape(len(a), -1).mean(1)
-    vals = [PSNR_CAP if m == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / m)) for m in mse]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-# ---------------------------------------------------------------------------------------------- shadow
-class ShadowMemory:
-    """Drives the model with the `full` reference and measures every policy on the same queries."""
-
-    def __init__(self, full, policies: dict, samples: int) -> None:
-        self.full, self.policies, self.samples = full, policies, samples
-        self.err = {key: [0.0, 0] for key in policies}
-        self.mass = {key: [0.0, 0] for key in policies}
-
-    def begin_chunk(self, pose=None, events=()):
-        for m in (self.full, *self.policies.values()):
-            m.begin_chunk(pose=pose, events=events)
-
-    def end_chunk(self):
-        for m in (self.full, *self.policies.values()):
-            m.end_chunk()
-
-    def view(self, layer, q, k, v):
-        from kernels import attend
-
-        fv = self.full.view(layer, q, k, v)
-        ref = attend(q, fv).float()
-        probs, full_ids = self._full_probs(layer, q, fv)
-        for key, mem in self.policies.items():
-            pv = mem.view(layer, q, k, v)
-            out = attend(q, pv).float()
-            e = self.err[key]
-            e[0] += float((out - ref).norm() / ref.norm().clamp_min(1e-12))
-            e[1] += 1
-            m = self.mass[key]
-            m[0] += float(_retained(probs, full_ids, mem.slot_tokens(layer), pv))
-            m[1] += 1
-        return fv
-
-    def commit(self, layer, k, v, q):
-        for m in (self.full, *self.policies.values()):
-            m.commit(layer, k, v, q)
-
-    def _full_probs(self, layer, q, view):
-        import torch
-
-        from kernels.attend import read_segment
-        from kernels.rope import apply_rope_ref
-
-        n = q.shape[1]
-        idx = torch.arange(0, n, max(n // self.samples, 1), device=q.device)[: self.samples]
-        qr = apply_rope_ref(q.index_select(1, idx).float(), view.q_pos.index_select(0, idx), view.rope)
-        keys = [apply_rope_ref(read_segment(s, torch.float32)[0], s.pos, view.rope) for s in view.segments]
-        logits = torch.einsum("hqd,hsd->hqs", qr, torch.cat(keys, 1)) / math.sqrt(q.shape[-1])
-        e = (logits - logits.amax(-1, keepdim=True)).exp()
-        return e / e.sum(-1, keepdim=True), self.full.slot_tokens(layer)
-
-
-def _retained(probs, full_ids, pol_ids, pol_view):
-    """Mean over heads and sampled queries of the full-cache probability on slots the policy shows."""
-    import torch
-
-    h = probs.shape[0]
-    cached = full_ids.shape[0]
-    visible = torch.ones(h, pol_ids.shape[0], dtype=torch.bool, device=probs.device)
-    start = 0
-    for seg in pol_view.segments[:-1]:
-        s = seg.pos.shape[0]
-        if seg.bias is not None:
-            b = seg.bias if seg.bias.ndim == 2 else seg.bias[None].expand(h, s)
-            visible[:, start:start + s] = torch.isfinite(b)
-        start += s
-    kept = torch.stack([torch.isin(full_ids, pol_ids[visible[i] & (pol_ids >= 0)]) for i in range(h)])
-    mass = (probs[:, :, :cached] * kept[:, None, :]).sum(-1) + probs[:, :, cached:].sum(-1)
-    return mass.mean()
-
-
-# ---------------------------------------------------------------------------------------------- run
 def make_memories(spec, policies, fracs, horizon, device, overrides=None):
     from memory import BudgetError, MemoryManager
 
@@ -329,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         tail = times[-AT_HORIZON_FRAMES:]
         err, mass = shadow_stats[(policy, frac)]
         row = {"policy": policy, "budget_frac": frac, "attn_rel_err": err, "retained_mass": mass,
-               "psnr_vs_full": psnr(frames[1:], ref_frames[1:]),
-               "psnr_vs_game": psnr(frames[1:], play.frames[1:n]) if play.frames is not None else None,
+               "psnr_vs_full": _mean_psnr(frames[1:], ref_frames[1:]),
+               "psnr_vs_game": _mean_psnr(frames[1:], play.frames[1:n]) if play.frames is not None else None,
                "revisit_psnr": None, "kv_bytes": mem.kv_bytes(),
                "ms_per_frame": 1000.0 * sum(times) / generated,
                "ms_per_frame_at_horizon": 1000.0 * sum(tail) / max(len(tail), 1),
@@ -341,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             for ep in revisit_eps:
                 mem.reset()
                 out, _ = free_run(model, mem, ep, args.seed, n, pose_from)
-                vals += [psnr(out[i:i + 1], ep.frames[i:i + 1]) for i in ep.revisits if i < len(out)]
+                vals += [psnr(out[i], ep.frames[i]) for i in ep.revisits if i < len(out)]
             row["revisit_psnr"] = sum(vals) / len(vals) if vals else None
         rows.append(row)
     print_table(rows, refused, n, args.model, pose_from)

@@ -1,7 +1,12 @@
-"""Frame metrics of `reverie bench freeplay`: pure functions of uint8 RGB frames `[N, H, W, 3]`.
+"""Frame metrics of the benches: pure functions of uint8 RGB frames `[N, H, W, 3]`.
 
 Each metric is computed per frame (or per pair of consecutive frames); the bench averages them.
 
+- `psnr`: the one PSNR of every bench, `10 log10(255^2 / MSE)` dB with the MSE over a frame's pixels and
+  RGB channels, per frame, capped at `PSNR_CAP` = 100 dB. Two different uint8 frames of a few thousand
+  pixels stay well below it (one value off by one in a 64x48 frame is 87.8 dB), so the cap marks exactly
+  the identical frames: what `bench memory` needs to tell a policy that reproduces the full cache from one
+  that nearly does. Averages of PSNR over frames include identical frames at 100 dB.
 - `gray`: BT.601 luma `0.299 R + 0.587 G + 0.114 B`, float32 in [0, 255].
 - `sharpness`: the mean absolute image gradient of the grayscale frame: the mean of `|g[y, x+1] - g[y, x]|`
   over all horizontally adjacent pixels and the mean of `|g[y+1, x] - g[y, x]|` over all vertically
@@ -16,18 +21,18 @@ Each metric is computed per frame (or per pair of consecutive frames); the bench
 - `turn_agreement`: over the frames whose action is a pure turn (`turn_left` or `turn_right` alone), the
   fraction whose `horizontal_shift` has the sign the real game gives that turn (`TURN_SHIFT_SIGN`). A zero
   shift (a frozen, blurred or flat frame) counts as disagreement.
-- `nearest_psnr`: the PSNR (`engine.bench.model.psnr`, uint8 RGB, capped at 50 dB) of each frame to its
-  nearest frame (least mean squared error) in a bank of frames. The nearest frame is found with chunked
-  float32 matmuls (`|a|^2 + |b|^2 - 2 a.b` on pixels centred at 128), then its PSNR is computed exactly.
+- `nearest_psnr`: the PSNR (`psnr`) of each frame to its nearest frame (least mean squared error) in a
+  bank of frames. The nearest frame is found with chunked float32 matmuls (`|a|^2 + |b|^2 - 2 a.b` on
+  pixels centred at 128), then its PSNR is computed exactly.
 - `segments`: the free-play frame ranges scored separately, 1-based and inclusive: 1-32, 33-128, 129-512,
   513-1024, then one more per doubling (1025-2048, 2049-4096, ...), the last one cut at the run's length.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from engine.bench.model import psnr
+import numpy as np
 from world.actions import DOOM_ACTIONS
 
 TURN_LEFT, TURN_RIGHT = DOOM_ACTIONS.index("turn_left"), DOOM_ACTIONS.index("turn_right")
@@ -35,6 +40,16 @@ TURN_LEFT, TURN_RIGHT = DOOM_ACTIONS.index("turn_left"), DOOM_ACTIONS.index("tur
 #: picture moves right (+); turning right moves it left (-). Checked on real game frames by the tests.
 TURN_SHIFT_SIGN = {TURN_LEFT: +1, TURN_RIGHT: -1}
 SEGMENT_ENDS = (32, 128, 512, 1024)
+PSNR_CAP = 100.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray):
+    """PSNR in dB of uint8 RGB frames, capped at `PSNR_CAP`: a float for two frames `[H, W, 3]`, float64
+    `[N]` (one per frame) for stacks `[N, H, W, 3]` (either side may be a single frame, broadcast)."""
+    diff = np.asarray(a).astype(np.float64) - np.asarray(b).astype(np.float64)
+    mse = (diff ** 2).reshape(-1, math.prod(diff.shape[-3:])).mean(1)
+    vals = np.array([PSNR_CAP if m == 0 else min(PSNR_CAP, 10 * math.log10(255.0 ** 2 / m)) for m in mse])
+    return float(vals[0]) if diff.ndim == 3 else vals
 
 
 def gray(frames: np.ndarray) -> np.ndarray:

@@ -13,11 +13,16 @@ Protocol (fixed seeds, held-out map `world.games.maps.DEFAULT_EVAL_MAP` unless `
   (h = 8, 16, 32). `ar_psnr_repeat_last[h]` repeats the last real context frame.
 * Memory for both: `--policy` (default `dual`, the policy `reverie play` uses) at its default budget;
   `--policy full` keeps every frame (the session then outgrows the model's 17-frame training windows).
-* `fps_denoise`: frames per second of `generate_chunk` (all steps + commit, one frame per chunk) through
-  `memory.MemoryManager.create(spec)` (the default policy and budget), on this machine.
+* Both drive `engine.session.Session`s: the first real frame is the seed frame, the other context frames
+  are committed with `Session.observe`, teacher forcing samples with `Session.predict` (noise of chunk `t`,
+  the frame's index in the episode) and then observes the real frame, the autoregressive run plays
+  `Session.step`. Retrieval gets no pose (`pose_source` None), as this bench always ran.
+* `fps_denoise`: frames per second of `Session.generate` (all steps + commit + decode, one frame per
+  chunk) on `memory.MemoryManager.create(spec)` (the default policy and budget), on this machine.
 * `checkpoint_mb` / `load_s`: size of the weights file and the time `load_model` took.
 
-PSNR is per frame on uint8 RGB, capped at 50 dB (identical frames), averaged over frames.
+PSNR is `engine.bench.metrics.psnr` (per frame on uint8 RGB, capped at 100 dB for identical frames),
+averaged over frames.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import argparse
 import json
 import time
 
-PSNR_CAP = 50.0
+from engine.bench.metrics import psnr
+
 HORIZONS = (8, 16, 32)
 
 
@@ -46,112 +52,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default 1: on a shared machine more threads stall on each other)")
 
 
-def psnr(a, b) -> float:
-    """PSNR in dB of two uint8 images (numpy), capped at PSNR_CAP."""
-    import numpy as np
-
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    if mse <= 0.0:
-        return PSNR_CAP
-    return min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
+def _no_pose(frame_clock: int) -> None:
+    return None
 
 
-def _memory(spec, policy: str):
-    from memory import MemoryManager
+def _session(model, ep, start: int, context: int, seed: int, policy: str):
+    """A session on `policy` started from episode frame `start`, with frames `start + 1 .. start + context - 1`
+    observed as history (the frame's own action with each)."""
+    from engine.session import Session
 
-    return MemoryManager.create(spec, policy=policy)
-
-
-def _commit_real(model, mem, frame, action: int, ctx) -> None:
-    """Commit one real frame as a chunk of its own."""
-    mem.begin_chunk()
-    _commit_frame(model, mem, frame, action, ctx)
-    mem.end_chunk()
-
-
-def _commit_frame(model, mem, frame, action: int, ctx) -> None:
-    import torch
-
-    from engine.sampler import commit_frames
-
-    with torch.inference_mode():
-        commit_frames(model, mem, model.encode(torch.from_numpy(frame)[None]), torch.tensor([action]), ctx)
-
-
-def _sample(model, mem, action: int, seed: int, chunk: int, ctx):
-    """All denoising steps for one frame (no commit); returns clean latents `[1, T, C]`."""
-    import torch
-
-    from engine.sampler import sample_chunk
-
-    return sample_chunk(model, mem, torch.tensor([action]), seed=seed, chunk_index=chunk, context=ctx)
+    session = Session(model, ep.frames[start], policy=policy, seed=seed, pose_source=_no_pose,
+                      seed_action=int(ep.actions[start]))
+    session.observe(ep.frames[start + 1:start + context], ep.actions[start + 1:start + context])
+    return session
 
 
 def teacher_forced(model, ep, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
-    import torch
-
-    from engine.sampler import FrameContext
-
-    mem = _memory(model.spec, policy)
-    ctx = FrameContext(model.spec)
+    session = _session(model, ep, 0, context, seed, policy)
     model_psnr, repeat_psnr = [], []
-    for t in range(len(ep)):
-        if t >= context:
-            mem.begin_chunk()
-            x0 = _sample(model, mem, int(ep.actions[t]), seed, t, ctx)
-            with torch.inference_mode():
-                pred = model.decode(x0)[0].numpy()
-            model_psnr.append(psnr(pred, ep.frames[t]))
-            repeat_psnr.append(psnr(ep.frames[t - 1], ep.frames[t]))
-            _commit_frame(model, mem, ep.frames[t], int(ep.actions[t]), ctx)  # the real frame, not the model's
-            mem.end_chunk()
-        else:
-            _commit_real(model, mem, ep.frames[t], int(ep.actions[t]), ctx)
+    for t in range(context, len(ep)):
+        pred = session.predict([int(ep.actions[t])], chunk_index=t).frames[0]
+        model_psnr.append(psnr(pred, ep.frames[t]))
+        repeat_psnr.append(psnr(ep.frames[t - 1], ep.frames[t]))
+        session.observe(ep.frames[t:t + 1], ep.actions[t:t + 1])  # the real frame, not the model's
     return model_psnr, repeat_psnr
 
 
 def autoregressive(model, ep, start: int, context: int, seed: int, policy: str = "dual") -> tuple[list[float], list[float]]:
-    import torch
-
-    from engine.sampler import FrameContext, generate_chunk
-
-    mem = _memory(model.spec, policy)
-    ctx = FrameContext(model.spec)
-    for t in range(start, start + context):
-        _commit_real(model, mem, ep.frames[t], int(ep.actions[t]), ctx)
+    session = _session(model, ep, start, context, seed, policy)
     last = ep.frames[start + context - 1]
     model_psnr, repeat_psnr = [], []
     for i in range(max(HORIZONS)):
         t = start + context + i
-        mem.begin_chunk()
-        x0, _ = generate_chunk(model, mem, torch.tensor([int(ep.actions[t])]), seed=seed, chunk_index=i, context=ctx)
-        mem.end_chunk()
-        with torch.inference_mode():
-            pred = model.decode(x0)[0].numpy()
-        model_psnr.append(psnr(pred, ep.frames[t]))
+        model_psnr.append(psnr(session.step(int(ep.actions[t])).frame, ep.frames[t]))
         repeat_psnr.append(psnr(last, ep.frames[t]))
     return model_psnr, repeat_psnr
 
 
-def fps_denoise(model, frames: int, seed: int) -> tuple[float, str]:
-    import torch
+def measure_fps(model, frames: int, seed: int) -> tuple[float, str]:
+    import numpy as np
 
-    from engine.sampler import FrameContext, generate_chunk
+    from engine.session import Session
     from memory import MemoryManager
 
-    mem = MemoryManager.create(model.spec)
-    ctx = FrameContext(model.spec)
-    acts = torch.zeros(model.spec.chunk_frames, dtype=torch.long)
+    spec = model.spec
+    session = Session(model, np.full(spec.frame_shape, 128, np.uint8), seed=seed,
+                      memory_factory=lambda spec, policy, budget: MemoryManager.create(spec))
+    acts = [0] * spec.chunk_frames
     warm = 8
     t0 = 0.0
     for i in range(warm + frames):
         if i == warm:
             t0 = time.perf_counter()
-        mem.begin_chunk()
-        generate_chunk(model, mem, acts, seed=seed, chunk_index=i, context=ctx)
-        mem.end_chunk()
+        session.generate(acts)
     elapsed = time.perf_counter() - t0
-    return frames * model.spec.chunk_frames / elapsed, str(mem.stats().get("policy", ""))
+    return frames * spec.chunk_frames / elapsed, str(session.memory.stats().get("policy", ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             for k in HORIZONS:
                 ar_m[k].append(float(np.mean(m[:k])))
                 ar_r[k].append(float(np.mean(r[:k])))
-    fps, policy = fps_denoise(model, args.fps_frames, args.seed)
+    fps, policy = measure_fps(model, args.fps_frames, args.seed)
     ckpt = meta.get("checkpoint_path")
     import os
 

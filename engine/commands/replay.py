@@ -50,24 +50,15 @@ def _regenerate(rollout, args) -> int:
     import numpy as np
 
     from engine.commands.serve import load_world
-    from engine.recorder import Recorder, regenerate
+    from engine.replay import regenerate
 
     model = load_world(args.model, json.loads(args.model_kwargs))
-    frames = regenerate(rollout, model)
+    frames = regenerate(rollout, model, out=args.out)
     recorded = rollout.frames[1:]
     same = int(np.all(frames == recorded, axis=(1, 2, 3)).sum())
     result = {"frames": int(len(frames)), "identical_frames": same, "match": same == len(frames),
               "regenerable": bool(rollout.meta.config.get("regenerable", True)), "model": model.spec.name}
     if args.out:
-        from engine.session import StepResult
-
-        rec = Recorder(args.out, model, seed_frame=rollout.frames[0], seed=rollout.meta.seed,
-                       policy=rollout.meta.config.get("policy", "full"),
-                       budget_bytes=rollout.meta.config.get("budget_bytes"),
-                       prefix_actions=rollout.meta.config.get("prefix_actions", []), fps=rollout.meta.fps, hold=0)
-        for i, frame in enumerate(frames):
-            rec.append(StepResult(frame, i, int(rollout.actions[i + 1]), None, 0, 0), seq=i + 1)
-        rec.close()
         result["out"] = args.out
     print(f"reverie replay: regenerated {result['frames']} frames with {args.model}: "
           f"{same} identical to the recording", file=sys.stderr)

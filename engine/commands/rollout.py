@@ -4,9 +4,10 @@
     reverie rollout --model default --context data/eval/ep000 --actions moves.json --out runs/x
 
 The first `--context-frames` frames of the context rollout (with their recorded actions) are committed
-to the model's memory as history and copied to the output; then the model generates one frame per
-action: the context rollout's own later actions, or the JSON action file (a list of action names, one
-per step, applied after the context). The output is a rollout directory (`engine.rollout`) with source
+to the model's memory as history and copied to the output: the first is a `Session`'s seed frame, each
+later one is observed as a chunk of its own (held for the chunk, like the seed frame); then the session
+generates one frame per action, a chunk at a time: the context rollout's own later actions, or the JSON
+action file (a list of action names, one per step, applied after the context). Retrieval gets no pose. The output is a rollout directory (`engine.rollout`) with source
 `model:NAME`, so any model can be compared with the real game step by step (`reverie inspect`, PSNR).
 Noise comes from `--seed`, chunk and step (`engine.sampler`), so the same command gives the same frames.
 """
@@ -85,35 +86,27 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
     import torch
 
     from engine.rollout import RolloutMeta, RolloutWriter
-    from engine.sampler import FrameContext, commit_frames, generate_chunk
-    from memory import MemoryManager
+    from engine.session import Session
 
     spec = model.spec
-    mem = MemoryManager.create(spec, policy=args.policy, budget_bytes=args.budget_bytes)
-    ctx = FrameContext(spec)
+    c = spec.chunk_frames
+    session = Session(model, context.frames[0], policy=args.policy, budget_bytes=args.budget_bytes, seed=args.seed,
+                      seed_action=int(context.actions[0]), pose_source=lambda frame_clock: None)
+    session.observe(np.repeat(context.frames[1:k], c, axis=0), np.repeat(context.actions[1:k], c))
     meta_model = getattr(model, "meta", {}) or {}
     meta = RolloutMeta(source=f"model:{name}", seed=args.seed, frame_shape=spec.frame_shape, map=context.meta.map,
                        fps=context.meta.fps, action_space=spec.action_space.names,
                        config={"model": name, "config_hash": meta_model.get("config_hash"), "memory_policy": args.policy,
                                "budget_bytes": args.budget_bytes, "context": str(context.path),
                                "context_frames": k, "torch_threads": torch.get_num_threads()})
-    c = spec.chunk_frames
     actions = actions[:len(actions) - len(actions) % c]  # whole chunks only
-    with RolloutWriter(args.out, meta) as writer, torch.inference_mode():
-        for t in range(k):  # the real history, committed as clean frames one chunk at a time
-            frame = np.array(context.frames[t], copy=True)
-            mem.begin_chunk()
-            lat = model.encode(torch.from_numpy(frame)[None]).expand(c, *spec.latent_shape).contiguous()
-            commit_frames(model, mem, lat, torch.full((c,), int(context.actions[t])), ctx)
-            mem.end_chunk()
+    with RolloutWriter(args.out, meta) as writer:
+        for t in range(k):  # the real history
             pose = context.poses[t]
-            writer.append(frame, int(context.actions[t]), None if np.isnan(pose).any() else pose)
+            writer.append(context.frames[t], int(context.actions[t]), None if np.isnan(pose).any() else pose)
         for i in range(0, len(actions), c):
-            acts = torch.tensor(actions[i:i + c], dtype=torch.long)
-            mem.begin_chunk()
-            x0, _ = generate_chunk(model, mem, acts, seed=args.seed, chunk_index=i // c, context=ctx)
-            mem.end_chunk()
-            for frame, a in zip(model.decode(x0).numpy(), acts.tolist()):
-                writer.append(frame, a, None, extra={"kv_bytes": int(mem.kv_bytes())})
+            chunk = session.generate(actions[i:i + c])
+            for frame, a in zip(chunk.frames, actions[i:i + c]):
+                writer.append(frame, a, None, extra={"kv_bytes": int(session.memory.kv_bytes())})
         summary = writer.close(preview=not args.no_preview)
     return {**summary, "generated": len(actions), "context_frames": k, "model": name}

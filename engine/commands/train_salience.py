@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
-class Recorder:
+class KeyTap:
     """Memory proxy: records committed keys and clean queries per layer, forwards to the real memory."""
 
     def __init__(self, memory, layers: int) -> None:
@@ -56,11 +56,13 @@ class Recorder:
         self.memory.commit(layer, k, v, q)
 
     def __getattr__(self, name):
+        if name == "memory":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
         return getattr(self.memory, name)
 
 
 def episodes(args, spec):
-    from engine.bench.memory import Episode, game_episode, random_episode
+    from engine.bench.episodes import Episode, game_episode, random_episode
 
     if args.source == "rollout":
         if not args.rollout:
@@ -139,7 +141,8 @@ def top_overlap(pred, target, frac: float = 0.25) -> float:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.bench.memory import free_run, load_world_model
+    from engine.bench.episodes import free_run
+    from engine.bench.memory import load_world_model
     from memory import MemoryManager
     from memory.salience import SalienceHead, default_weights_path
 
@@ -149,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
     for ep in episodes(args, spec):
         mem = MemoryManager.create(spec, policy="full", horizon_frames=len(ep.actions) + spec.chunk_frames,
                                    device=args.device or model.device)
-        rec = Recorder(mem, spec.layers)
-        free_run(model, rec, ep, args.seed, len(ep.actions), "none")
+        tap = KeyTap(mem, spec.layers)
+        free_run(model, tap, ep, args.seed, len(ep.actions), "none")  # a Session on the tapped memory
         for layer in range(spec.layers):
-            data[layer].append(layer_targets(rec.q[layer], rec.k[layer], spec, args.queries_per_frame))
+            data[layer].append(layer_targets(tap.q[layer], tap.k[layer], spec, args.queries_per_frame))
     torch.manual_seed(args.seed)
     head = SalienceHead(spec.layers, spec.heads, spec.head_dim)
     report = []

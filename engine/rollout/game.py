@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.rollout.format import RolloutMeta
 from engine.rollout.writer import RolloutWriter
 from world.actions import GAME_TICS_PER_SECOND
+from world.games.episode import run_episode
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,7 @@ def record_episode(game, policy, *, seed: int, steps: int, out_dir: str | Path, 
     t0 = time.perf_counter()
     writer = RolloutWriter(out_dir, meta)
     try:
-        obs = game.reset(seed)
-        policy.reset(obs)
-        writer.append(obs.frame, 0, obs.pose, done=obs.done)
-        while writer.steps < steps and not obs.done:
-            action = policy.act(obs)
-            obs = game.step(action)
+        for action, obs in run_episode(game, policy, seed=seed, steps=steps, until_done=True):
             writer.append(obs.frame, action, obs.pose, done=obs.done)
     except BaseException:
         writer.abort()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.bench import metrics as M
-from engine.bench.model import PSNR_CAP
+from engine.bench.metrics import PSNR_CAP
 
 torch.set_num_threads(1)
 H, W = 48, 64
@@ -91,6 +91,19 @@ def test_blurred_or_frozen_frames_never_agree_with_a_turn():
     blurred = np.repeat(box_blur(frames[0])[None], 5, axis=0)  # a frozen blur
     assert M.turn_agreement(blurred[:-1], blurred[1:], acts) == (0.0, 4)
     assert np.all(M.horizontal_shift(blurred[:-1], blurred[1:]) == 0)
+
+
+# --- psnr, the one of every bench ---------------------------------------------------------------------------
+def test_psnr_is_per_frame_and_capped_only_for_identical_frames():
+    a = texture(H, W, seed=1)
+    b = a.copy()
+    b[0, 0, 0] ^= 1  # one value off by one: the highest PSNR two different frames can have
+    assert M.psnr(a, a) == PSNR_CAP
+    assert M.psnr(a, b) == pytest.approx(10 * np.log10(255.0 ** 2 * H * W * 3), abs=1e-9) and M.psnr(a, b) < PSNR_CAP
+    stack = np.stack([a, b, 255 - a])
+    per_frame = M.psnr(stack, a)  # a single frame broadcasts against a stack
+    assert per_frame.shape == (3,) and per_frame[0] == PSNR_CAP and per_frame[2] < 10
+    assert np.array_equal(per_frame, [M.psnr(f, a) for f in stack])
 
 
 # --- realism (nearest bank frame) ----------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_sessions_on_the_real_memory_are_deterministic(policy):
 
 
 def test_a_session_records_itself_off_the_hot_path_and_the_recording_regenerates(tmp_path):
-    from engine.recorder import regenerate
+    from engine.replay import regenerate
     from engine.rollout import read_rollout
 
     s = make(seed=9)
@@ -119,3 +119,76 @@ def test_pose_integrates_egocentric_deltas_in_the_current_heading():
     assert poses[0] == pytest.approx((9.0, 7.0, 180.0))
     assert poses[1] == pytest.approx((6.0, 7.0, 180.0))  # facing -x now
     assert s.pose == poses[1]
+
+
+# --- the hooks the benches drive sessions with ---------------------------------------------------------------
+def test_generate_is_one_chunk_of_per_frame_actions_and_step_hands_out_the_same_frames():
+    model = TinyWorld(chunk_frames=3)
+    chunk = make(model, seed=3).generate([1, 7, 26])
+    assert chunk.frames.shape == (3, 16, 16, 3) and chunk.latents.shape[0] == 3 and chunk.chunk_index == 0
+    assert chunk.actions.tolist() == [1, 7, 26] and len(chunk.poses) == 3
+    held = make(model, seed=3)
+    assert np.array_equal(held.generate([5, 5, 5]).frames, play(make(model, seed=3), [5, 5, 5]))
+    assert not held.replayable and held.history == [] and held.chunk_index == 1
+    with pytest.raises(ValueError, match="3 actions"):
+        held.generate([1])
+
+
+def test_predict_samples_without_committing_then_observe_commits_the_real_frames():
+    s, ref = make(seed=2), make(seed=2)
+    committed, pose = s.memory.frames_committed, s.pose
+    guess = s.predict([4])
+    assert s.memory.frames_committed == committed and s.pose == pose and s.chunk_index == 0
+    assert np.array_equal(guess.frames[0], ref.step(4).frame)   # the frame `step` would have made
+    assert not np.array_equal(s.predict([4], chunk_index=9).frames, guess.frames)  # other noise
+    s.observe(guess.frames, [4])
+    assert s.memory.frames_committed == committed + 1 and s.frame_clock == 2
+
+
+def test_pose_source_gives_the_memory_its_pose_at_each_frame_clock():
+    seen = []
+
+    class PoseTap:
+        def __init__(self, memory):
+            self.memory = memory
+
+        def begin_chunk(self, pose=None, events=()):
+            seen.append(pose)
+            self.memory.begin_chunk(pose=pose, events=events)
+
+        def __getattr__(self, name):
+            return getattr(self.memory, name)
+
+    s = make(TinyWorld(chunk_frames=2), memory_factory=lambda *a: PoseTap(list_memory_factory(*a)),
+             pose_source=lambda t: (float(t), 0.0, 0.0))
+    s.observe(np.stack([seed_frame((16, 16, 3))] * 2), [1, 1])
+    play(s, [3, 3])
+    s.generate([2, 2])
+    assert seen == [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (3.0, 0.0, 0.0), (5.0, 0.0, 0.0)]
+    assert s.frame_clock == 7 and s.pose != (5.0, 0.0, 0.0)  # the session still dead-reckons its own pose
+
+
+def test_a_session_started_mid_episode_records_its_seed_action_and_regenerates(tmp_path):
+    from engine.replay import regenerate
+    from engine.rollout import read_rollout
+
+    s = make(seed=6, seed_action=7)
+    assert not np.array_equal(play(make(seed=6, seed_action=7), [1, 2]), play(make(seed=6), [1, 2]))
+    s.start_recording(tmp_path / "r")
+    frames = play(s, [1, 2, 3])
+    s.stop_recording()
+    r = read_rollout(tmp_path / "r")
+    assert r.actions.tolist() == [7, 1, 2, 3]
+    assert np.array_equal(regenerate(r, TinyWorld(), memory_factory=list_memory_factory, out=tmp_path / "again"), frames)
+    again = read_rollout(tmp_path / "again")
+    assert again.complete and np.array_equal(again.frames, r.frames) and again.actions.tolist() == [7, 1, 2, 3]
+
+
+def test_fork_copies_the_state_and_shares_the_model():
+    s = make(seed=5)
+    play(s, [1, 3])
+    f = s.fork()
+    assert f.model is s.model and f.memory is not s.memory and f.chunk_index == s.chunk_index
+    ahead = play(f, [7, 7, 0])
+    assert s.memory.frames_committed == 3 and f.memory.frames_committed == 6
+    assert np.array_equal(play(s, [7, 7, 0]), ahead)

@@ -2,7 +2,8 @@
 
 `TinyWorld` implements `world.contract.WorldModel` (patch tokens, a couple of attention layers reading the
 memory view, per-frame action embedding, a pose head). `ListMemory` is the agreed memory API reduced to a
-full cache with an optional frame window, so engine tests do not depend on the memory package's progress.
+full cache with an optional frame window, so engine tests do not depend on the memory package's progress;
+`list_memory_bytes` prices its sessions for the server's admission.
 Both are deterministic for a seed. Importable from a subprocess with `PYTHONPATH=tests/engine` and the
 model name `tinyworld:build`.
 """
@@ -13,6 +14,7 @@ import torch
 
 from kernels import attend
 from kernels.view import KVSegment, KVView, RopeSpec
+from memory.footprint import RECACHE_CHUNKS, Footprint, session_buffer_bytes
 from world.contract import ModelSpec, WorldModel
 
 
@@ -92,14 +94,18 @@ class ListMemory:
     """Full KV cache, optionally keeping only the newest frames that fit `budget_bytes` (window)."""
 
     def __init__(self, spec: ModelSpec, policy: str = "full", budget_bytes: int | None = None):
+        self.check(spec, policy, budget_bytes)
+        self.spec, self.policy, self.budget_bytes = spec, policy, budget_bytes
+        self.max_frames = None if budget_bytes is None else budget_bytes // spec.kv_bytes_per_frame - 1
+        self.reset()
+
+    @staticmethod
+    def check(spec: ModelSpec, policy: str, budget_bytes: int | None) -> None:
         if policy not in ("full", "window"):
             raise KeyError(f"unknown policy {policy!r}")
         per_frame = spec.kv_bytes_per_frame
         if budget_bytes is not None and budget_bytes < 2 * per_frame:
             raise BudgetError(f"budget {budget_bytes} is below two frames ({2 * per_frame} bytes)")
-        self.spec, self.policy, self.budget_bytes = spec, policy, budget_bytes
-        self.max_frames = None if budget_bytes is None else budget_bytes // per_frame - 1
-        self.reset()
 
     def reset(self):
         self.k = [[] for _ in range(self.spec.layers)]
@@ -133,6 +139,8 @@ class ListMemory:
                             for f in range(k.shape[1] // tpf)]
 
     def end_chunk(self):
+        if not any(self._new):  # nothing committed (a prediction): like MemoryManager, no frame is added
+            return
         for layer, new in enumerate(self._new):
             self.k[layer] += [k for k, _ in new]
             self.v[layer] += [v for _, v in new]
@@ -155,3 +163,14 @@ class ListMemory:
 
 def list_memory_factory(spec, policy, budget_bytes):
     return ListMemory(spec, policy, budget_bytes)
+
+
+def list_memory_bytes(spec, policy, budget_bytes, *, recache_chunks: int = RECACHE_CHUNKS,
+                      latent_dtype=torch.float32, device="cpu") -> Footprint:
+    """What a session on a `ListMemory` holds (its budget, and the session's own buffers); the server's
+    `footprint` for `list_memory_factory`."""
+    ListMemory.check(spec, policy, budget_bytes)
+    if budget_bytes is None:
+        raise BudgetError("a ListMemory without a budget grows without bound")
+    parts = {"kv": budget_bytes, **session_buffer_bytes(spec, recache_chunks, latent_dtype)}
+    return Footprint(policy=policy, budget_bytes=budget_bytes, parts=tuple(parts.items()))

@@ -86,20 +86,14 @@ def play_episode(map_name: str, policy: str, steps: int, seed: int, tics_per_ste
     """Run the real game for `steps` steps (a policy, or a fixed action list) and return the episode
     (with the game's depth buffer when `depth`; the eye positions always)."""
     from world.games.doom import DoomConfig, DoomGame
+    from world.games.episode import run_episode
     from world.games.policies import make_policy
 
     cfg = DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics_per_step, depth=depth)
-    pol = make_policy(policy, seed=seed, **(options or {})) if actions is None else None
-    observed, acts = [], []
+    pol = (make_policy(policy, seed=seed, **(options or {})) if actions is None
+           else make_policy("actions", seed=seed, actions=list(actions)))
     with DoomGame(cfg) as game:
-        obs = game.reset(seed)
-        if pol is not None:
-            pol.reset(obs)
-        observed.append(obs), acts.append(0)
-        for i in range(steps - 1):
-            a = pol.act(obs) if pol is not None else int(actions[i + 1])
-            obs = game.step(a)
-            observed.append(obs), acts.append(a)
+        acts, observed = zip(*run_episode(game, pol, seed=seed, steps=steps))
     return Episode(np.stack([o.frame for o in observed]), np.asarray(acts, dtype=np.int64),
                    np.stack([o.pose for o in observed]), name=f"{map_name}/{policy}/seed{seed}",
                    depth=np.stack([o.depth for o in observed]) if depth else None,

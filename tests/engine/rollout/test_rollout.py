@@ -246,6 +246,18 @@ def test_background_writer_matches_the_plain_writer(tmp_path):
     assert r.complete and np.array_equal(r.frames, frames) and r.times["t_server_end_ns"].tolist() == list(range(20))
 
 
+def test_background_writer_finishes_on_its_thread_when_not_waited_for(tmp_path):
+    frames = _frames(5)
+    w = BackgroundRolloutWriter(tmp_path / "bgn", _meta())
+    for t in range(5):
+        w.append(frames[t], 2, None)
+    assert w.close(preview=False, wait=False) in (None, w.summary)
+    with pytest.raises(RuntimeError, match="after close"):
+        w.append(frames[0], 2, None)
+    summary = w.close(timeout=30)  # a second close only waits
+    assert not w.running and summary["steps"] == 5 and read_rollout(tmp_path / "bgn").complete
+
+
 def test_background_writer_reports_errors(tmp_path):
     w = BackgroundRolloutWriter(tmp_path / "bge", _meta())
     w.append(np.zeros((2, 2, 3), np.uint8), 0)

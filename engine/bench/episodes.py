@@ -1,0 +1,92 @@
+"""What the memory benches and salience training play: an `Episode` of actions (real-game frames, poses
+and revisits when it comes from the game, `game_episode`; seeded random actions, `random_episode`), and
+`free_run`, a `Session` playing an episode's actions on a given memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Episode:
+    """`actions[i]` leads to frame `i` (`actions[0]` is unused); frames uint8 `[N, H, W, 3]` or None."""
+
+    actions: list[int]
+    frames: object = None
+    poses: object = None
+    revisits: list[int] = field(default_factory=list)  # frame indices back at a loop's start
+    loop_gaps: list[int] = field(default_factory=list)  # frames between each loop's start and its return
+
+
+def game_episode(spec, map_name: str, seed: int, steps: int, policy: str, **options) -> Episode:
+    """The real game on `map_name` driven by an exploration policy (extra `options` for its factory), at
+    the model's frame skip."""
+    import numpy as np
+
+    from world.games import DoomConfig, DoomGame, make_policy
+    from world.games.episode import run_episode
+    from world.games.policies import policy_options
+
+    h, w, _ = spec.frame_shape
+    tics = spec.tics_per_step
+    pol = make_policy(policy, seed=seed, **policy_options(policy, tics), **options)
+    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False),
+                             tics_per_step=tics)) as game:
+        actions, observed = zip(*run_episode(game, pol, seed=seed, steps=steps))
+    revisits, gaps = [], []
+    for loop in getattr(pol, "loops", []):
+        end = int(loop["end_step"])
+        revisits += [i for i in range(end, end + getattr(pol, "pause", 1)) if 0 < i < steps]
+        if 0 < end < steps:
+            gaps.append(end - int(loop["start_step"]))
+    return Episode(list(actions), np.stack([o.frame for o in observed]), np.stack([o.pose for o in observed]),
+                   revisits, gaps)
+
+
+def random_episode(spec, seed: int, steps: int) -> Episode:
+    import random
+
+    rng = random.Random(seed)
+    actions, a = [0], 0
+    while len(actions) < steps:
+        if rng.random() < 0.15:
+            a = rng.randrange(len(spec.action_space))
+        actions.append(a)
+    return Episode(actions)
+
+
+def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from: str):
+    """A `Session` on `memory` (any object with the memory API: a manager, a shadow, a tap) generates
+    `frames` frames on `episode.actions`, one chunk of per-frame actions at a time; the seed frame is the
+    episode's first real frame, or grey. The memory retrieves by the session's dead-reckoned pose
+    (`pose_from="model"`), the real game's pose of the chunk's first frame (`"game"`) or none (`"none"`).
+    Returns (uint8 frames `[frames, H, W, 3]` incl. the seed frame, per-frame generation seconds
+    `[frames - 1]`: each chunk's wall time spread over its frames)."""
+    import numpy as np
+
+    from engine.session import Session
+
+    spec = model.spec
+    k = spec.chunk_frames
+    first = episode.frames[0] if episode.frames is not None else np.full(spec.frame_shape, 128, np.uint8)
+    session = Session(model, first, seed=seed, memory_factory=lambda *_: memory,
+                      pose_source=_pose_source(episode, pose_from))
+    out, times = [first], []
+    while len(out) < frames:
+        t0 = time.perf_counter()
+        i = len(out)
+        chunk = session.generate([episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)])
+        out.extend(chunk.frames)
+        times += [(time.perf_counter() - t0) / k] * k
+    return np.stack(out[:frames]), times[: frames - 1]
+
+
+def _pose_source(episode: Episode, pose_from: str):
+    """`Session.pose_source` for `pose_from`: None (the session's own pose) for "model"."""
+    if pose_from == "model":
+        return None
+    if pose_from == "game" and episode.poses is not None:
+        poses = episode.poses
+        return lambda t: tuple(float(v) for v in poses[min(t, len(poses) - 1)])
+    return lambda t: None
