@@ -12,12 +12,16 @@ an `error` message (and counts).
 
 Kinds (direction):
     hello    (c->s)  open a session: client name, credits, policy, budget, seed, record, seed frame
-    welcome  (s->c)  the session: id, model, frame shape, action names, policy, budget
+    welcome  (s->c)  the session: id, model, frame shape, action names, policy, budget, the bytes reserved
+                     for it and the server's total
     action   (c->s)  one frame's action; grants one credit; echoes when the previous frame was shown
     frame    (s->c)  one generated frame (part 1 = pixels) with its timestamps and pose
     control  (c->s)  pause, resume, reset, seed, policy, budget, flush, record, stats, bye
     stats    (s->c)  session and server statistics (memory stats, fps, counters)
-    error    (s->c)  what was wrong with a message; the session, if any, keeps running
+    error    (s->c)  what was wrong with a message; the session, if any, keeps running. Codes: malformed,
+                     oversize, version, unknown_kind, bad_field, no_session, unexpected, refused (does not
+                     fit: memory, slots, policy), rate_limited (sessions started too often; retry later),
+                     internal, engine
     bye      (both)  the session is closed
 """
 
@@ -71,6 +75,8 @@ class Welcome:
     chunk_frames: int = 1
     tics_per_step: int = 1      # real-game tics per frame (side-by-side steps the real game this much)
     step_hz: float = 0.0        # frames per second at which the model runs at the game's speed (0: unknown)
+    session_bytes: int = 0      # every byte reserved for this session (KV cache, archive, buffers)
+    total_budget_bytes: int = 0  # what all the server's sessions may hold together
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Sharing one device between sessions: admission against a total memory budget, and round-robin turns.
 
 Admission is two-phase so a refused session disturbs nothing: `can_admit(nbytes)` answers (and says why
-not) before any memory is allocated; `admit(sid, nbytes)` reserves after the session was built. Budgets
+not) before any memory is allocated (the server reserves everything a session holds,
+`memory.session_bytes`); `admit(sid, nbytes)` reserves after the session was built. Budgets
 can change live (`resize`, same rule) and are freed on `release`.
 
 The scheduler gives each ready session one chunk per turn, in a fixed rotation, so a session that always
@@ -50,8 +51,9 @@ class Admission:
             return True, ""
         free = self.total_bytes - self.reserved_bytes + self._held.get(sid, 0)
         if nbytes > free:
-            return False, (f"a session needs {nbytes} bytes of KV memory but only {free} of the server's "
-                           f"{self.total_bytes} are free; ask for a smaller budget or try later")
+            return False, (f"a session needs {_mb(nbytes)} (KV cache, archive, buffers) but only "
+                           f"{_mb(max(free, 0))} of the server's {_mb(self.total_bytes)} are free; ask for a "
+                           f"smaller budget or try later")
         return True, ""
 
     def admit(self, sid: Hashable, nbytes: int) -> None:
@@ -64,6 +66,10 @@ class Admission:
 
     def release(self, sid: Hashable) -> None:
         self._held.pop(sid, None)
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes:,} bytes ({nbytes / 2**20:.1f} MiB)"
 
 
 class RoundRobin(Generic[K]):

@@ -1,11 +1,19 @@
 """The engine server: one process, one model, many sessions, over a ZeroMQ ROUTER socket.
 
 Each client is a DEALER whose routing id names its session. The loop alternates between draining the
-socket (a bounded number of messages per turn, so a flood cannot starve play) and giving one ready session
-one chunk (round-robin). A session is ready when it holds an action (each action is one credit, so the
-server never produces a frame nobody asked for, and a slow client gets its latest frame, never a backlog)
-and is not paused. Bad messages get an `error` reply and are counted; nothing a client sends can stop the
-loop. Sessions that stay silent for `ttl_s` are closed and their memory released.
+socket (a bounded number of messages for a bounded time per turn, so a flood cannot starve play) and
+giving one ready session one chunk (round-robin). A session is ready when it holds an action (each action
+is one credit, so the server never produces a frame nobody asked for, and a slow client gets its latest
+frame, never a backlog) and is not paused. Bad messages get an `error` reply and are counted; nothing a
+client sends can stop the loop.
+
+Admission is by real bytes: a hello is checked in full first (`engine.hello`), priced by everything the
+session will hold (`memory.session_bytes`: KV cache, spatial archive, buffers), admitted against the total
+budget (default: a fraction of the free memory, `engine.capacity`), rate-limited per peer and server-wide
+(`engine.ratelimit`), and only then built. Sessions that stay silent for `ttl_s` are closed and their memory
+released; a session that has not asked for a frame within `pending_ttl_s` of its welcome (or whose peer is
+gone before it did), and a session whose client keeps sending bad messages (`max_strikes`), are closed too,
+so sessions opened by a flood cannot hold the slots.
 """
 
 from __future__ import annotations
@@ -18,15 +26,26 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 
 from engine import protocol as P
+from engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
+from engine.hello import SessionRequest, check_hello
+from engine.ratelimit import Limiter, Rate
 from engine.recorder import Recorder
 from engine.scheduler import Admission, AdmissionError, RoundRobin
 from engine.session import MemoryFactory, Session, default_memory_factory
+from memory.footprint import RECACHE_CHUNKS, Footprint, session_bytes
 
 log = logging.getLogger("reverie.server")
 
 MAX_MESSAGES_PER_TURN = 256
+STRIKES = frozenset({"malformed", "oversize", "version", "unknown_kind", "bad_field", "unexpected"})  # misbehaviour
+
+#: `(spec, policy, budget_bytes, *, recache_chunks, latent_dtype, device) -> memory.Footprint`: what a session
+#: built by the server's memory factory holds, raising as the factory would (`memory.session_bytes` for
+#: `memory.MemoryManager`).
+FootprintFn = Callable[..., Footprint]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,29 +56,50 @@ class ServerConfig:
         endpoint: ZeroMQ endpoint to bind; loopback unless told otherwise.
         policy: memory policy for sessions that do not ask for one.
         budget_bytes: KV budget per session when the client does not ask (None = the policy's own).
-        total_budget_bytes: all sessions' budgets together must fit (None = no limit).
+        total_budget_bytes: every byte all sessions hold together must fit (`memory.session_bytes` prices a
+            session); None = `total_budget_frac` of the memory free at start (`engine.capacity`).
         policies: the policies a client may cycle through live.
         ttl_s: a session silent this long is closed and its memory freed.
+        pending_ttl_s: a session that has sent no action this long after its welcome is closed.
+        peer_rate, server_rate: how often one peer (routing id), and all peers together, may have a
+            session built.
+        max_strikes: a session whose client sends this many bad messages (malformed, wrong fields, ...) is
+            closed.
+        drain_s: the most time one turn spends reading messages (one session build may overrun it).
+        recache_chunks: clean chunks each session keeps to re-commit after a live policy/budget change.
         record_dir: where recordings go (a folder per recording).
     """
 
     endpoint: str = "tcp://127.0.0.1:5555"
-    policy: str = "full"
+    policy: str = "dual"
     budget_bytes: int | None = None
     total_budget_bytes: int | None = None
-    policies: tuple[str, ...] = ("full",)
+    total_budget_frac: float = DEFAULT_TOTAL_FRACTION
+    policies: tuple[str, ...] = ("dual", "window", "deep-sink", "quant")
     max_sessions: int = 8
     max_credits: int = 2
     ttl_s: float = 10.0
+    pending_ttl_s: float = 2.0
+    peer_rate: Rate = Rate(burst=2, per_s=0.2)
+    server_rate: Rate = Rate(burst=8, per_s=4.0)
+    max_strikes: int = 16
+    drain_s: float = 0.005
+    recache_chunks: int = RECACHE_CHUNKS
     heartbeat_ms: int = 1000
     record_dir: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.ttl_s <= 0 or self.max_credits < 1 or self.max_sessions < 1:
-            raise ValueError("ttl_s, max_credits and max_sessions must be positive")
+        if self.ttl_s <= 0 or self.pending_ttl_s <= 0 or self.max_credits < 1 or self.max_sessions < 1:
+            raise ValueError("ttl_s, pending_ttl_s, max_credits and max_sessions must be positive")
         if self.budget_bytes is not None and self.budget_bytes <= 0:
             raise ValueError("budget_bytes must be positive")
+        if self.total_budget_bytes is not None and self.total_budget_bytes <= 0:
+            raise ValueError("total_budget_bytes must be positive")
+        if not 0.0 < self.total_budget_frac <= 1.0:
+            raise ValueError("total_budget_frac must be in (0, 1]")
+        if self.drain_s <= 0 or self.recache_chunks < 1 or self.max_strikes < 1:
+            raise ValueError("drain_s, recache_chunks and max_strikes must be positive")
 
 
 @dataclass(eq=False)
@@ -67,8 +107,12 @@ class _Client:
     sid: bytes
     session: Session
     credits: int
+    footprint: Footprint
     pending: deque = field(default_factory=deque)
     last_seen: float = 0.0
+    t_open: float = 0.0
+    acted: bool = False  # has sent an action (a session that never does is closed after pending_ttl_s)
+    strikes: int = 0     # bad messages sent (the session is closed at max_strikes)
     recordings: int = 0
     frames: int = 0
     t_first: float = 0.0
@@ -76,10 +120,11 @@ class _Client:
 
 class Server:
     """Serve `model` on `config.endpoint`. `seed_frame(shape) -> uint8 [H, W, 3]` gives the default
-    start frame when a client sends none."""
+    start frame when a client sends none; `footprint` prices the sessions `memory_factory` builds."""
 
     def __init__(self, model, config: ServerConfig, *, seed_frame: Callable[[tuple], np.ndarray],
-                 memory_factory: MemoryFactory = default_memory_factory, context=None):
+                 memory_factory: MemoryFactory = default_memory_factory, footprint: FootprintFn = session_bytes,
+                 context=None):
         import zmq
 
         self.model = model
@@ -87,6 +132,10 @@ class Server:
         self.config = config
         self._seed_frame = seed_frame
         self._memory_factory = memory_factory
+        self._footprint = footprint
+        with torch.inference_mode():  # what the session's kept latents are made of
+            probe = torch.zeros((1, *self.spec.frame_shape), dtype=torch.uint8, device=model.device)
+            self._latent_dtype = model.encode(probe).dtype
         self._zmq = zmq
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
@@ -95,14 +144,17 @@ class Server:
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 64)
-        self.sock.setsockopt(zmq.RCVHWM, 4096)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 20, 2 * frame_bytes + P.MAX_HEADER_BYTES))
+        self.sock.setsockopt(zmq.RCVHWM, 1024)  # per connection: queued input stays bounded under a flood
+        # a larger part than a seed frame (or 64 KiB) disconnects its sender before it is buffered
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 16, frame_bytes + P.MAX_HEADER_BYTES))
         self.sock.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * config.heartbeat_ms)
         self.sock.bind(config.endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.admission = Admission(config.total_budget_bytes, config.max_sessions)
+        self.total = total_budget(config.total_budget_bytes, model.device, config.total_budget_frac)
+        self.admission = Admission(self.total.bytes, config.max_sessions)
+        self.limiter = Limiter(config.peer_rate, config.server_rate)
         self.rr: RoundRobin[bytes] = RoundRobin()
         self.clients: dict[bytes, _Client] = {}
         self.counters: Counter = Counter()
@@ -135,8 +187,13 @@ class Server:
         return c is not None and bool(c.pending) and not c.session.paused
 
     def _drain(self) -> None:
+        """Handle queued messages: at most `MAX_MESSAGES_PER_TURN`, and none once `drain_s` has passed (so
+        a turn builds at most one session, the expensive message, and a frame never waits long)."""
         zmq = self._zmq
+        deadline = time.monotonic() + self.config.drain_s
         for _ in range(MAX_MESSAGES_PER_TURN):
+            if time.monotonic() > deadline:
+                return  # the rest of the queue waits for the next turn
             try:
                 parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -146,7 +203,7 @@ class Server:
             except Exception as exc:  # last line of defence: a message never stops the server
                 log.exception("unexpected error while handling a message")
                 self.counters["internal"] += 1
-                self._send(parts[0].bytes, P.Error(code="internal", message=f"{type(exc).__name__}: {exc}"))
+                self._send(parts[0].bytes, P.Error(code="internal", message=_fit(f"{type(exc).__name__}: {exc}")))
 
     # --- messages ------------------------------------------------------------------------------------
     def _handle(self, parts) -> None:
@@ -177,61 +234,71 @@ class Server:
     def _reject(self, sid: bytes, exc: P.ProtocolError, seq: int = -1) -> None:
         self.counters[f"error_{exc.code}"] += 1
         self.counters["errors"] += 1
-        self._send(sid, P.Error(code=exc.code, message=str(exc), seq=seq))
+        self._send(sid, P.Error(code=exc.code, message=_fit(str(exc)), seq=seq))
+        client = self.clients.get(sid)
+        if client is not None and exc.code in STRIKES:
+            client.strikes += 1
+            if client.strikes >= self.config.max_strikes:  # a client that plays does not send garbage
+                self.counters["sessions_struck"] += 1
+                self._close(sid, f"{client.strikes} bad messages: the session was closed")
 
     def _hello(self, sid: bytes, msg: P.Hello, extra) -> None:
-        if sid in self.clients:
-            self._close(sid, "replaced")
-        if len(extra) > 1 or (msg.seed_frame and len(extra) != 1):
-            return self._reject(sid, P.ProtocolError("malformed", "a hello carries at most one seed frame part"))
-        if msg.seed_frame or extra:
-            shape = P.frame_shape(msg.seed_frame) if msg.seed_frame else ()
-            if tuple(shape) != tuple(self.spec.frame_shape):
-                return self._reject(sid, P.ProtocolError("bad_field", f"seed frame must be {list(self.spec.frame_shape)}"))
-            buf = extra[0].buffer
-            if len(buf) != int(np.prod(shape)):
-                return self._reject(sid, P.ProtocolError("bad_field", f"seed frame part has {len(buf)} bytes, expected {int(np.prod(shape))}"))
-            seed_frame = np.frombuffer(buf, np.uint8).reshape(shape).copy()
-        else:
-            try:
-                seed_frame = self._seed_frame(tuple(self.spec.frame_shape))
-            except Exception as exc:  # e.g. no real game installed to take a first frame from
-                return self._reject(sid, P.ProtocolError("refused", f"this server has no seed frame ({exc}); "
-                                                         "send one in the hello"))
-        policy = msg.policy or self.config.policy
-        budget = msg.budget_bytes or self.config.budget_bytes
-        if msg.credits < 1:
-            return self._reject(sid, P.ProtocolError("bad_field", "credits must be >= 1"))
-        ok, why = self.admission.can_admit(budget or 0)
+        """Check everything first, then admission (bytes, slots), then the rate limits; build last."""
+        try:
+            req = check_hello(msg, extra, spec=self.spec, default_policy=self.config.policy,
+                              default_budget=self.config.budget_bytes, footprint=self.price,
+                              default_seed_frame=self._seed_frame)
+        except P.ProtocolError as exc:
+            return self._reject(sid, exc)
+        ok, why = self.admission.can_admit(req.footprint.total, sid)
         if not ok:
             return self._reject(sid, P.ProtocolError("refused", why))
+        ok, why = self.limiter.acquire(sid, time.monotonic())
+        if not ok:
+            return self._reject(sid, P.ProtocolError("rate_limited", why))
+        if sid in self.clients:
+            self._close(sid, "replaced")
+        self._open(sid, req)
+
+    def _open(self, sid: bytes, req: SessionRequest) -> None:
         try:
-            session = Session(self.model, seed_frame, policy=policy, budget_bytes=budget,
-                              seed=msg.seed or self.config.seed, session_id=sid.hex(),
-                              memory_factory=self._memory_factory)
+            session = Session(self.model, req.seed_frame, policy=req.policy, budget_bytes=req.budget_bytes,
+                              seed=req.seed or self.config.seed, session_id=sid.hex(),
+                              memory_factory=self._memory_factory, recache_chunks=self.config.recache_chunks)
         except Exception as exc:  # e.g. memory.BudgetError, unknown policy: the client's request, not ours
             return self._reject(sid, P.ProtocolError("refused", f"cannot start a session: {exc}"))
-        self.admission.admit(sid, budget or 0)
-        client = _Client(sid, session, min(msg.credits, self.config.max_credits), last_seen=time.monotonic())
+        self.admission.admit(sid, req.footprint.total)
+        now = time.monotonic()
+        client = _Client(sid, session, min(req.credits, self.config.max_credits), req.footprint, last_seen=now,
+                         t_open=now)
         client.pending = deque(maxlen=client.credits)
         self.clients[sid] = client
         self.rr.add(sid)
         self.counters["sessions_opened"] += 1
         try:
-            if msg.record:
+            if req.record:
                 self._record(client, True)
         except P.ProtocolError as exc:
             return self._close(sid, "refused", exc)
+        fp = req.footprint
         self._send(sid, P.Welcome(session=sid.hex(), model=self.spec.name, frame_shape=list(self.spec.frame_shape),
-                                  actions=list(self.spec.action_space.names), policy=policy, budget_bytes=budget or 0,
-                                  policies=list(self.config.policies), chunk_frames=self.spec.chunk_frames,
-                                  tics_per_step=self.spec.tics_per_step, step_hz=self.spec.real_time_fps))
+                                  actions=list(self.spec.action_space.names), policy=fp.policy,
+                                  budget_bytes=fp.budget_bytes, policies=list(self.config.policies),
+                                  chunk_frames=self.spec.chunk_frames, tics_per_step=self.spec.tics_per_step,
+                                  step_hz=self.spec.real_time_fps, session_bytes=fp.total,
+                                  total_budget_bytes=self.total.bytes))
+
+    def price(self, policy: str, budget_bytes: int | None) -> Footprint:
+        """Every byte a session of `policy` and `budget_bytes` will hold (raises as the memory would)."""
+        return self._footprint(self.spec, policy, budget_bytes, recache_chunks=self.config.recache_chunks,
+                               latent_dtype=self._latent_dtype, device=self.model.device)
 
     def _action(self, client: _Client, msg: P.Action) -> None:
         if not 0 <= msg.action < len(self.spec.action_space):
             return self._reject(client.sid, P.ProtocolError("bad_field", f"action {msg.action} is not in 0..{len(self.spec.action_space) - 1}"), msg.seq)
         if client.session.recorder is not None and msg.shown_seq >= 0:
             client.session.recorder.shown(msg.shown_seq, msg.t_shown_ns)
+        client.acted = True
         if len(client.pending) == client.pending.maxlen:
             self.counters["coalesced"] += 1  # the client sent more than its credits: keep the newest
         client.pending.append(msg)
@@ -257,14 +324,9 @@ class Server:
             elif op == "policy":
                 if not isinstance(value, str) or not value:
                     raise P.ProtocolError("bad_field", "control 'policy' needs a policy name")
-                s.rebuild_memory(policy=value)
+                self._rebuild(client, value, s.budget_bytes)
             elif op == "budget":
-                nbytes = _int(value, "budget")
-                ok, why = self.admission.can_admit(nbytes, client.sid)
-                if not ok:
-                    raise P.ProtocolError("refused", why)
-                s.rebuild_memory(budget_bytes=nbytes)
-                self.admission.resize(client.sid, nbytes)
+                self._rebuild(client, s.policy, _int(value, "budget"))
             elif op == "flush":
                 s.flush()
             elif op == "record":
@@ -280,6 +342,16 @@ class Server:
             return self._reject(client.sid, P.ProtocolError("refused", f"{op}: {exc}"))
         self._send(client.sid, P.Stats(data=self._stats(client)))
 
+    def _rebuild(self, client: _Client, policy: str, budget_bytes: int | None) -> None:
+        """A live policy/budget change: priced and admitted like a new session, then built."""
+        price = self.price(policy, budget_bytes)
+        ok, why = self.admission.can_admit(price.total, client.sid)
+        if not ok:
+            raise P.ProtocolError("refused", why)
+        client.session.rebuild_memory(policy=policy, budget_bytes=budget_bytes)
+        self.admission.resize(client.sid, price.total)
+        client.footprint = price
+
     # --- play ----------------------------------------------------------------------------------------
     def _turn(self, client: _Client) -> None:
         msg: P.Action = client.pending.popleft()
@@ -288,7 +360,8 @@ class Server:
         except Exception as exc:
             log.exception("session %s failed", client.sid.hex())
             self.counters["engine_errors"] += 1
-            self._send(client.sid, P.Error(code="engine", message=f"the session failed and was closed: {exc}", seq=msg.seq))
+            self._send(client.sid, P.Error(code="engine", message=_fit(f"the session failed and was closed: {exc}"),
+                                           seq=msg.seq))
             self._close(client.sid, "engine error")
             return
         if client.frames == 0:
@@ -326,15 +399,24 @@ class Server:
             self.sock.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self.counters["dropped"] += 1
-        except zmq.ZMQError:  # EHOSTUNREACH: the peer is gone; its TTL will free the session
+        except zmq.ZMQError:  # EHOSTUNREACH: the peer is gone (or reconnecting: its TTL frees the session)
             self.counters["unreachable"] += 1
+            client = self.clients.get(sid)
+            if client is not None and not client.acted:  # it never played: free its slot now
+                self.counters["sessions_gone"] += 1
+                self._close(sid, "gone")
 
     def _sweep(self) -> None:
         self._closing_recorders = [r for r in self._closing_recorders if r.running]
         now = time.monotonic()
-        for sid in [s for s, c in self.clients.items() if now - c.last_seen > self.config.ttl_s]:
+        ttl, pending_ttl = self.config.ttl_s, self.config.pending_ttl_s
+        for sid in [s for s, c in self.clients.items() if now - c.last_seen > ttl]:
             self.counters["sessions_expired"] += 1
             self._close(sid, "ttl")
+        for sid in [s for s, c in self.clients.items() if not c.acted and now - c.t_open > pending_ttl]:
+            self.counters["sessions_unused"] += 1
+            self._close(sid, f"no action within {pending_ttl:g} s of the welcome; the session was closed "
+                             "to free its slot (send hello again)")
 
     def _close(self, sid: bytes, reason: str, error: P.ProtocolError | None = None) -> None:
         client = self.clients.pop(sid, None)
@@ -348,8 +430,8 @@ class Server:
         log.info("session %s closed (%s)", sid.hex(), reason)
         if error is not None:
             self._reject(sid, error)
-        elif reason not in ("ttl", "replaced"):
-            self._send(sid, P.Bye(reason=reason))
+        elif reason not in ("ttl", "replaced", "gone"):
+            self._send(sid, P.Bye(reason=_fit(reason)))
 
     def _stats(self, client: _Client) -> dict:
         data = json.loads(json.dumps(client.session.stats(), default=str))  # plain JSON types on the wire
@@ -357,7 +439,11 @@ class Server:
         data.update(fps=(client.frames - 1) / elapsed if elapsed > 0 else 0.0, frames=client.frames,
                     recording=client.session.recorder is not None,
                     recording_dir=str(client.session.recorder.path) if client.session.recorder is not None else "",
-                    server={"sessions": len(self.clients), **{k: int(v) for k, v in self.counters.items()}})
+                    footprint=client.footprint.as_dict(),
+                    server={"sessions": len(self.clients), "total_budget_bytes": self.total.bytes,
+                            "total_budget_source": self.total.source,
+                            "reserved_bytes": self.admission.reserved_bytes,
+                            **{k: int(v) for k, v in self.counters.items()}})
         return data
 
     def close(self) -> None:
@@ -369,6 +455,11 @@ class Server:
         self.sock.close(linger=0)
         if self._own_ctx:
             self.ctx.term()
+
+
+def _fit(text: str) -> str:
+    """`text` cut to what a protocol string may hold (a longer one would be refused by the client)."""
+    return text if len(text) <= P.MAX_STR else text[: P.MAX_STR - 3] + "..."
 
 
 def _int(value, op: str) -> int:

@@ -14,13 +14,15 @@ Policies (`available_policies()`; each a `PolicyConfig` in `memory.policies`, ov
 
 Modules: `manager` (the loop contract), `layout` (budget planning), `regions`/`pools`/`store` (preallocated
 per-layer stores), `positions` (RoPE position policies), `scorers`, `merge`, `heads`, `spatial`,
-`salience` (the learned head and its distillation targets).
+`salience` (the learned head and its distillation targets), `footprint` (every byte a session will hold,
+before it is built: `session_bytes`), `measure` (the bytes a live session really holds).
 """
 
 from memory.config import PolicyConfig
 from memory.errors import BudgetError, UnknownPolicyError
+from memory.footprint import Footprint, session_bytes
 from memory.manager import MemoryManager
 from memory.policies import POLICIES, available_policies, register_policy, resolve
 
 __all__ = ["MemoryManager", "BudgetError", "UnknownPolicyError", "PolicyConfig", "POLICIES",
-           "available_policies", "register_policy", "resolve"]
+           "available_policies", "register_policy", "resolve", "Footprint", "session_bytes"]

@@ -3,7 +3,9 @@
 The budget is a hard cap on the bytes of cached keys/values over all layers (quantization scales, zero
 points and merge counts included; the current chunk is scratch and never counted). Every layer gets the
 same layout, so a layer's share is `budget // layers`. The layout is computed once, when a session is
-created; `BudgetError` says what the policy needed when the budget is too small.
+created; `BudgetError` says what the policy needed when the budget is too small. A session holds more
+than its budget (the spatial archive, staging rows, positions, the engine's buffers):
+`memory.footprint.session_bytes` prices all of it.
 """
 
 from __future__ import annotations

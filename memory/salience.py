@@ -95,32 +95,57 @@ def load_salience_head(spec, path: str | Path | None, device) -> SalienceHead | 
     Raises:
         ValueError: an explicitly given file is missing, unreadable or made for another geometry.
     """
-    if path is None:
-        bundled = default_weights_path(spec.name)
-        if not bundled.is_file():
-            return None
-        try:
-            return load_salience_head(spec, bundled, device)
-        except ValueError as exc:
-            warnings.warn(f"ignoring the bundled salience head: {exc}", stacklevel=2)
-            return None
-    p = Path(path)
+    return _or_bundled(spec, path, lambda p: _load(spec, p, device))
+
+
+def salience_geometry(spec, path: str | Path | None) -> dict | None:
+    """The geometry (`layers`, `heads`, `head_dim`, `hidden`) of the head `load_salience_head(spec, path)`
+    loads, from the file's metadata alone (nothing is loaded); None when there is no head. Same rules and
+    errors as `load_salience_head`."""
+    return _or_bundled(spec, path, lambda p: _geometry(spec, p))
+
+
+def _or_bundled(spec, path, read):
+    """`read(path)`; for `path` None, `read` of the bundled file if there is one, a misfit ignored with a
+    warning."""
+    if path is not None:
+        return read(Path(path))
+    bundled = default_weights_path(spec.name)
+    if not bundled.is_file():
+        return None
+    try:
+        return read(bundled)
+    except ValueError as exc:
+        warnings.warn(f"ignoring the bundled salience head: {exc}", stacklevel=3)
+        return None
+
+
+def _geometry(spec, p: Path) -> dict:
     if not p.is_file():
         raise ValueError(f"salience weights {p} do not exist")
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
         geometry = json.loads(meta["geometry"])
-        state = load_file(str(p))
     except Exception as exc:  # corrupt file, missing metadata
         raise ValueError(f"salience weights {p} are unreadable: {exc}") from exc
     want = {"layers": spec.layers, "heads": spec.heads, "head_dim": spec.head_dim}
     if any(geometry.get(k) != v for k, v in want.items()):
         raise ValueError(f"salience weights {p} were trained for {geometry}, not this model's {want}")
-    head = SalienceHead(hidden=geometry.get("hidden", HIDDEN), **want)
+    return {**want, "hidden": int(geometry.get("hidden", HIDDEN))}
+
+
+def _load(spec, p: Path, device) -> SalienceHead:
+    from safetensors.torch import load_file
+
+    geometry = _geometry(spec, p)
+    try:
+        state = load_file(str(p))
+    except Exception as exc:
+        raise ValueError(f"salience weights {p} are unreadable: {exc}") from exc
+    head = SalienceHead(**geometry)
     try:
         head.load_state_dict(state)
     except RuntimeError as exc:

@@ -9,7 +9,8 @@ start, archived frames are ranked by view overlap with the current pose:
 
 and the top `k` (excluding frames already visible) are copied into the `retrieved` region of every
 layer. Poses are `(x, y, angle_degrees)` in map units (ViZDoom: `POSITION_X`, `POSITION_Y`, `ANGLE`).
-Host memory is outside the KV budget (it is reported separately in `stats()["archive_bytes"]`).
+Host memory is outside the KV budget (it is reported separately in `stats()["archive_bytes"]`); a server
+still reserves it for the session (`memory.footprint.session_bytes`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ class FrameArchive:
     def __init__(self, spec, capacity: int, device, fov: float = 90.0, distance_scale: float = 128.0) -> None:
         pin = torch.device(device).type == "cuda"
         shape = (capacity, spec.layers, spec.heads, spec.tokens_per_frame, spec.head_dim)
-        self.k = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
-        self.v = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        # uninitialised: a slot is read only after it was written, and a session starts without touching
+        # (and paying for) every page of an archive of tens of MB
+        self.k = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.v = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
         self._frames = np.full(capacity, -1, dtype=np.int64)  # frame id per slot
         self._poses = np.zeros((capacity, 3), dtype=np.float64)  # pose per slot

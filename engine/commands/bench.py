@@ -13,6 +13,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "model": ("engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
     "ceiling": ("engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
     "freeplay": ("engine.bench.freeplay", "free play vs the real game: realism, sharpness, motion, turns, fps"),
+    "flood": ("engine.bench.flood", "a hostile flood beside a player: frame gaps, joins, server memory"),
     "memory": ("engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
     "longrun": ("engine.bench.longrun", "memory and speed flatness over thousands of frames"),
     "kernels": ("engine.bench.kernels", "attention and cache kernels per backend"),

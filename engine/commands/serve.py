@@ -3,6 +3,10 @@
 Binds 127.0.0.1 unless `--endpoint` says otherwise. SIGINT/SIGTERM finish every recording and exit.
 Sessions start from the client's seed frame, else `--seed-frame`, else the model's own seed frame, else
 the real game's first frame at the model's resolution (needs vizdoom).
+
+Each session is priced by every byte it will hold (KV cache, spatial archive, buffers) and admitted only
+if all sessions together stay within the total budget: `--total-budget-bytes`, by default half the memory
+free at start (the CUDA device's when the model is on CUDA, else the machine's available memory).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from engine.capacity import DEFAULT_TOTAL_FRACTION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-frames", type=int, default=None,
                         help="per-session KV budget in frames of full-precision K/V (default: the memory's default, 32)")
     parser.add_argument("--budget-bytes", type=int, default=None, help="per-session KV budget in bytes (overrides --budget-frames)")
-    parser.add_argument("--total-budget-bytes", type=int, default=None, help="all sessions' budgets together (default: no limit)")
+    parser.add_argument("--total-budget-bytes", type=int, default=None,
+                        help="every byte all sessions hold together (KV cache, spatial archive, buffers); a session "
+                             "that would not fit is refused (default: "
+                             f"{DEFAULT_TOTAL_FRACTION * 100:.0f}%% of the memory free at start: the CUDA device's free "
+                             "memory when the model is on CUDA, else the machine's available memory)")
     parser.add_argument("--max-sessions", type=int, default=8)
     parser.add_argument("--ttl", type=float, default=10.0, help="seconds of silence before a session is freed")
+    parser.add_argument("--pending-ttl", type=float, default=2.0,
+                        help="seconds after its welcome within which a session must send an action, or it is freed "
+                             "(default: %(default)s)")
     parser.add_argument("--record-dir", default="recordings", help="where recordings go (default: %(default)s)")
     parser.add_argument("--seed-frame", default=None, help="a .npy uint8 [H, W, 3] frame or a rollout directory")
     parser.add_argument("--map", default=None, help="real-game map for the default seed frame")
@@ -112,9 +125,14 @@ def run(args: argparse.Namespace) -> int:
     if frames is None:
         from memory.layout import DEFAULT_BUDGET_FRAMES as frames
     budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame
-    config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
-                          budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
-                          max_sessions=args.max_sessions, ttl_s=args.ttl, record_dir=args.record_dir, seed=args.seed)
+    try:
+        config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
+                              budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
+                              max_sessions=args.max_sessions, ttl_s=args.ttl, pending_ttl_s=args.pending_ttl,
+                              record_dir=args.record_dir, seed=args.seed)
+    except ValueError as exc:  # e.g. a total budget that is not positive
+        print(f"reverie serve: {exc}", file=sys.stderr)
+        return 2
     seed_frame = seed_frame_source(model, args.seed_frame, args.map)
     try:
         seed_frame(tuple(model.spec.frame_shape))  # fail early and clearly, not at the first hello
@@ -124,8 +142,13 @@ def run(args: argparse.Namespace) -> int:
     server = Server(model, config, seed_frame=seed_frame)
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        price = f"{server.price(config.policy, budget).total:,} bytes each"
+    except Exception as exc:  # the default policy cannot be built: every hello must name another
+        price = f"the default policy cannot be reserved: {exc}"
     print(f"reverie serve: {model.spec.name} {list(model.spec.frame_shape)} on {server.endpoint}, "
-          f"policy {config.policy}, {budget} KV bytes per session", file=sys.stderr, flush=True)
+          f"policy {config.policy}, {budget} KV bytes per session; sessions ({price}) may hold "
+          f"{server.total.bytes:,} bytes together ({server.total.source})", file=sys.stderr, flush=True)
     server.serve_forever()
     print("reverie serve: stopped; recordings closed", file=sys.stderr)
     return 0

@@ -5,26 +5,13 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import zmq
 
 from engine import protocol as P
 from engine.rollout import read_rollout
 from input.bot import run_bot
 from input.net import Connection, ServerError
-from serving import ServerThread, seed_frame
-
-
-def raw_socket(endpoint):
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(endpoint)
-    return s
-
-
-def recv(sock, timeout_ms=5000):
-    assert sock.poll(timeout_ms), "no reply from the server"
-    parts = sock.recv_multipart()
-    return P.decode(parts[0]), parts[1:]
+from serving import ServerThread, raw_socket, recv, seed_frame
+from tinyworld import TinyWorld, list_memory_bytes
 
 
 def test_a_session_plays_frames_with_echoed_timestamps():
@@ -68,11 +55,15 @@ def test_sessions_share_the_device_fairly():
 
 
 def test_admission_refuses_what_does_not_fit_and_disturbs_nothing():
-    with ServerThread(budget_bytes=40_000, total_budget_bytes=100_000) as st:
+    price = list_memory_bytes(TinyWorld().spec, "full", 40_000).total  # the budget, buffers, bookkeeping
+    assert price > 40_000
+    with ServerThread(budget_bytes=40_000, total_budget_bytes=2 * price + price // 2) as st:
         with Connection(st.endpoint) as a, Connection(st.endpoint) as b:
+            assert a.welcome.session_bytes == price and a.welcome.total_budget_bytes == 2 * price + price // 2
             with pytest.raises(ServerError) as info:
                 Connection(st.endpoint)
             assert info.value.code == "refused" and "free" in str(info.value)
+            assert f"needs {price:,} bytes" in str(info.value)
             with pytest.raises(ServerError, match="two frames"):  # the memory itself refuses a tiny budget
                 Connection(st.endpoint, budget_bytes=10)
             for c in (a, b):
@@ -84,7 +75,7 @@ def test_admission_refuses_what_does_not_fit_and_disturbs_nothing():
 
 
 def test_live_controls_policy_budget_pause_reset_record(tmp_path):
-    with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000, total_budget_bytes=100_000) as st, \
+    with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000, total_budget_bytes=200_000) as st, \
             Connection(st.endpoint) as c:
         run_bot(c, 3, [1])
 
@@ -154,7 +145,7 @@ def test_bad_messages_get_error_replies_and_other_sessions_keep_playing():
 
 
 def test_a_silent_client_is_freed_after_its_ttl():
-    with ServerThread(ttl_s=0.5, budget_bytes=50_000, total_budget_bytes=60_000) as st:
+    with ServerThread(ttl_s=0.5, budget_bytes=50_000, total_budget_bytes=200_000) as st:  # room for one
         c = Connection(st.endpoint)
         run_bot(c, 2, [1])
         c.sock.close(linger=0)                        # vanishes mid-stream, no bye
@@ -184,7 +175,7 @@ def test_slow_client_gets_the_latest_frame_not_a_backlog():
 
 
 def test_reset_while_recording_starts_a_new_recording_and_both_regenerate(tmp_path):
-    from engine.recorder import regenerate
+    from engine.replay import regenerate
     from tinyworld import list_memory_factory
 
     with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000) as st, Connection(st.endpoint, seed=5) as c:
