@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from world.dit.config import TrainConfig
 from world.dit.data import Episode, WindowSampler
 from world.dit.network import DiTNet
-from world.dit.patches import patchify, to_pixels
+from world.dit.patches import patchify, to_latents, to_pixels
 from world.dit.renderer import Renderer, RendererConfig
 
 
@@ -46,6 +46,10 @@ class RenderTrainConfig:
             clamped at `context_max`; `context_clean_prob` of the frames instead get about the play-time level.
         first_frame_prob: share of frames whose second previous frame repeats the first (as at a session's
             start, when only the seed frame is known).
+        rollout_frames: self-forcing: the window frames before the trained ones, this many of them, are the
+            renderer's own (drawn as play draws them, the DiT's guesses made over them), so it learns to pull
+            its own history back toward the game (0: teacher forcing).
+        init: a renderer checkpoint to start from (a fine-tune: fresh optimizer and schedule).
         maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe (`TrainConfig`'s).
     """
 
@@ -67,6 +71,8 @@ class RenderTrainConfig:
     context_max: float = 1.0
     context_clean_prob: float = 0.3
     first_frame_prob: float = 0.05
+    rollout_frames: int = 0
+    init: str = ""
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 2
@@ -83,6 +89,9 @@ class RenderTrainConfig:
         object.__setattr__(self, "policies", tuple(self.policies))
         if not 1 <= self.frames_per_window <= self.window - 2:
             raise ValueError("frames_per_window must be in [1, window - 2] (each needs two previous frames)")
+        if self.rollout_frames and (self.frames_per_window != 1 or not 0 < self.rollout_frames <= self.window - 3):
+            raise ValueError("self-forcing trains the last frame only (frames_per_window=1) after at most "
+                             "window - 3 frames of its own (two real frames come first)")
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
 
@@ -108,6 +117,9 @@ class RenderTrainConfig:
 
 RENDER_PRESETS: dict[str, RenderTrainConfig] = {
     "render": RenderTrainConfig(renderer=RendererConfig(channels=(24, 48, 96))),
+    # stage 2: self-forcing from stage 1 (`--set init=runs/render1/model.safetensors`)
+    "render-sf": RenderTrainConfig(renderer=RendererConfig(channels=(24, 48, 96)), steps=1200, batch=12,
+                                   frames_per_window=1, rollout_frames=4, lr=2e-4, warmup=50),
     "render-tiny": RenderTrainConfig(renderer=RendererConfig(channels=(8, 16), blocks=1, cond_dim=16),
                                      steps=3, batch=2, frames_per_window=2, window=6, warmup=1,
                                      checkpoint_every=2, log_every=1, maps=("maze",), policies=("random",),
@@ -121,26 +133,55 @@ def images(latents: torch.Tensor, cfg) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dit_guesses(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig,
-                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def dit_guesses(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig, noise: torch.Tensor,
+                window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen DiT's one-step guess of every window frame and its warped previous frame, as play makes
-    them (teacher-forced): images `[B, W, 3, H, W]` each."""
+    them: images `[B, W, 3, H, W]` each. The history is the window's real frames, or `window` (images
+    `[B, W, 3, H, W]`, e.g. the renderer's own frames) in their place; `noise` is the DiT's input, latents
+    `[B, W, T, P]` at its top level."""
     r, w = cfg.revisit_frames, cfg.window
     mc = dit.cfg
     x0 = patchify(torch.from_numpy(sample["frames"]), mc.patch)
+    prev = patchify(torch.from_numpy(sample["prev_frames"]), mc.patch)
+    if window is not None:
+        own = to_latents(window.movedim(-3, -1), mc.patch)
+        x0 = torch.cat((x0[:, :r], own), 1)
+        prev = torch.cat((prev[:, :r + 1], own[:, :-1]), 1)  # inside the window, each frame's predecessor
     b = x0.shape[0]
-    noise = torch.randn(x0[:, r:].shape, generator=gen)
     x = torch.cat((x0, noise), 1)
     t = torch.cat((torch.zeros(b, r + w), torch.ones(b, w)), 1)
     actions = torch.from_numpy(sample["actions"])
     pos = torch.from_numpy(sample["pos"])
-    prev = patchify(torch.from_numpy(sample["prev_frames"]), mc.patch)
     prev = prev * torch.from_numpy(sample["has_prev"])[..., None, None]
     out, _, moved = dit.forward_doubled(x, t, torch.cat((actions, actions[:, r:]), 1),
                                         torch.cat((pos, pos[:, r:]), 1), r,
                                         torch.from_numpy(sample["revisit_valid"]),
                                         prev=torch.cat((prev, prev[:, r:]), 1), with_prev=True)
     return images(out[:, r + w:], mc), images(moved[:, r + w:], mc)
+
+
+@torch.no_grad()
+def rollout(dit: DiTNet, renderer: Renderer, sample: dict[str, np.ndarray], cfg: RenderTrainConfig,
+            frames: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Self-forcing: window frames `W-1-rollout_frames .. W-2` replaced by the renderer's own, each drawn
+    as play draws it (`Renderer.sample` from the DiT's guess, the DiT seeing the frames drawn so far).
+    Returns the window's frames (real before, own after), and the DiT's guesses and warped previous
+    frames over that history (images `[B, W, 3, H, W]`)."""
+    r, w = cfg.revisit_frames, cfg.window
+    noise = torch.randn((frames.shape[0], w, *dit_latent_shape(dit)), generator=gen)
+    own = frames.clone()
+    actions = torch.from_numpy(sample["actions"][:, r:])
+    play = torch.full((frames.shape[0],), renderer.cfg.play_context_sigma)
+    for j in range(w - 1 - cfg.rollout_frames, w - 1):
+        guess, warped = dit_guesses(dit, sample, cfg, noise, own)
+        own[:, j] = renderer.sample(guess[:, j], warped[:, j], own[:, j - 1], own[:, j - 2], play, actions[:, j],
+                                    gen)
+    guess, warped = dit_guesses(dit, sample, cfg, noise, own)
+    return own, guess, warped
+
+
+def dit_latent_shape(dit: DiTNet) -> tuple[int, int]:
+    return dit.cfg.tokens_per_frame, dit.cfg.patch_dim
 
 
 def context_sigmas(cfg: RenderTrainConfig, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -150,15 +191,22 @@ def context_sigmas(cfg: RenderTrainConfig, n: int, gen: torch.Generator) -> torc
     return torch.where(torch.rand(n, generator=gen) < cfg.context_clean_prob, play, noisy)
 
 
-def make_batch(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig, gen: torch.Generator) -> dict:
-    """Renderer inputs and targets for the last `frames_per_window` frames of each window."""
+def make_batch(dit: DiTNet, sample: dict[str, np.ndarray], cfg: RenderTrainConfig, gen: torch.Generator,
+               renderer: Renderer | None = None) -> dict:
+    """Renderer inputs and targets for the last `frames_per_window` frames of each window (with
+    `rollout_frames`, the history before them is the renderer's own: `rollout`)."""
     r, w, k = cfg.revisit_frames, cfg.window, cfg.frames_per_window
-    guess, warped = dit_guesses(dit, sample, cfg, gen)
     frames = torch.from_numpy(sample["frames"][:, r:]).movedim(-1, -3).float() / 127.5 - 1.0  # [B, W, 3, H, W]
+    if cfg.rollout_frames:
+        history, guess, warped = rollout(dit, renderer, sample, cfg, frames, gen)
+    else:
+        noise = torch.randn((frames.shape[0], w, *dit_latent_shape(dit)), generator=gen)
+        history = frames
+        guess, warped = dit_guesses(dit, sample, cfg, noise)
     pick = slice(w - k, w)
     x0 = frames[:, pick].flatten(0, 1)
-    prev1 = frames[:, w - k - 1:w - 1].flatten(0, 1)
-    prev2 = frames[:, w - k - 2:w - 2].flatten(0, 1)
+    prev1 = history[:, w - k - 1:w - 1].flatten(0, 1)
+    prev2 = history[:, w - k - 2:w - 2].flatten(0, 1)
     n = x0.shape[0]
     first = torch.rand(n, generator=gen) < cfg.first_frame_prob
     prev2 = torch.where(first[:, None, None, None], prev1, prev2)
@@ -193,6 +241,11 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
     paths.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     renderer = Renderer(cfg.renderer)
+    if cfg.init:
+        from world.checkpoint import load_state
+
+        expected = {n: t.shape for n, t in renderer.state_dict().items()}
+        renderer.load_state_dict(load_state(cfg.init, expected))
     dit = dit.eval().requires_grad_(False)
     opt = torch.optim.AdamW(renderer.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(seed)
@@ -219,7 +272,9 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
             lr = lr_at(step, schedule)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = make_batch(dit, sampler.sample(np_rng, cfg.batch), cfg, gen)
+            renderer.eval()  # the self-forcing rollout samples as play does
+            batch = make_batch(dit, sampler.sample(np_rng, cfg.batch), cfg, gen, renderer)
+            renderer.train()
             value = loss(renderer, batch)
             opt.zero_grad(set_to_none=True)
             value.backward()

@@ -259,3 +259,19 @@ class Renderer(nn.Module):
         """What `F` should output for clean `x0` at noisy `x` (EDM's effective training target)."""
         c_skip, c_out, _ = self.preconditioning(sigma)
         return (x0 - c_skip * x) / c_out
+
+    @torch.no_grad()
+    def sample(self, guess: torch.Tensor, warped: torch.Tensor, prev1: torch.Tensor, prev2: torch.Tensor,
+               context_sigma: torch.Tensor, actions: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A batch of frames drawn as play draws them (`sampling_sigmas`, `start`, `sampler`), for training
+        on its own outputs; play itself samples through `engine.sampler` and `DiTWorldModel.denoise`."""
+        levels = sampling_sigmas(self.cfg)
+        noise = torch.randn(guess.shape, generator=gen)
+        x = (guess if self.cfg.start == "guess" else 0.0) + levels[0] * noise
+        n = len(guess)
+        for i, sigma in enumerate(levels):
+            d, _ = self(x, torch.full((n,), sigma), guess, warped, prev1, prev2, context_sigma, actions)
+            if i + 1 < len(levels):
+                step = (x - d) / sigma if self.cfg.sampler == "euler" else torch.randn(guess.shape, generator=gen)
+                x = d + levels[i + 1] * step
+        return d.clamp(-1.0, 1.0)

@@ -192,3 +192,24 @@ def test_sample_chunk_starts_at_the_top_level_scale(tmp_path):
     mem.end_chunk()
     assert seen[0][0] == model.spec.steps[0]
     assert seen[0][1] == pytest.approx(model.spec.steps[0], rel=0.1)  # t0 * unit noise
+
+
+def test_self_forcing_feeds_the_renderers_own_frames_as_history(tmp_path):
+    dit_path = _tiny_dit_checkpoint(tmp_path)
+    dit, _, _ = load_checkpoint(dit_path)
+    from world.dit.data import WindowSampler
+
+    cfg = RENDER_PRESETS["render-tiny"].with_overrides(frames_per_window=1, rollout_frames=2)
+    renderer = Renderer(cfg.renderer).eval()
+    torch.nn.init.normal_(renderer.out.weight, std=0.1)  # a renderer that changes what it is given
+    sample = WindowSampler(_episodes(), cfg.data_config()).sample(np.random.default_rng(0), 2)
+    batch = make_batch(dit, sample, cfg, torch.Generator().manual_seed(0), renderer)
+    frames = torch.from_numpy(sample["frames"][:, cfg.revisit_frames:]).movedim(-1, -3).float() / 127.5 - 1
+    torch.testing.assert_close(batch["x0"], frames[:, -1])  # the target stays the game's frame
+    noise = batch["context_sigma"][:, None, None, None]
+    own1 = batch["prev1"] - frames[:, -2]
+    assert (own1.flatten(1).std(1) > 2 * batch["context_sigma"]).all()  # not the real frame plus its noise
+    with pytest.raises(ValueError):
+        RENDER_PRESETS["render-tiny"].with_overrides(rollout_frames=2)  # needs frames_per_window=1
+    out = train_renderer(_episodes(), dit, cfg.with_overrides(steps=2), tmp_path / "sf", progress=False)
+    assert out.is_file()
