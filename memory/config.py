@@ -1,7 +1,7 @@
 """`PolicyConfig`: what a memory policy is, as data.
 
 A policy is a frozen combination of the decisions every published KV-cache method makes
-(kv-methods.md §9.1): which tokens stay (regions + a scorer), in what form (tiers: full precision, int8,
+(the policy space): which tokens stay (regions + a scorer), in what form (tiers: full precision, int8,
 int4, merged), for whom (head groups), at what position (a position policy) and on which events. The
 manager (`memory.manager.MemoryManager`) is one class; policies differ only in these fields.
 """

@@ -1,7 +1,7 @@
 """Forcing-KV head groups: static heads see only the sink, the transition anchor frame and the chunk;
 dynamic heads see everything the policy keeps.
 
-Profiling (kv-methods.md §2): for each layer and head, from the attention the chunk's clean queries pay
+Profiling: for each layer and head, from the attention the chunk's clean queries pay
 to the cache, `ratio = (A_generate + A_transition) / (A_total - A_sink)`; a head is static when
 `ratio > alpha` (0.8), where `A_generate` is the mass on the chunk itself, `A_transition` the mass on the
 anchor (the newest cached frame), `A_sink` the mass on sink frames. Layer 0 is never compressed. The

@@ -1,6 +1,6 @@
 """`MemoryManager`: one session's KV cache under a fixed byte budget.
 
-Per layer a `LayerStore` holds the regions of kv-methods.md §9.2: `sink` (first frames, kept), `recent`
+Per layer a `LayerStore` holds the regions of the memory design: `sink` (first frames, kept), `recent`
 (FIFO of the newest frames), `mid` (a score-selected token pool, full precision / int8 / int4 / merged),
 `spill` (a low-bit pool for what `mid` evicts) and `retrieved` (frames pulled back from the pose-indexed
 host archive). Which regions exist and how they are scored and positioned is the policy

@@ -1,6 +1,6 @@
 """TempCache merging: a token leaving the recent window is folded into its temporal correspondent.
 
-Identity (kv-methods.md §3): if tokens `G` share one key `k`, `sum_{i in G} softmax(q.k_i) v_i` equals a
+Identity: if tokens `G` share one key `k`, `sum_{i in G} softmax(q.k_i) v_i` equals a
 single slot with key `k`, value `mean(v_i)` and logit bias `log |G|`. So a merged slot keeps its
 representative key (the first one), the running mean of the values and a count; attention adds
 `log(count)`. Exact for identical keys, approximate for near-duplicates (cosine >= threshold, keys

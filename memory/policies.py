@@ -1,6 +1,6 @@
 """The named policies: a dict registry of `PolicyConfig`s, each a configuration of the one manager.
 
-kv-methods.md §9.5 maps every published method to regions, scorer, tiers, head scope and position policy;
+Each published method maps to regions, scorer, tiers, head scope and a position policy;
 the entries below are those mappings. `resolve(name, **overrides)` returns a validated copy with the
 overrides applied (an unknown name or field is a clear error listing what exists).
 """

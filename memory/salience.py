@@ -1,6 +1,6 @@
 """PaFu-KV's learned salience head (S-MLP) and the SSE targets it is distilled from.
 
-Targets (kv-methods.md §1, Spatiotemporal-balanced Salience Estimation): for a key `j` in chunk `b(j)` and
+Targets (Spatiotemporal-balanced Salience Estimation, PaFu-KV): for a key `j` in chunk `b(j)` and
 attention probabilities `P[h, i, j]` of queries `i`,
 
     s_low(j)  = mean_h max_{i in a later chunk}  P[h, i, j]     (how much the future uses j)
@@ -10,8 +10,8 @@ attention probabilities `P[h, i, j]` of queries `i`,
 Each component is normalised by its mean over keys so the diagonal term (attention concentrated inside
 the chunk) does not swamp long-range use. The teacher is the model itself run with the full cache, so the
 "future" term is the attention later frames actually pay; `s_up` of the paper is zero for a causal model
-and omitted. (The paper's combination rule is not public; this is the reconstruction documented in
-kv-methods.md §1.)
+and omitted. (The paper's combination rule is not public; this is the reconstruction used here,
+as PaFu-KV describes the targets.)
 
 The head: per layer, an MLP on the token's key (all heads flattened, RMS-normalised) -> one scalar.
 Weights are safetensors with metadata naming the model geometry; `load_salience_head` refuses a file made

@@ -1,6 +1,6 @@
 """The contract every world model implements, and the memory edge it talks to.
 
-One frame's journey through a model (see DESIGN.md): the engine draws noise for the current chunk, calls
+One frame's journey through a model (see docs/architecture.md): the engine draws noise for the current chunk, calls
 `denoise` once per step of `spec.steps` (each call attends to the cached history through the memory
 view), then calls `commit` on the clean result, the only pass whose keys/values are kept.
 """

@@ -1,6 +1,6 @@
 """`reverie bench memory`: every memory policy at several budgets on one seeded rollout.
 
-Protocol (kv-methods.md §9.6), for a model (`--model`, default "default") and a horizon of N frames:
+Protocol, for a model (`--model`, default "default") and a horizon of N frames:
 
 1. Ground truth: the real game (held-out map, `wander` policy) gives N frames, their actions and poses;
    `go-and-return` episodes give revisits (frames where the player is back where a loop started).
