@@ -80,7 +80,6 @@ class MemoryManager:
         self._clock: Clock | None = None
         self._chunk_pos: torch.Tensor | None = None
         self._shared_pos: dict[str, torch.Tensor] = {}  # this chunk's positions of frame regions
-        self.pending_recache: list[int] = []
         self.events_seen: dict[str, int] = {}
 
     # ------------------------------------------------------------------ construction
@@ -118,7 +117,7 @@ class MemoryManager:
 
     # ------------------------------------------------------------------ the loop
     def begin_chunk(self, pose=None, events=()) -> None:
-        """Start a chunk: handle `events` ("flush", "cut", "recache"), run retrieval for `pose`
+        """Start a chunk: handle `events` ("flush", "cut"), run retrieval for `pose`
         (`(x, y, angle_degrees)` or None), and fix this chunk's temporal positions."""
         if self._open and self._committed:
             raise RuntimeError("begin_chunk called while a chunk is being committed; call end_chunk() first")
@@ -318,10 +317,10 @@ class MemoryManager:
 
     # ------------------------------------------------------------------ events
     def handle_event(self, event) -> None:
-        """Apply one event: "flush" (keep sink + newest frames), "cut" (scene cut: keep the sink only),
-        "recache" (flush, and list in `pending_recache` the frames the engine should commit again)."""
+        """Apply one event: "flush" (keep sink + newest frames), "cut" (scene cut: keep the sink only). A
+        re-cache under a new condition is the session's: `engine.session.Session.rebuild_memory`."""
         name = getattr(event, "kind", event)
-        handlers = {"flush": self.flush, "cut": self.cut, "recache": self.recache}
+        handlers = {"flush": self.flush, "cut": self.cut}
         if name not in handlers:
             raise ValueError(f"unknown memory event {name!r}; known: {', '.join(handlers)}")
         self.events_seen[name] = self.events_seen.get(name, 0) + 1
@@ -340,15 +339,6 @@ class MemoryManager:
         """Scene cut: nothing of the previous scene but the sink stays visible."""
         self.flush(keep_frames=0)
 
-    def recache(self) -> list[int]:
-        """Prompt/condition switch (LongLive re-cache): the newest frames are dropped like a flush, and
-        their ids are put in `pending_recache` so the engine can run the commit pass on them again under
-        the new condition (in order, one `begin_chunk/commit/end_chunk` per chunk)."""
-        frames = list(self.layers[0].recent.frames)
-        self.flush(keep_frames=0)
-        self.pending_recache = frames
-        return frames
-
     def reset(self) -> None:
         """Forget everything (a new session on the same buffers)."""
         for store in self.layers:
@@ -362,7 +352,6 @@ class MemoryManager:
         self.frames_committed = 0
         self._committed.clear()
         self._open = False
-        self.pending_recache = []
         self._invalidate()
 
     def _clear_pools(self, store: LayerStore) -> None:

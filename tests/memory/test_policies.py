@@ -168,16 +168,6 @@ def test_spatial_policy_brings_back_the_frame_seen_from_the_same_pose():
     assert any(torch.equal(seg.k[:, i * 4:(i + 1) * 4], k5) for i in range(2))
 
 
-def test_recache_lists_the_frames_to_commit_again():
-    spec = tiny_spec()
-    mem = MemoryManager.create(spec, policy="window", budget_frac=0.25, horizon_frames=32)
-    for c in range(12):
-        run_chunk(mem, spec, c)
-    mem.begin_chunk(events=["recache"])
-    assert mem.pending_recache == list(range(12 - mem.layout.recent_frames, 12))
-    assert mem.layers[0].recent.frames == []
-
-
 def test_salience_head_round_trip_and_geometry_check(tmp_path):
     spec = tiny_spec()
     head = SalienceHead(spec.layers, spec.heads, spec.head_dim)
