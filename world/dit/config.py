@@ -10,6 +10,15 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 
 
+def config_from_dict(cls, data: dict):
+    """`cls(**data)` for a config dataclass, refusing fields it does not have (a checkpoint's metadata
+    written by another version) with a `ValueError` that names them."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    return cls(**data)
+
+
 @dataclass(frozen=True, slots=True)
 class DiTConfig:
     """Architecture of the block-causal DiT over frame patches.
@@ -96,11 +105,7 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DiTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown DiTConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def hash(self) -> str:
         """Short stable hash of the architecture (goes into checkpoints and rollouts)."""

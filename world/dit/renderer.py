@@ -31,7 +31,7 @@ teacher-forced held-out frames it scored 3 dB under its own one-step guess (docs
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -93,11 +93,9 @@ class RendererConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RendererConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown RendererConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        from world.dit.config import config_from_dict
+
+        return config_from_dict(cls, data)
 
 
 # -- noise levels ---------------------------------------------------------------------------------------
