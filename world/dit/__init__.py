@@ -11,5 +11,10 @@
   correction of it; the engine passes it as `context`, `ModelSpec.frame_context == 1`).
 * `world.dit.train` / `world.dit.data`: diffusion forcing with a clean commit copy of every frame
   (`reverie train`), windows of 17 frames plus revisit frames of the same place.
+* `world.dit.renderer` / `world.dit.render_train`: the optional second stage, a pixel-space EDM U-Net that
+  draws each frame from the DiT's one-step guess (`reverie train --config render`), bundled into the same
+  checkpoint under `renderer.*`.
+* `world.dit.runs`: a training run's bookkeeping (paths, checkpoints and resume, snapshots, schedule),
+  shared by both trainers.
 * `world.dit.release`: bundle a trained checkpoint as the package default.
 """

@@ -234,7 +234,7 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
     """Train a `Renderer` on `episodes` over the frozen `dit`; returns the path of its checkpoint."""
     from tqdm import tqdm
 
-    from world.dit.train import RunPaths, _resume, _save, keep_snapshot, lr_at
+    from world.dit.runs import RunPaths, keep_snapshot, lr_at, resume_run, save_run
 
     torch.set_num_threads(cfg.threads)
     paths = RunPaths(Path(out))
@@ -256,11 +256,10 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
             "device": "cpu", "precision": "fp32", **(extra_meta or {})}
     start = 0
     if resume and paths.state.is_file():
-        start = _resume(paths, renderer, opt, np_rng, gen)
+        start = resume_run(paths, renderer, opt, np_rng, gen)
     elif paths.curve.exists():
         paths.curve.unlink()
     new_curve = not paths.curve.exists()
-    schedule = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=cfg.warmup)
     with open(paths.curve, "a", newline="") as f:
         log = csv.writer(f)
         if new_curve:
@@ -269,7 +268,7 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="render")
         renderer.train()
         for step in bar:
-            lr = lr_at(step, schedule)
+            lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
             renderer.eval()  # the self-forcing rollout samples as play does
@@ -285,9 +284,9 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
                 f.flush()
                 bar.set_postfix(loss=f"{float(value.detach()):.4f}")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                _save(paths, renderer, opt, step + 1, np_rng, gen, meta)
+                save_run(paths, renderer, opt, step + 1, np_rng, gen, meta)
                 if keep_snapshots:
                     keep_snapshot(paths, step + 1, keep_snapshots)
     if start >= cfg.steps and not paths.model.exists():
-        _save(paths, renderer, opt, start, np_rng, gen, meta)
+        save_run(paths, renderer, opt, start, np_rng, gen, meta)
     return paths.model

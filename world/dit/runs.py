@@ -1,0 +1,138 @@
+"""A training run's bookkeeping, shared by the DiT's and the renderer's trainers: where a run writes
+(`RunPaths`), its checkpoints (`save_run`: the model in fp16 for use, the full state for `resume_run`),
+snapshots for averaging at release, the learning-rate schedule, the loss plot and the device name.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from world.checkpoint import save_state
+
+
+def lr_at(step: int, cfg) -> float:
+    """Learning rate at `step` of a run with `cfg.lr`, `cfg.warmup` and `cfg.steps`: linear warm-up, then a
+    cosine down to 5 % of it."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+@dataclass
+class RunPaths:
+    out: Path
+
+    @property
+    def model(self) -> Path:
+        return self.out / "model.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return self.out / "train_state.safetensors"
+
+    @property
+    def state_json(self) -> Path:
+        return self.out / "train_state.json"
+
+    @property
+    def curve(self) -> Path:
+        return self.out / "loss.csv"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.out / "snapshots"
+
+
+def keep_snapshot(paths: RunPaths, step: int, keep: int) -> None:
+    """Copy the checkpoint just written to `snapshots/step{step}.safetensors`, keeping the latest `keep`
+    (the late checkpoints that `world.dit.release` averages)."""
+    import shutil
+
+    paths.snapshots.mkdir(exist_ok=True)
+    tmp = paths.snapshots / f"step{step}.safetensors.tmp"
+    shutil.copyfile(paths.model, tmp)
+    tmp.replace(paths.snapshots / f"step{step}.safetensors")
+    old = sorted(paths.snapshots.glob("step*.safetensors"), key=lambda p: int(p.stem[4:]))
+    for p in old[:-keep]:
+        p.unlink()
+
+
+def save_run(paths: RunPaths, net: torch.nn.Module, opt: torch.optim.Optimizer, step: int, np_rng: np.random.Generator,
+          gen: torch.Generator, meta: dict) -> None:
+    """Model (fp16, for use) and full training state (fp32 weights + AdamW moments + RNG, for resume)."""
+    model_meta = dict(meta, step=step)
+    save_state(paths.model, net.state_dict(), model_meta, dtype=torch.float16)
+    state = {f"model.{n}": p for n, p in net.state_dict().items()}
+    names = {id(p): n for n, p in net.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            s = opt.state.get(p)
+            if s:
+                state[f"adam.exp_avg.{names[id(p)]}"] = s["exp_avg"]
+                state[f"adam.exp_avg_sq.{names[id(p)]}"] = s["exp_avg_sq"]
+    state["rng.torch"] = gen.get_state()
+    adam_step = next((float(s["step"]) for s in opt.state.values() if "step" in s), 0.0)
+    save_state(paths.state, state, dict(meta, step=step, adam_step=adam_step,
+                                        numpy_rng=np_rng.bit_generator.state))
+
+
+def resume_run(paths: RunPaths, net: torch.nn.Module, opt: torch.optim.Optimizer, np_rng: np.random.Generator,
+            gen: torch.Generator) -> int:
+    from world.checkpoint import load_state, read_metadata
+
+    meta = read_metadata(paths.state)
+    from safetensors.torch import load_file
+
+    state = load_file(str(paths.state))
+    expected = {f"model.{n}": p.shape for n, p in net.state_dict().items()}
+    model_state = load_state(paths.state, {**expected, **{k: v.shape for k, v in state.items() if not k.startswith("model.")}})
+    net.load_state_dict({k[len("model."):]: v for k, v in model_state.items() if k.startswith("model.")})
+    for name, p in net.named_parameters():
+        if f"adam.exp_avg.{name}" in state:
+            opt.state[p] = {"step": torch.tensor(meta["adam_step"]), "exp_avg": state[f"adam.exp_avg.{name}"].to(p.device),
+                            "exp_avg_sq": state[f"adam.exp_avg_sq.{name}"].to(p.device)}
+    gen.set_state(state["rng.torch"])
+    np_rng.bit_generator.state = meta["numpy_rng"]
+    return int(meta["step"])
+
+
+def device_name(device: torch.device) -> str:
+    """What a run trained on, for its checkpoint's metadata: "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
+def plot_curve(csv_path: Path, png_path: Path) -> bool:
+    """Loss curve PNG (skipped, returning False, when matplotlib is not installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = list(csv.DictReader(open(csv_path)))
+    if not rows:
+        return False
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("x0", "pose"):
+        vals = [float(r[key]) for r in rows]
+        ax.plot(steps, vals, label=key, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return True
