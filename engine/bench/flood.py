@@ -58,13 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.play import exit_on_sigterm, free_port, start_server, stop_server
+    from engine.commands.play import bench_server, start_server, stop_server
 
-    model, kwargs = args.model, args.model_kwargs
-    if args.tiny:
-        model, kwargs = "default", json.dumps({"pretrained": False, "config": "tiny"})
-    exit_on_sigterm()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    model, kwargs, endpoint = bench_server(args)
     with tempfile.TemporaryDirectory(prefix="reverie-bench-flood-") as tmp:
         extra = ["--record-dir", tmp]
         if args.threads:

@@ -52,6 +52,19 @@ def start_server(model: str, model_kwargs: str, endpoint: str, extra: list[str],
     return proc, proc.poll()
 
 
+def bench_server(args) -> tuple[str, str, str]:
+    """For a bench that runs its own server process: `(model, model kwargs JSON, loopback endpoint)` from
+    its `--model`, `--model-kwargs` and `--tiny` (the tiny random-weight default model), with SIGTERM turned
+    into SystemExit so the bench's `finally` stops the server."""
+    import json
+
+    model, kwargs = args.model, args.model_kwargs
+    if args.tiny:
+        model, kwargs = "default", json.dumps({"pretrained": False, "config": "tiny"})
+    exit_on_sigterm()
+    return model, kwargs, f"tcp://127.0.0.1:{free_port()}"
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit so `finally` blocks stop the child server too."""
     import signal
