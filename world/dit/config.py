@@ -19,6 +19,16 @@ def config_from_dict(cls, data: dict):
     return cls(**data)
 
 
+def config_with_overrides(cfg, overrides: dict):
+    """A copy of the config dataclass `cfg` with `overrides` replaced (None values keep the field), refusing
+    names it does not have with a `ValueError` that lists the ones it does."""
+    known = {f.name for f in fields(cfg)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {type(cfg).__name__} field(s) {unknown}; choose from {sorted(known)}")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
 @dataclass(frozen=True, slots=True)
 class DiTConfig:
     """Architecture of the block-causal DiT over frame patches.
@@ -208,11 +218,7 @@ class TrainConfig:
 
     def with_overrides(self, **kw) -> "TrainConfig":
         """A copy with the given fields replaced (None: keep); an unknown field name is a ValueError."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(kw) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; choose from {sorted(known)}")
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        return config_with_overrides(self, kw)
 
 
 # config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from world.dit.config import TrainConfig
+from world.dit.config import TrainConfig, config_with_overrides
 from world.dit.data import Episode, WindowSampler
 from world.dit.network import DiTNet
 from world.dit.patches import patchify, to_latents, to_pixels
@@ -108,11 +108,8 @@ class RenderTrainConfig:
         return data
 
     def with_overrides(self, **kw) -> "RenderTrainConfig":
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(kw) - known)
-        if unknown:
-            raise ValueError(f"unknown RenderTrainConfig field(s) {unknown}; choose from {sorted(known)}")
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+        """A copy with the given fields replaced (None: keep); an unknown field name is a ValueError."""
+        return config_with_overrides(self, kw)
 
 
 RENDER_PRESETS: dict[str, RenderTrainConfig] = {
@@ -234,7 +231,7 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
     """Train a `Renderer` on `episodes` over the frozen `dit`; returns the path of its checkpoint."""
     from tqdm import tqdm
 
-    from world.dit.runs import RunPaths, keep_snapshot, lr_at, resume_run, save_run
+    from world.dit.runs import RunPaths, checkpoint_if_due, optimizer_step, resume_run, save_run, set_lr
 
     torch.set_num_threads(cfg.threads)
     paths = RunPaths(Path(out))
@@ -268,25 +265,17 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="render")
         renderer.train()
         for step in bar:
-            lr = lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = set_lr(opt, step, cfg)
             renderer.eval()  # the self-forcing rollout samples as play does
             batch = make_batch(dit, sampler.sample(np_rng, cfg.batch), cfg, gen, renderer)
             renderer.train()
             value = loss(renderer, batch)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            torch.nn.utils.clip_grad_norm_(renderer.parameters(), cfg.grad_clip)
-            opt.step()
+            optimizer_step(opt, value, renderer.parameters(), cfg.grad_clip)
             if step % cfg.log_every == 0 or step + 1 == cfg.steps:
                 log.writerow([step, float(value.detach()), lr, round(time.time() - t0, 2)])
                 f.flush()
                 bar.set_postfix(loss=f"{float(value.detach()):.4f}")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                save_run(paths, renderer, opt, step + 1, np_rng, gen, meta)
-                if keep_snapshots:
-                    keep_snapshot(paths, step + 1, keep_snapshots)
+            checkpoint_if_due(paths, renderer, opt, step, np_rng, gen, meta, cfg, keep_snapshots)
     if start >= cfg.steps and not paths.model.exists():
         save_run(paths, renderer, opt, start, np_rng, gen, meta)
     return paths.model

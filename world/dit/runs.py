@@ -25,6 +25,22 @@ def lr_at(step: int, cfg) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+def set_lr(opt: torch.optim.Optimizer, step: int, cfg) -> float:
+    """Set every parameter group's learning rate to `lr_at(step, cfg)`; returns it."""
+    lr = lr_at(step, cfg)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float) -> None:
+    """Backward `loss`, clip the gradients of `params` to norm `grad_clip`, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 @dataclass
 class RunPaths:
     out: Path
@@ -81,6 +97,18 @@ def save_run(paths: RunPaths, net: torch.nn.Module, opt: torch.optim.Optimizer, 
     adam_step = next((float(s["step"]) for s in opt.state.values() if "step" in s), 0.0)
     save_state(paths.state, state, dict(meta, step=step, adam_step=adam_step,
                                         numpy_rng=np_rng.bit_generator.state))
+
+
+def checkpoint_if_due(paths: "RunPaths", net: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+                      np_rng: np.random.Generator, gen: torch.Generator, meta: dict, cfg, keep_snapshots: int) -> bool:
+    """After optimizer step `step` (0-based): every `cfg.checkpoint_every` steps and at the last one, save the
+    run (`save_run`) and, with `keep_snapshots`, a snapshot; returns whether it saved."""
+    if (step + 1) % cfg.checkpoint_every and step + 1 != cfg.steps:
+        return False
+    save_run(paths, net, opt, step + 1, np_rng, gen, meta)
+    if keep_snapshots:
+        keep_snapshot(paths, step + 1, keep_snapshots)
+    return True
 
 
 def resume_run(paths: RunPaths, net: torch.nn.Module, opt: torch.optim.Optimizer, np_rng: np.random.Generator,

@@ -27,7 +27,8 @@ from world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow,
 from world.dit.data import Episode, WindowSampler
 from world.dit.patches import patchify
 from world.dit.network import DiTNet
-from world.dit.runs import RunPaths, device_name, keep_snapshot, lr_at, plot_curve, resume_run, save_run
+from world.dit.runs import (RunPaths, checkpoint_if_due, device_name, optimizer_step, plot_curve, resume_run,
+                            save_run, set_lr)
 
 SAMPLER_LEVELS = torch.tensor([1.0, 0.75, 0.5, 0.25])
 
@@ -310,26 +311,18 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
         net.train()
         for step in bar:
-            lr = lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            lr = set_lr(opt, step, cfg)
             batch = batch_to(make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), device)
             with autocast(device, precision):
                 parts = losses(net, rollout_prev(net, batch, cfg, gen), cfg)
-            opt.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
+            optimizer_step(opt, parts["loss"], net.parameters(), cfg.grad_clip)
             if step % cfg.log_every == 0 or step + 1 == cfg.steps:
                 row = [step, *(float(parts[k].detach()) if k in parts else float("nan") for k in parts_logged),
                        lr, round(time.time() - t0, 2)]
                 log.writerow(row)
                 f.flush()
                 bar.set_postfix(loss=f"{row[1]:.4f}", x0=f"{row[2]:.4f}")
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                save_run(paths, net, opt, step + 1, np_rng, gen, meta)
-                if keep_snapshots:
-                    keep_snapshot(paths, step + 1, keep_snapshots)
+            if checkpoint_if_due(paths, net, opt, step, np_rng, gen, meta, cfg, keep_snapshots):
                 plot_curve(paths.curve, paths.out / "loss.png")
     if start >= cfg.steps and not paths.model.exists():
         save_run(paths, net, opt, start, np_rng, gen, meta)
