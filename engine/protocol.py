@@ -114,16 +114,27 @@ class Stats:
     data: dict = field(default_factory=dict)
 
 
+def fit_text(text: str) -> str:
+    """`text` cut to what a protocol string may hold (`MAX_STR`; a longer one is refused on decode)."""
+    return text if len(text) <= MAX_STR else text[: MAX_STR - 3] + "..."
+
+
 @dataclass(frozen=True, slots=True)
 class Error:
     code: str = ""
-    message: str = ""
+    message: str = ""           # free text, cut to MAX_STR when built, so an explanation never breaks a reply
     seq: int = -1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", fit_text(self.message))
 
 
 @dataclass(frozen=True, slots=True)
 class Bye:
-    reason: str = ""
+    reason: str = ""            # free text, cut to MAX_STR when built
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", fit_text(self.reason))
 
 
 KINDS: dict[str, type] = {

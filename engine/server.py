@@ -203,7 +203,7 @@ class Server:
             except Exception as exc:  # last line of defence: a message never stops the server
                 log.exception("unexpected error while handling a message")
                 self.counters["internal"] += 1
-                self._send(parts[0].bytes, P.Error(code="internal", message=_fit(f"{type(exc).__name__}: {exc}")))
+                self._send(parts[0].bytes, P.Error(code="internal", message=f"{type(exc).__name__}: {exc}"))
 
     # --- messages ------------------------------------------------------------------------------------
     def _handle(self, parts) -> None:
@@ -234,7 +234,7 @@ class Server:
     def _reject(self, sid: bytes, exc: P.ProtocolError, seq: int = -1) -> None:
         self.counters[f"error_{exc.code}"] += 1
         self.counters["errors"] += 1
-        self._send(sid, P.Error(code=exc.code, message=_fit(str(exc)), seq=seq))
+        self._send(sid, P.Error(code=exc.code, message=str(exc), seq=seq))
         client = self.clients.get(sid)
         if client is not None and exc.code in STRIKES:
             client.strikes += 1
@@ -360,7 +360,7 @@ class Server:
         except Exception as exc:
             log.exception("session %s failed", client.sid.hex())
             self.counters["engine_errors"] += 1
-            self._send(client.sid, P.Error(code="engine", message=_fit(f"the session failed and was closed: {exc}"),
+            self._send(client.sid, P.Error(code="engine", message=f"the session failed and was closed: {exc}",
                                            seq=msg.seq))
             self._close(client.sid, "engine error")
             return
@@ -431,7 +431,7 @@ class Server:
         if error is not None:
             self._reject(sid, error)
         elif reason not in ("ttl", "replaced", "gone"):
-            self._send(sid, P.Bye(reason=_fit(reason)))
+            self._send(sid, P.Bye(reason=reason))
 
     def _stats(self, client: _Client) -> dict:
         data = json.loads(json.dumps(client.session.stats(), default=str))  # plain JSON types on the wire
@@ -455,11 +455,6 @@ class Server:
         self.sock.close(linger=0)
         if self._own_ctx:
             self.ctx.term()
-
-
-def _fit(text: str) -> str:
-    """`text` cut to what a protocol string may hold (a longer one would be refused by the client)."""
-    return text if len(text) <= P.MAX_STR else text[: P.MAX_STR - 3] + "..."
 
 
 def _int(value, op: str) -> int:

@@ -66,3 +66,11 @@ def test_frame_shape_validation():
     for bad in ([48, 64], [48, 64, 4], [0, 64, 3], [48, -1, 3], ["48", 64, 3], [True, 64, 3], [10**6, 64, 3]):
         with pytest.raises(P.ProtocolError):
             P.frame_shape(bad)
+
+
+def test_free_text_of_errors_and_byes_is_cut_to_fit_and_still_decodes():
+    long = "x" * (P.MAX_STR + 100)
+    for msg, text in ((P.Error(code="refused", message=long), lambda m: m.message), (P.Bye(reason=long), lambda m: m.reason)):
+        assert len(text(msg)) == P.MAX_STR and text(msg).endswith("...")
+        assert text(P.decode(P.encode(msg))) == text(msg)
+    assert P.Error(message="short").message == "short"
