@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
+from memory.footprint import RECACHE_CHUNKS
 from world.contract import WorldModel
 from world.pose import advance_pose
 
@@ -111,7 +112,7 @@ class Session:
 
     def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str = "full",
                  budget_bytes: int | None = None, seed: int = 0, session_id: str = "",
-                 memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = 8,
+                 memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = RECACHE_CHUNKS,
                  pose_source: PoseSource | None = None, seed_action: int = 0):
         spec = model.spec
         seed_frame = np.asarray(seed_frame)

@@ -41,7 +41,7 @@ from memory.layout import Layout, plan_layout, resolve_budget, token_bytes
 from memory.policies import resolve
 from memory.scorers import QUERY_SAMPLES
 
-RECACHE_CHUNKS = 8             # `engine.session.Session`'s default `recache_chunks`
+RECACHE_CHUNKS = 8             # clean chunks a session keeps to re-commit (`engine.session.Session`'s default)
 INDEX_BYTES = 8                # int64 frame id / token index
 SCORE_BYTES = 4                # float32 score / count / bias
 BOOKKEEPING_BYTES = 80 * 1024  # Python objects of a session, its memory and its server record
