@@ -2,7 +2,7 @@
 
 A model that predicts the next frame as its last frame moved by the camera (the default model does, with
 its warp and flow) is bounded by how well that move can be known. This bench measures the bound on the
-same held-out episodes as `reverie bench model` (same map, seeds, policies and frame skip), using what
+same held-out episodes as `reverie bench model` (same map, seeds, exploration drivers and frame skip), using what
 only the real game knows: its depth buffer and eye positions (`world.games.reproject`).
 
 - `repeat_last`: the last real frame again (the baseline of `tf_psnr`).
@@ -28,7 +28,7 @@ import json
 
 import numpy as np
 
-TRAIN_POLICIES = ("wander", "random", "go-and-return")
+TRAIN_DRIVERS = ("wander", "random", "go-and-return")
 MOTION_PARTS = ("ahead", "right", "turn", "up")
 BOB_PERIOD_TICS = 20  # Doom's walking bob: one cycle every 20 tics
 
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", default="64x48")
     parser.add_argument("--train-maps", default="maze,freedoom2-map01",
                         help="maps of the motion fit (default: the bundled model's training maps)")
-    parser.add_argument("--train-episodes", type=int, default=2, help="episodes per training map and policy")
+    parser.add_argument("--train-episodes", type=int, default=2, help="episodes per training map and driver")
     parser.add_argument("--train-steps", type=int, default=500)
     parser.add_argument("--samples", type=int, default=32,
                         help="moves averaged for the hedged prediction (the fit's residuals, drawn from --seed)")
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     res = parse_resolution(args.resolution)
     tics = args.tics_per_step
     train = [play_episode(m, p, args.train_steps, k, tics, res, depth=True) for m in train_maps
-             for p in TRAIN_POLICIES for k in range(args.train_episodes)]
+             for p in TRAIN_DRIVERS for k in range(args.train_episodes)]
     held = [play_episode(map_name, ("wander", "random")[i % 2], args.steps, args.seed + i, tics, res, depth=True)
             for i in range(args.episodes)]  # bench model's episodes, with the game's depth and eye
 

@@ -19,25 +19,25 @@ class Episode:
     loop_gaps: list[int] = field(default_factory=list)  # frames between each loop's start and its return
 
 
-def game_episode(spec, map_name: str, seed: int, steps: int, policy: str, **options) -> Episode:
-    """The real game on `map_name` driven by an exploration policy (extra `options` for its factory), at
-    the model's frame skip."""
+def game_episode(spec, map_name: str, seed: int, steps: int, driver: str, **options) -> Episode:
+    """The real game on `map_name` driven by the exploration driver `driver` (extra `options` for its
+    factory), at the model's frame skip."""
     import numpy as np
 
-    from world.games import DoomConfig, DoomGame, make_policy
+    from world.games import DoomConfig, DoomGame, make_driver
+    from world.games.drivers import driver_options
     from world.games.episode import run_episode
-    from world.games.policies import policy_options
 
     h, w, _ = spec.frame_shape
     tics = spec.tics_per_step
-    pol = make_policy(policy, seed=seed, **policy_options(policy, tics), **options)
-    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(pol, "needs_depth", False),
+    drv = make_driver(driver, seed=seed, **driver_options(driver, tics), **options)
+    with DoomGame(DoomConfig(map=map_name, resolution=(w, h), depth=getattr(drv, "needs_depth", False),
                              tics_per_step=tics)) as game:
-        actions, observed = zip(*run_episode(game, pol, seed=seed, steps=steps))
+        actions, observed = zip(*run_episode(game, drv, seed=seed, steps=steps))
     revisits, gaps = [], []
-    for loop in getattr(pol, "loops", []):
+    for loop in getattr(drv, "loops", []):
         end = int(loop["end_step"])
-        revisits += [i for i in range(end, end + getattr(pol, "pause", 1)) if 0 < i < steps]
+        revisits += [i for i in range(end, end + getattr(drv, "pause", 1)) if 0 < i < steps]
         if 0 < end < steps:
             gaps.append(end - int(loop["start_step"]))
     return Episode(list(actions), np.stack([o.frame for o in observed]), np.stack([o.pose for o in observed]),

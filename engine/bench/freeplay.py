@@ -3,7 +3,7 @@
 Protocol (fixed seeds; every figure is per map, for `--maps`, default the play map `maze`, where
 `reverie play` starts, and the held-out `world.games.maps.DEFAULT_EVAL_MAP`):
 
-* Episodes: `--episodes` real-game episodes of `--context + --frames` steps with the `wander` policy (seeds
+* Episodes: `--episodes` real-game episodes of `--context + --frames` steps with the `wander` driver (seeds
   `--seed + i`, default 7001..), at the model's frame skip (`tics_per_step` from its checkpoint metadata,
   else its spec).
 * Free play: each episode is replayed through a `engine.session.Session` with the memory `--policy`
@@ -14,7 +14,7 @@ Protocol (fixed seeds; every figure is per map, for `--maps`, default the play m
 * Bank: about `--bank-frames` frames (default 12,000: 12 episodes of 1,000 steps, alternating `wander`
   and `random`, seeds `--seed + 100 + j`) of other real episodes of the same map.
 * Seeds: the defaults (7001.. evaluated, 7101.. bank) are disjoint from every training run (the data recipe
-  `world.dit.data.generate_episodes` uses `1_000_003 * run_seed + 10_007 * map + 101 * policy + k`: below
+  `world.dit.data.generate_episodes` uses `1_000_003 * run_seed + 10_007 * map + 101 * driver + k`: below
   7001 on the first map for `k < 6,799`, 10,007 and up on the others, a million and up for run seeds
   >= 1) and from the other benches (`bench model` and `bench ceiling` use 1000.., `bench memory` 0..).
 

@@ -2,7 +2,7 @@
 
 Protocol, for a model (`--model`, default "default") and a horizon of N frames:
 
-1. Ground truth: the real game (held-out map, `wander` policy) gives N frames, their actions and poses;
+1. Ground truth: the real game (held-out map, `wander` driver) gives N frames, their actions and poses;
    `go-and-return` episodes give revisits (frames where the player is back where a loop started).
 2. Shadow mode: the `full` cache drives the model on the game's actions; at every layer and denoising
    step the same queries also attend through every policy's view (each policy is fed the reference's

@@ -3,7 +3,7 @@
 Protocol (fixed seeds, held-out map `world.games.maps.DEFAULT_EVAL_MAP` unless `--map`):
 
 * Ground truth: `--episodes` real-game episodes of `--steps` steps, alternating the `wander` and
-  `random` policies (seeds `--seed + i`), at the model's training frame skip (`tics_per_step` from its
+  `random` exploration drivers (seeds `--seed + i`), at the model's training frame skip (`tics_per_step` from its
   checkpoint metadata, else `--tics-per-step`).
 * `tf_psnr`: teacher forcing. The real frames are committed as history; every frame from
   `--context` on is sampled from noise through all `spec.steps` with the real action, compared with the

@@ -1,6 +1,6 @@
 """`reverie bench record`: how fast the real game records to disk.
 
-Times `steps` rows of the real game (render, area-average, policy, and the rollout writer appending
+Times `steps` rows of the real game (render, area-average, exploration driver, and the rollout writer appending
 frames and step rows, plus `close()` finalising frames.npy and meta.json) into a temporary directory.
 The mp4 preview is encoded afterwards and reported on its own (`preview_s`): it is not in frames_per_s.
 For reference it also times the game alone (no writer) and the writer alone (re-writing the same
@@ -21,17 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--steps", type=int, default=3000, help="rows to record (default 3000)")
     parser.add_argument("--map", default=DEFAULT_TRAIN_MAP)
-    parser.add_argument("--policy", default="wander")
+    parser.add_argument("--driver", default="wander", help="exploration driver (default: wander)")
     parser.add_argument("--resolution", default="64x48")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default=None, help="where to write (default: a temporary directory, removed)")
 
 
-def _game_only(game, policy, seed: int, steps: int) -> float:
-    """Steps per second of the game and policy alone (the reset not timed)."""
+def _game_only(game, driver, seed: int, steps: int) -> float:
+    """Steps per second of the game and driver alone (the reset not timed)."""
     from world.games.episode import run_episode
 
-    rows = run_episode(game, policy, seed=seed, steps=steps, until_done=True)
+    rows = run_episode(game, driver, seed=seed, steps=steps, until_done=True)
     next(rows)
     t0 = time.perf_counter()
     n = 1 + sum(1 for _ in rows)
@@ -58,22 +58,22 @@ def run(args: argparse.Namespace) -> int:
     from engine.rollout.preview import write_preview
     from engine.rollout.reader import read_rollout
     from world.games.doom import DoomConfig, DoomGame, parse_resolution
-    from world.games.policies import POLICIES, make_policy
+    from world.games.drivers import DRIVERS, make_driver
 
     if args.steps < 2:
         raise SystemExit("reverie bench record: --steps must be >= 2")
-    if args.policy not in POLICIES or args.policy == "actions":
-        raise SystemExit(f"reverie bench record: --policy must be one of {[p for p in POLICIES if p != 'actions']}")
+    if args.driver not in DRIVERS or args.driver == "actions":
+        raise SystemExit(f"reverie bench record: --driver must be one of {[d for d in DRIVERS if d != 'actions']}")
     config = DoomConfig(map=args.map, resolution=parse_resolution(args.resolution),
-                        depth=POLICIES[args.policy].factory.needs_depth)
+                        depth=DRIVERS[args.driver].factory.needs_depth)
     with tempfile.TemporaryDirectory(prefix="reverie-bench-record-") as tmp:
         out = Path(args.dir) if args.dir else Path(tmp) / "rollout"
         with DoomGame(config) as game:
             game.reset(args.seed)  # start the engine before timing
-            result = record_episode(game, make_policy(args.policy, seed=args.seed), seed=args.seed,
+            result = record_episode(game, make_driver(args.driver, seed=args.seed), seed=args.seed,
                                     steps=args.steps, out_dir=out, preview=False,
                                     extra_config={"bench": "record"})
-            game_fps = _game_only(game, make_policy(args.policy, seed=args.seed), args.seed, args.steps)
+            game_fps = _game_only(game, make_driver(args.driver, seed=args.seed), args.seed, args.steps)
         rollout = read_rollout(out, mmap=True)
         writer_fps = _writer_only(rollout, Path(tmp) / "rewrite")
         t0 = time.perf_counter()
@@ -82,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
         disk_bytes = sum(p.stat().st_size for p in out.iterdir())
     fps = result.steps / result.record_s
     report = {"bench": "record", "frames_per_s": round(fps, 1), "steps": result.steps,
-              "resolution": list(config.resolution), "map": config.map, "policy": args.policy,
+              "resolution": list(config.resolution), "map": config.map, "driver": args.driver,
               "record_s": round(result.record_s, 3), "game_only_frames_per_s": round(game_fps, 1),
               "writer_only_frames_per_s": round(writer_fps, 1),
               "writer_us_per_frame": round(1e6 / writer_fps, 1),
               "preview_s": round(preview_s, 3), "preview_frames_per_s": round(result.steps / preview_s, 1),
               "bytes_on_disk": disk_bytes,
-              "timed": "game render + area-average + policy + writer append + close (preview excluded)"}
+              "timed": "game render + area-average + driver + writer append + close (preview excluded)"}
     print(f"{'what':<34}{'value':>14}")
     print(f"{'recorded frames/s (to disk)':<34}{report['frames_per_s']:>14.1f}")
     print(f"{'game alone frames/s':<34}{report['game_only_frames_per_s']:>14.1f}")

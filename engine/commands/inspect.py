@@ -37,11 +37,14 @@ def _human(summary: dict, rollout) -> str:
         lines.append("actions    " + ", ".join(f"{n} x{c}" for n, c in top))
         if rollout.done.any():
             lines.append(f"episode    ended at step {int(np.argmax(rollout.done))}")
-    policy = summary["config"].get("policy")
-    if isinstance(policy, dict):  # a real-game exploration policy
-        lines.append(f"policy     {policy.get('name')} (seed {policy.get('seed')})")
-    elif policy:  # e.g. the memory policy of an engine recording
-        lines.append(f"policy     {policy}")
+    from engine.rollout.game import recorded_driver
+
+    config = summary["config"]
+    driver = recorded_driver(config)  # the real game's exploration driver (under "policy" in older rollouts)
+    if driver is not None:
+        lines.append(f"driver     {driver.get('name')} (seed {driver.get('seed')})")
+    elif config.get("policy"):  # the memory policy of an engine recording
+        lines.append(f"policy     {config['policy']}")
     return "\n".join(lines)
 
 

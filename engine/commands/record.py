@@ -1,10 +1,12 @@
-"""`reverie record`: record rollouts of the real game (Doom), driven by a policy or an action file.
+"""`reverie record`: record rollouts of the real game (Doom), driven by an exploration driver (a scripted
+player, `world.games.drivers`) or an action file.
 
-    reverie record --game doom --map maze --policy wander --steps 2000 --episodes 8 --out data/train
+    reverie record --game doom --map maze --driver wander --steps 2000 --episodes 8 --out data/train
     reverie record --game doom --map maze --actions examples/actions/square.json --out runs/square
 
 One episode writes one rollout directory at --out; K > 1 episodes write --out/ep000 ... --out/ep{K-1},
-episode i seeded with --seed + i. `--steps` counts rows (frames): row 0 is the reset frame.
+episode i seeded with --seed + i. `--steps` counts rows (frames): row 0 is the reset frame. `--policy` is
+a deprecated alias of `--driver` (it prints a note), kept for one release.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ GAMES = {"doom": "world.games.doom"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from world.games.maps import DEFAULT_TRAIN_MAP, MAPS
-    from world.games.policies import POLICIES
+    from world.games.drivers import DRIVERS
 
     parser.add_argument("--game", default="doom", choices=sorted(GAMES), help="the real game (default: doom)")
     parser.add_argument("--map", default=DEFAULT_TRAIN_MAP,
                         help=f"map name (default {DEFAULT_TRAIN_MAP}); one of: {', '.join(MAPS)}")
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--policy", choices=[p for p in POLICIES if p != "actions"], default=None,
-                     help="exploration policy (default: wander)")
+    drivers = [d for d in DRIVERS if d != "actions"]
+    src.add_argument("--driver", choices=drivers, default=None, help="exploration driver (default: wander)")
+    src.add_argument("--policy", dest="deprecated_policy", choices=drivers, default=None,
+                     help=argparse.SUPPRESS)  # the old name of --driver, kept for one release
     src.add_argument("--actions", metavar="FILE", help="play back a JSON list of action names, one per step")
     parser.add_argument("--steps", type=int, default=None,
                         help="rows per episode, including the first frame (default 1000; with --actions: its length)")
@@ -48,17 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from engine.rollout.game import record_episode
     from world.games.doom import DoomConfig, DoomGame, GameError, parse_resolution
     from world.games.maps import UnknownMapError
-    from world.games.policies import POLICIES, make_policy
+    from world.games.drivers import DRIVERS, make_driver
 
+    if getattr(args, "deprecated_policy", None):
+        print("reverie record: --policy is deprecated, use --driver (same names)", file=sys.stderr)
     if args.episodes < 1:
         return _fail("--episodes must be >= 1")
     try:
-        policy_name = None if args.actions else (args.policy or "wander")
+        driver_name = None if args.actions else (args.driver or getattr(args, "deprecated_policy", None) or "wander")
         config = DoomConfig(map=args.map, resolution=parse_resolution(args.resolution),
                             tics_per_step=args.tics_per_step,
-                            depth=bool(policy_name and POLICIES[policy_name].factory.needs_depth))
+                            depth=bool(driver_name and DRIVERS[driver_name].factory.needs_depth))
         if args.actions:
-            n_file = len(make_policy("actions", path=args.actions))
+            n_file = len(make_driver("actions", path=args.actions))
             steps = n_file if args.steps is None else args.steps
             if steps > n_file:
                 return _fail(f"--steps {steps} is longer than the action file ({n_file} steps)")
@@ -78,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         with DoomGame(config) as game:
             for i, d in enumerate(dirs):
                 seed = args.seed + i
-                policy = (make_policy("actions", seed=seed, path=args.actions) if args.actions
-                          else make_policy(policy_name, seed=seed))
-                r = record_episode(game, policy, seed=seed, steps=steps, out_dir=d, preview=not args.no_preview)
+                driver = (make_driver("actions", seed=seed, path=args.actions) if args.actions
+                          else make_driver(driver_name, seed=seed))
+                r = record_episode(game, driver, seed=seed, steps=steps, out_dir=d, preview=not args.no_preview)
                 results.append(r)
                 note = " (episode ended early: goal reached or player died)" if r.ended_early else ""
                 print(f"{d}: {r.steps} steps, map {config.map}, seed {seed}, "

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.keyvalues import parse_key_values
     from engine.rollout import RolloutError, read_rollout
-    from world.games.policies import load_action_file
+    from world.games.drivers import load_action_file
     from world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))

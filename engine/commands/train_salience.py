@@ -1,6 +1,6 @@
 """`reverie train-salience`: distil PaFu-KV's salience head (S-MLP) for a world model.
 
-1. Roll the model out with the unmanaged `full` cache on real actions (the real game's `wander` policy by
+1. Roll the model out with the unmanaged `full` cache on real actions (the real game's `wander` driver by
    default, recorded rollouts with `--rollout DIR`, or seeded random actions with `--source random`),
    recording every layer's committed keys and clean queries.
 2. SSE targets (`memory.salience.sse_targets`): for every cached token, the attention that later chunks

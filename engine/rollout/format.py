@@ -58,8 +58,9 @@ class RolloutMeta:
     """What a rollout is: where frames came from and how to reproduce them.
 
     source: "game" (the real game) or "model:<name>"; seed: the episode seed; map: the map name (or None);
-    fps: playback rate; frame_shape: (H, W, 3); config: any JSON-able settings (game config, policy,
-    model, memory budget...); action_space: the action names the indices refer to.
+    fps: playback rate; frame_shape: (H, W, 3); config: any JSON-able settings (game config and
+    exploration driver, or model, memory policy and budget...); action_space: the action names the
+    indices refer to.
     """
 
     source: str

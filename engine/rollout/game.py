@@ -1,4 +1,9 @@
-"""Record rollouts of the real game driven by an exploration policy."""
+"""Record rollouts of the real game driven by an exploration driver (`world.games.drivers`).
+
+A game rollout's `meta.json` config holds the driver's description under "driver" (`Driver.describe()`:
+name, seed, options, e.g. go-and-return's finished loops). Rollouts written before the rename to drivers
+hold it under "policy"; `recorded_driver` reads both.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,10 @@ class EpisodeResult:
     preview_s: float
 
 
-def record_episode(game, policy, *, seed: int, steps: int, out_dir: str | Path, preview: bool = True,
+def record_episode(game, driver, *, seed: int, steps: int, out_dir: str | Path, preview: bool = True,
                    extra_config: dict | None = None) -> EpisodeResult:
-    """Reset `game` (a `world.games.doom.DoomGame`) with `seed`, run `policy` for `steps` rows (row 0 is
-    the reset frame, action `noop`; then steps - 1 policy actions) and write one rollout to `out_dir`.
+    """Reset `game` (a `world.games.doom.DoomGame`) with `seed`, run `driver` for `steps` rows (row 0 is
+    the reset frame, action `noop`; then steps - 1 driver actions) and write one rollout to `out_dir`.
 
     Stops early, with a shorter rollout, if the episode ends (goal reached or the player died)."""
     if steps < 1:
@@ -33,19 +38,27 @@ def record_episode(game, policy, *, seed: int, steps: int, out_dir: str | Path, 
     cfg = game.config
     meta = RolloutMeta(source="game", seed=int(seed), frame_shape=game.frame_shape, map=cfg.map,
                        fps=GAME_TICS_PER_SECOND / cfg.tics_per_step,
-                       config={"game": {"name": "doom", **cfg.to_dict()}, "policy": policy.describe(),
+                       config={"game": {"name": "doom", **cfg.to_dict()}, "driver": driver.describe(),
                                **(extra_config or {})})
     t0 = time.perf_counter()
     writer = RolloutWriter(out_dir, meta)
     try:
-        for action, obs in run_episode(game, policy, seed=seed, steps=steps, until_done=True):
+        for action, obs in run_episode(game, driver, seed=seed, steps=steps, until_done=True):
             writer.append(obs.frame, action, obs.pose, done=obs.done)
     except BaseException:
         writer.abort()
         raise
     record_s = time.perf_counter() - t0
-    # The policy's description may have grown (e.g. finished go-and-return loops): store the final one.
-    writer.meta = RolloutMeta(**{**meta.__dict__, "config": {**meta.config, "policy": policy.describe()}})
+    # The driver's description may have grown (e.g. finished go-and-return loops): store the final one.
+    writer.meta = RolloutMeta(**{**meta.__dict__, "config": {**meta.config, "driver": driver.describe()}})
     summary = writer.close(preview=preview)
     return EpisodeResult(Path(out_dir), summary["steps"], summary["frames_sha256"],
                          ended_early=summary["steps"] < steps, record_s=record_s, preview_s=summary["preview_s"])
+
+
+def recorded_driver(config: dict) -> dict | None:
+    """The description of the driver that played a game rollout, from its meta config: "driver", or in a
+    rollout written before the rename "policy" when that holds a description (a dict; a string there is the
+    memory policy of an engine recording, not a driver). None when the rollout names no driver."""
+    driver = config.get("driver", config.get("policy"))
+    return driver if isinstance(driver, dict) else None

@@ -153,9 +153,10 @@ class TrainConfig:
             alone against the target frame, on frames that have a previous frame.
         train_only: names of the network's top-level modules to train (e.g. `("flow_out",)`); the rest stay
             frozen at their warm-start weights. Empty: train everything.
-        maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe used when no
+        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe used when no
             recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
-            (train map, policy) pair, the game advancing `tics_per_step` tics per step.
+            (train map, exploration driver) pair, the game advancing `tics_per_step` tics per step. (Runs
+            before the rename to drivers stored `drivers` as `policies` in their checkpoint's "train".)
     """
 
     model: str = "default"
@@ -188,14 +189,14 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 1
     maps: tuple[str, ...] = ("maze", "freedoom2-map01")
-    policies: tuple[str, ...] = ("random", "wander", "go-and-return")
+    drivers: tuple[str, ...] = ("random", "wander", "go-and-return")
     episodes_per: int = 10
     episode_steps: int = 1000
     tics_per_step: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "maps", tuple(self.maps))
-        object.__setattr__(self, "policies", tuple(self.policies))
+        object.__setattr__(self, "drivers", tuple(self.drivers))
         object.__setattr__(self, "train_only", tuple(self.train_only))
         if self.tics_per_step < 1 or self.episodes_per < 1 or self.episode_steps < self.window:
             raise ValueError("tics_per_step and episodes_per must be >= 1, episode_steps >= window")
@@ -285,7 +286,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # steps at lr 5e-5 lost free play altogether (17.98 dB against the game)
     "flow-recall": replace(_RECALL, model="flow", steps=600, lr=1e-4, revisit_prob=0.9),
     # experiment, not shipped: the stage-4 recipe on six training maps instead of two (`--init default`, 1500
-    # steps, 5 episodes per map and policy). No better on the held-out map: tf 27.03, ar 24.81 / 23.50 / 22.54;
+    # steps, 5 episodes per map and driver). No better on the held-out map: tf 27.03, ar 24.81 / 23.50 / 22.54;
     # revisits dual 22.32, window 19.91, full 22.25; go-and-return free runs 21.43 (stage 4: 22.39)
     "maps": replace(_RECALL, steps=1500, episodes_per=5,
                     maps=("maze", "freedoom2-map01", "freedoom2-map03", "freedoom2-map04", "freedoom2-map05",
@@ -296,7 +297,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "warp-selfforce": replace(_WARP, steps=600, lr=1e-4, prev_rollout_passes=2, prev_rollout_prob=0.75,
                               prev_rollout_context=True),
     "tiny": TrainConfig(model="tiny", steps=4, batch=2, window=17, warmup=1, checkpoint_every=2, log_every=1,
-                        warp_weight=1.0, maps=("maze",), policies=("random",), episodes_per=1, episode_steps=60),
+                        warp_weight=1.0, maps=("maze",), drivers=("random",), episodes_per=1, episode_steps=60),
 }
 
 

@@ -80,22 +80,22 @@ def find_rollouts(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def play_episode(map_name: str, policy: str, steps: int, seed: int, tics_per_step: int,
+def play_episode(map_name: str, driver: str, steps: int, seed: int, tics_per_step: int,
                  resolution: tuple[int, int] = (64, 48), actions: list[int] | None = None,
                  options: dict | None = None, depth: bool = False) -> Episode:
-    """Run the real game for `steps` steps (a policy, or a fixed action list) and return the episode
+    """Run the real game for `steps` steps (an exploration driver, or a fixed action list) and return the episode
     (with the game's depth buffer when `depth`; the eye positions always)."""
     from world.games.doom import DoomConfig, DoomGame
+    from world.games.drivers import make_driver
     from world.games.episode import run_episode
-    from world.games.policies import make_policy
 
     cfg = DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics_per_step, depth=depth)
-    pol = (make_policy(policy, seed=seed, **(options or {})) if actions is None
-           else make_policy("actions", seed=seed, actions=list(actions)))
+    drv = (make_driver(driver, seed=seed, **(options or {})) if actions is None
+           else make_driver("actions", seed=seed, actions=list(actions)))
     with DoomGame(cfg) as game:
-        acts, observed = zip(*run_episode(game, pol, seed=seed, steps=steps))
+        acts, observed = zip(*run_episode(game, drv, seed=seed, steps=steps))
     return Episode(np.stack([o.frame for o in observed]), np.asarray(acts, dtype=np.int64),
-                   np.stack([o.pose for o in observed]), name=f"{map_name}/{policy}/seed{seed}",
+                   np.stack([o.pose for o in observed]), name=f"{map_name}/{driver}/seed{seed}",
                    depth=np.stack([o.depth for o in observed]) if depth else None,
                    camera=np.stack([o.camera for o in observed]))
 
@@ -174,15 +174,15 @@ def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> lis
     """The data recipe of `cfg`: seeded real-game episodes on the train maps (never an eval map)."""
     from tqdm import tqdm
 
+    from world.games.drivers import driver_options
     from world.games.maps import get_map
-    from world.games.policies import policy_options
 
     jobs = []
     for m, map_name in enumerate(cfg.maps):
         if get_map(map_name).role != "train":
             raise ValueError(f"map '{map_name}' is held out for evaluation; train only on train maps")
-        for p, policy in enumerate(cfg.policies):
+        for d, driver in enumerate(cfg.drivers):
             for k in range(cfg.episodes_per):
-                jobs.append((map_name, policy, 1_000_003 * seed + 10_007 * m + 101 * p + k))
-    return [play_episode(mp, pol, cfg.episode_steps, s, cfg.tics_per_step, options=policy_options(pol, cfg.tics_per_step))
-            for mp, pol, s in tqdm(jobs, desc="record", disable=not progress)]
+                jobs.append((map_name, driver, 1_000_003 * seed + 10_007 * m + 101 * d + k))
+    return [play_episode(mp, drv, cfg.episode_steps, s, cfg.tics_per_step, options=driver_options(drv, cfg.tics_per_step))
+            for mp, drv, s in tqdm(jobs, desc="record", disable=not progress)]

@@ -50,7 +50,7 @@ class RenderTrainConfig:
             renderer's own (drawn as play draws them, the DiT's guesses made over them), so it learns to pull
             its own history back toward the game (0: teacher forcing).
         init: a renderer checkpoint to start from (a fine-tune: fresh optimizer and schedule).
-        maps, policies, episodes_per, episode_steps, tics_per_step: the data recipe (`TrainConfig`'s).
+        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe (`TrainConfig`'s).
     """
 
     renderer: RendererConfig = field(default_factory=RendererConfig)
@@ -77,7 +77,7 @@ class RenderTrainConfig:
     log_every: int = 10
     threads: int = 2
     maps: tuple[str, ...] = ("maze", "freedoom2-map01")
-    policies: tuple[str, ...] = ("random", "wander", "go-and-return")
+    drivers: tuple[str, ...] = ("random", "wander", "go-and-return")
     episodes_per: int = 10
     episode_steps: int = 1000
     tics_per_step: int = 4
@@ -86,7 +86,7 @@ class RenderTrainConfig:
         if isinstance(self.renderer, dict):
             object.__setattr__(self, "renderer", RendererConfig.from_dict(self.renderer))
         object.__setattr__(self, "maps", tuple(self.maps))
-        object.__setattr__(self, "policies", tuple(self.policies))
+        object.__setattr__(self, "drivers", tuple(self.drivers))
         if not 1 <= self.frames_per_window <= self.window - 2:
             raise ValueError("frames_per_window must be in [1, window - 2] (each needs two previous frames)")
         if self.rollout_frames and (self.frames_per_window != 1 or not 0 < self.rollout_frames <= self.window - 3):
@@ -98,7 +98,7 @@ class RenderTrainConfig:
     def data_config(self) -> TrainConfig:
         """The `TrainConfig` that draws this run's episodes and windows."""
         return TrainConfig(window=self.window, revisit_frames=self.revisit_frames, revisit_prob=self.revisit_prob,
-                           revisit_nearest=True, maps=self.maps, policies=self.policies,
+                           revisit_nearest=True, maps=self.maps, drivers=self.drivers,
                            episodes_per=self.episodes_per, episode_steps=self.episode_steps,
                            tics_per_step=self.tics_per_step)
 
@@ -119,7 +119,7 @@ RENDER_PRESETS: dict[str, RenderTrainConfig] = {
                                    frames_per_window=1, rollout_frames=4, lr=2e-4, warmup=50),
     "render-tiny": RenderTrainConfig(renderer=RendererConfig(channels=(8, 16), blocks=1, cond_dim=16),
                                      steps=3, batch=2, frames_per_window=2, window=6, warmup=1,
-                                     checkpoint_every=2, log_every=1, maps=("maze",), policies=("random",),
+                                     checkpoint_every=2, log_every=1, maps=("maze",), drivers=("random",),
                                      episodes_per=1, episode_steps=40),
 }
 

@@ -22,13 +22,13 @@ def _inspect_json(capsys, path):
 
 def test_go_and_return_record_then_inspect(tmp_path, capsys):
     out = tmp_path / "D"
-    assert main(["record", "--game", "doom", "--policy", "go-and-return", "--steps", "200", "--out", str(out)]) == 0
+    assert main(["record", "--game", "doom", "--driver", "go-and-return", "--steps", "200", "--out", str(out)]) == 0
     s = _inspect_json(capsys, out)
     assert s["steps"] == 200 and s["frame_shape"] == [48, 64, 3] and s["source"] == "game"
     assert len(s["actions"]) == 200 and s["actions"][0] == "noop" and set(s["actions"]) <= set(DOOM_ACTIONS.names)
     assert s["complete"] and s["preview"] and (out / "preview.mp4").stat().st_size > 1000
     r = read_rollout(out)
-    loop = r.meta.config["policy"]["loops"][0]
+    loop = r.meta.config["driver"]["loops"][0]
     start, end = r.poses[loop["start_step"]], r.poses[loop["end_step"]]
     assert np.hypot(*(end[:2] - start[:2])) < 8.0
 
@@ -51,7 +51,7 @@ def test_same_action_file_and_seed_give_the_same_frames(tmp_path, capsys):
 
 
 def test_episodes_write_one_folder_each(tmp_path, capsys):
-    assert main(["record", "--policy", "random", "--steps", "30", "--episodes", "2", "--seed", "5",
+    assert main(["record", "--driver", "random", "--steps", "30", "--episodes", "2", "--seed", "5",
                  "--no-preview", "--out", str(tmp_path / "set")]) == 0
     eps = sorted(p.name for p in (tmp_path / "set").iterdir())
     assert eps == ["ep000", "ep001"]
@@ -72,9 +72,15 @@ def test_record_errors_are_clear(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+def test_policy_is_a_deprecated_alias_of_driver(tmp_path, capsys):
+    assert main(["record", "--policy", "random", "--steps", "5", "--no-preview", "--out", str(tmp_path / "p")]) == 0
+    assert "--policy is deprecated, use --driver" in capsys.readouterr().err
+    assert read_rollout(tmp_path / "p").meta.config["driver"]["name"] == "random"
+
+
 def test_inspect_rejects_a_corrupt_rollout(tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(["record", "--policy", "random", "--steps", "20", "--no-preview", "--out", str(out)]) == 0
+    assert main(["record", "--driver", "random", "--steps", "20", "--no-preview", "--out", str(out)]) == 0
     shutil.copy(out / "steps.jsonl", tmp_path / "steps.bak")
     with open(out / "steps.jsonl", "a") as f:
         f.write("garbage\n")

@@ -285,3 +285,23 @@ def test_read_rollouts_finds_episode_folders(tmp_path):
         read_rollout(tmp_path / "set")
     with pytest.raises(RolloutError):
         read_rollouts(tmp_path / "set" / "ep000" / "nope")
+
+
+
+@pytest.mark.parametrize("config, driver, line", [
+    ({"driver": {"name": "wander", "seed": 3}}, "wander", "driver     wander (seed 3)"),
+    ({"policy": {"name": "go-and-return", "seed": 4}}, "go-and-return", "driver     go-and-return (seed 4)"),  # old
+    ({"policy": "dual"}, None, "policy     dual"),  # an engine recording's memory policy, not a driver
+])
+def test_inspect_names_the_driver_of_new_and_old_rollouts(tmp_path, capsys, config, driver, line):
+    """Game rollouts store their exploration driver under "driver"; before the rename it was "policy"."""
+    from engine.cli import main
+    from engine.rollout.game import recorded_driver
+
+    w = RolloutWriter(tmp_path / "r", _meta(config=config))
+    w.append(_frames(1)[0], 0, (0, 0, 0))
+    w.close(preview=False)
+    found = recorded_driver(read_rollout(tmp_path / "r").meta.config)
+    assert (found or {}).get("name") == driver
+    assert main(["inspect", str(tmp_path / "r")]) == 0
+    assert line in capsys.readouterr().out.splitlines()

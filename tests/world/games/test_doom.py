@@ -182,12 +182,12 @@ def test_episode_end_is_flagged_and_then_repeats_the_last_observation():
 
 def test_maze_goal_is_removed_so_the_episode_does_not_end():
     # seed 2 + wander reached the maze's goal (an exit) at step 712 before the goal was removed
-    from world.games.policies import make_policy
+    from world.games.drivers import make_driver
 
     with DoomGame(DoomConfig(map="maze")) as game:
         obs = game.reset(2)
-        policy = make_policy("wander", seed=2)
-        policy.reset(obs)
+        driver = make_driver("wander", seed=2)
+        driver.reset(obs)
         for _ in range(760):
-            obs = game.step(policy.act(obs))
+            obs = game.step(driver.act(obs))
         assert not obs.done

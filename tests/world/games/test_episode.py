@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from world.games.episode import run_episode
-from world.games.policies import make_policy
+from world.games.drivers import make_driver
 
 
 class ScriptedGame:
@@ -24,16 +24,16 @@ class ScriptedGame:
         return self.obs
 
 
-def test_row_zero_is_the_reset_frame_then_the_policy_acts():
+def test_row_zero_is_the_reset_frame_then_the_driver_acts():
     game = ScriptedGame()
-    rows = list(run_episode(game, make_policy("actions", actions=[0, 3, 5, 7]), seed=4, steps=4))
+    rows = list(run_episode(game, make_driver("actions", actions=[0, 3, 5, 7]), seed=4, steps=4))
     assert game.resets == [4]
     assert [a for a, _ in rows] == [0, 3, 5, 7] and [o.step for _, o in rows] == [0, 1, 2, 3]
     assert [o.action for _, o in rows[1:]] == [3, 5, 7]
 
 
 def test_until_done_stops_after_the_row_that_ended_the_episode():
-    policy = make_policy("actions", actions=[0] + [1] * 9)
-    assert len(list(run_episode(ScriptedGame(end=3), policy, seed=0, steps=10, until_done=True))) == 4
-    rows = list(run_episode(ScriptedGame(end=3), policy, seed=0, steps=10))
+    driver = make_driver("actions", actions=[0] + [1] * 9)
+    assert len(list(run_episode(ScriptedGame(end=3), driver, seed=0, steps=10, until_done=True))) == 4
+    rows = list(run_episode(ScriptedGame(end=3), driver, seed=0, steps=10))
     assert len(rows) == 10 and all(o.done and o.step == 3 for _, o in rows[3:])

@@ -1,20 +1,22 @@
-"""Exploration policies that drive the real game to make training and evaluation rollouts.
+"""Exploration drivers: scripted players that drive the real game to make training and evaluation rollouts.
 
-A policy sees each `Observation` (frame, pose, done, step) and returns an action index into
-`world.actions.DOOM_ACTIONS`. Policies are seeded (their own `numpy.random.Generator`), so a seed gives the
-same choices for the same observations, and the game is deterministic, so (map, seed, policy, steps)
-fixes a rollout. They are registered by name in `POLICIES`; `make_policy(name, seed=..., **options)`.
+(Not to be confused with the memory policies of `memory/`, which decide what the model's KV cache keeps.)
+
+A driver sees each `Observation` (frame, pose, done, step) and returns an action index into
+`world.actions.DOOM_ACTIONS`. Drivers are seeded (their own `numpy.random.Generator`), so a seed gives the
+same choices for the same observations, and the game is deterministic, so (map, seed, driver, steps)
+fixes a rollout. They are registered by name in `DRIVERS`; `make_driver(name, seed=..., **options)`.
 
 - `random`: random actions held for several frames (persistence), biased to moving forward.
 - `wander`: walks forward with gentle curves; when the pose stops changing (a wall), turns about 90
   degrees (the same way again if blocked again right after).
 - `go-and-return`: repeated loops: walk out, turn around, walk back to the start point (closed loop on the
   pose, so it lands within a few map units of it) and turn to the start heading, so the last frame of a
-  loop revisits the first. Each finished loop is listed in `policy.loops`.
+  loop revisits the first. Each finished loop is listed in `driver.loops`.
 - `actions`: plays back a list of action names (an action file).
 
 Rollout convention (shared with `engine.rollout`): row t holds the frame produced by action t; row 0 is
-the reset frame and its action has no effect. So `policy.act` is not called for row 0.
+the reset frame and its action has no effect. So `driver.act` is not called for row 0.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ def wrap_deg(a: float) -> float:
     return (a + 180.0) % 360.0 - 180.0
 
 
-class Policy(ABC):
+class Driver(ABC):
     """Chooses one action per step from the observation. Subclasses keep their own seeded generator."""
 
-    name: str = "policy"
-    #: Whether the policy looks at `obs.depth` (the recorder then turns the game's depth map on).
+    name: str = "driver"
+    #: Whether the driver looks at `obs.depth` (the recorder then turns the game's depth map on).
     needs_depth: bool = False
 
     def __init__(self, seed: int = 0) -> None:
@@ -65,7 +67,7 @@ class Policy(ABC):
         return {"name": self.name, "seed": self.seed}
 
 
-class RandomPolicy(Policy):
+class RandomDriver(Driver):
     """Random actions held for `hold_min..hold_max` steps; forward-moving actions weighted `forward_bias`x."""
 
     name = "random"
@@ -90,7 +92,7 @@ class RandomPolicy(Policy):
         return {**super().describe(), "hold": [self.hold_min, self.hold_max]}
 
 
-class WanderPolicy(Policy):
+class WanderDriver(Driver):
     """Walks forward, curving now and then; turns away from walls.
 
     A wall is detected from the pose: less than `min_speed` map units of progress per step for
@@ -141,7 +143,7 @@ class WanderPolicy(Policy):
         return self._plan.pop(0)
 
 
-class GoAndReturnPolicy(Policy):
+class GoAndReturnDriver(Driver):
     """Loops of: walk out `out_min..out_max` steps, turn around, walk back to the start point, face the
     start heading, pause. Steering on the way back aims at the start point and stops pressing forward
     when the remaining momentum will carry the player there. `loops` lists finished loops as dicts with
@@ -288,7 +290,7 @@ class GoAndReturnPolicy(Policy):
         return {**super().describe(), "out": [self.out_min, self.out_max], "loops": self.loops}
 
 
-class ActionFilePolicy(Policy):
+class ActionFileDriver(Driver):
     """Plays back action names (row 0's name is recorded with the reset frame and has no effect).
 
     `actions`: a list of names or indices, or `path`: a JSON file holding a list of action names.
@@ -358,31 +360,31 @@ def load_action_file(path: str | Path) -> list[int]:
 
 
 @dataclass(frozen=True)
-class PolicyEntry:
-    factory: Callable[..., Policy]
+class DriverEntry:
+    factory: Callable[..., Driver]
     help: str
 
 
-POLICIES: dict[str, PolicyEntry] = {
-    "random": PolicyEntry(RandomPolicy, "random actions held several frames"),
-    "wander": PolicyEntry(WanderPolicy, "walk forward, turn away from walls"),
-    "go-and-return": PolicyEntry(GoAndReturnPolicy, "walk out, turn around, walk back to the start"),
-    "actions": PolicyEntry(ActionFilePolicy, "play back an action file (JSON list of names)"),
+DRIVERS: dict[str, DriverEntry] = {
+    "random": DriverEntry(RandomDriver, "random actions held several frames"),
+    "wander": DriverEntry(WanderDriver, "walk forward, turn away from walls"),
+    "go-and-return": DriverEntry(GoAndReturnDriver, "walk out, turn around, walk back to the start"),
+    "actions": DriverEntry(ActionFileDriver, "play back an action file (JSON list of names)"),
 }
 
 
-def make_policy(name: str, seed: int = 0, **options) -> Policy:
-    """Build the registered policy `name` with its own seed and options."""
+def make_driver(name: str, seed: int = 0, **options) -> Driver:
+    """Build the registered driver `name` with its own seed and options."""
     try:
-        entry = POLICIES[name]
+        entry = DRIVERS[name]
     except KeyError:
-        raise ValueError(f"unknown policy '{name}'; choose from {', '.join(POLICIES)}") from None
+        raise ValueError(f"unknown driver '{name}'; choose from {', '.join(DRIVERS)}") from None
     return entry.factory(seed=seed, **options)
 
 
-def policy_options(policy: str, tics_per_step: int) -> dict:
-    """Options that keep a policy's turn and arrival tolerances sensible when one step is several game tics."""
-    if policy != "go-and-return" or tics_per_step == 1:
+def driver_options(driver: str, tics_per_step: int) -> dict:
+    """Options that keep a driver's turn and arrival tolerances sensible when one step is several game tics."""
+    if driver != "go-and-return" or tics_per_step == 1:
         return {}
     return {"face_tol": tics_per_step * TURN_DEG_PER_TIC / 2 + 0.01, "arrive_tol": 4.0 * tics_per_step,
             "tics_per_step": tics_per_step}
