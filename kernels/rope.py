@@ -47,9 +47,10 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
         `(cos, sin)`, each `[S, dims // 2]`. Angles are formed in float64 so large positions keep their
         precision; the tables are then cast to `dtype`. Recently built tables are reused, so positions
         shared by every layer and denoising step of a chunk are turned into tables once: on the CPU the cache
-        is keyed by the positions' values; on other devices by the tensor's storage, shape, strides and
-        version counter (no device sync; tensors without a version counter, i.e. inference tensors, are
-        recomputed each time).
+        is keyed by the positions' values, and a miss on integer positions in `[0, 8192)` gathers rows of
+        one table per (spec, dtype) instead of computing angles; on other devices the cache is keyed by the
+        tensor's storage, shape, strides and version counter (no device sync; tensors without a version
+        counter, i.e. inference tensors, are recomputed each time).
     """
     return _tables(pos, spec, dtype)[:2]
 
@@ -71,9 +72,7 @@ def _tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torc
         if hit is not None:
             _TABLES.move_to_end(key)
             return hit[1:]
-    angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)
-    cos, sin = torch.stack((angle.cos(), angle.sin())).to(dtype).unbind(0)
-    tables = (cos, sin, torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1))
+    tables = _gathered(pos, spec, dtype) or _compute(pos, spec, dtype)
     if key is not None:
         _TABLES[key] = (pos, *tables)  # holding `pos` keeps its storage (so its data_ptr) from being reused
         if len(_TABLES) > _TABLE_CACHE_SIZE:
@@ -81,6 +80,37 @@ def _tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torc
     return tables
 
 
+def _compute(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """`(cos, sin, cos2, sin2)` for `pos`: angles in float64, then cast to `dtype`."""
+    angle = pos.to(torch.float64)[:, None] * inv_frequencies(spec, pos.device)
+    cos, sin = torch.stack((angle.cos(), angle.sin())).to(dtype).unbind(0)
+    return cos, sin, torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+
+
+def _gathered(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...] | None:
+    """Rows of the position table for non-negative integer CPU positions (None otherwise)."""
+    if pos.device.type != "cpu" or pos.is_floating_point() or not pos.numel():
+        return None
+    lo, hi = torch.aminmax(pos)
+    if int(lo) < 0 or int(hi) >= _POSITION_TABLE_MAX:  # reading values costs no device sync here
+        return None
+    idx = pos if pos.dtype == torch.int64 else pos.long()
+    return tuple(t.index_select(0, idx) for t in _position_table(spec, dtype, int(hi) + 1))
+
+
+def _position_table(spec: RopeSpec, dtype: torch.dtype, need: int) -> tuple[torch.Tensor, ...]:
+    """The CPU tables of positions `0..n-1` (`n >= need`, a power of two at least 1024)."""
+    key = (spec.dims, spec.theta, dtype)
+    table = _POSITION_TABLES.get(key)
+    if table is None or table[0].shape[0] < need:
+        n = max(1024, 1 << (need - 1).bit_length())
+        table = _compute(torch.arange(n), spec, dtype)
+        _POSITION_TABLES[key] = table
+    return table
+
+
+_POSITION_TABLE_MAX = 8192  # positions past it (long sessions under `absolute` positions) are computed
+_POSITION_TABLES: dict[tuple, tuple[torch.Tensor, ...]] = {}
 _TABLE_CACHE_SIZE = 32
 _TABLES: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
 

@@ -37,10 +37,11 @@ class FrameArchive:
     def __init__(self, spec, capacity: int, device, fov: float = 90.0, distance_scale: float = 128.0) -> None:
         pin = torch.device(device).type == "cuda"
         shape = (capacity, spec.layers, spec.heads, spec.tokens_per_frame, spec.head_dim)
-        # uninitialised: a slot is read only after it was written, and a session starts without touching
-        # (and paying for) every page of an archive of tens of MB
-        self.k = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
-        self.v = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        # written (so paged in) at creation: admission charges the session these bytes anyway
+        # (`memory.footprint`), and first-touch page faults would otherwise land in the frame loop, a few
+        # tenths of a millisecond per frame over the first `capacity` frames
+        self.k = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.v = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
         self._frames = np.full(capacity, -1, dtype=np.int64)  # frame id per slot
         self._poses = np.zeros((capacity, 3), dtype=np.float64)  # pose per slot
@@ -95,15 +96,18 @@ class FrameArchive:
         n = min(self.written, self.capacity)
         if pose is None or k <= 0 or n == 0:
             return []
-        p = np.asarray(pose, dtype=np.float64)
-        poses, frames = self._poses[:n], self._frames[:n]
-        dang = np.abs((p[2] - poses[:, 2] + 180.0) % 360.0 - 180.0)
-        dist = np.hypot(p[0] - poses[:, 0], p[1] - poses[:, 1])
-        score = np.maximum(0.0, 1.0 - dang / self.fov) * np.exp(-dist / self.distance_scale)
-        if exclude:
-            score[np.isin(frames, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))] = 0.0
-        order = np.lexsort((-frames, -score))[:k]
-        return [int(frames[i]) for i in order if score[i] > 0.0]
+        d = self._poses[:n] - np.asarray(pose, dtype=np.float64)
+        frames = self._frames[:n]
+        dang = np.abs((180.0 - d[:, 2]) % 360.0 - 180.0)
+        score = np.maximum(0.0, 1.0 - dang / self.fov) * np.exp(-np.hypot(d[:, 0], d[:, 1]) / self.distance_scale)
+        out = []
+        for i in np.lexsort((-frames, -score)):  # best first; usually stops after k (exclusions are rare)
+            if score[i] <= 0.0 or len(out) == k:
+                break
+            frame = int(frames[i])
+            if frame not in exclude:
+                out.append(frame)
+        return out
 
     def frames_kv(self, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of archived `frames`, all layers: two `[len(frames), layers, H, F, D]` (host)."""

@@ -63,6 +63,15 @@ def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from:
     (`pose_from="model"`), the real game's pose of the chunk's first frame (`"game"`) or none (`"none"`).
     Returns (uint8 frames `[frames, H, W, 3]` incl. the seed frame, per-frame generation seconds
     `[frames - 1]`: each chunk's wall time spread over its frames)."""
+    return free_runs(model, {None: memory}, episode, seed, frames, pose_from)[None]
+
+
+def free_runs(model, memories: dict, episode: Episode, seed: int, frames: int, pose_from: str) -> dict:
+    """`free_run` on each of `memories` (`{key: memory}`), stepped in lockstep: every session generates
+    chunk i before any generates chunk i + 1, in an order that rotates each chunk. Timings of different
+    memories are then taken under the same machine conditions, chunk by chunk (this machine's speed
+    wanders by 10-30 % over minutes), and none is always first. Noise depends on (seed, chunk, step) only,
+    so each rollout is the one `free_run` gives. Returns `{key: (frames, seconds)}`."""
     import numpy as np
 
     from engine.session import Session
@@ -70,16 +79,21 @@ def free_run(model, memory, episode: Episode, seed: int, frames: int, pose_from:
     spec = model.spec
     k = spec.chunk_frames
     first = episode.frames[0] if episode.frames is not None else np.full(spec.frame_shape, 128, np.uint8)
-    session = Session(model, first, seed=seed, memory_factory=lambda *_: memory,
-                      pose_source=_pose_source(episode, pose_from))
-    out, times = [first], []
-    while len(out) < frames:
-        t0 = time.perf_counter()
-        i = len(out)
-        chunk = session.generate([episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)])
-        out.extend(chunk.frames)
-        times += [(time.perf_counter() - t0) / k] * k
-    return np.stack(out[:frames]), times[: frames - 1]
+    sessions = {key: Session(model, first, seed=seed, memory_factory=lambda *_, m=mem: m,
+                             pose_source=_pose_source(episode, pose_from)) for key, mem in memories.items()}
+    keys = list(sessions)
+    out = {key: [first] for key in keys}
+    times: dict = {key: [] for key in keys}
+    i, turn = 1, 0
+    while i < frames:
+        actions = [episode.actions[min(i + j, len(episode.actions) - 1)] for j in range(k)]
+        for key in keys[turn:] + keys[:turn]:
+            t0 = time.perf_counter()
+            chunk = sessions[key].generate(actions)
+            times[key] += [(time.perf_counter() - t0) / k] * k
+            out[key].extend(chunk.frames)
+        i, turn = i + k, (turn + 1) % len(keys)
+    return {key: (np.stack(out[key][:frames]), times[key][: frames - 1]) for key in keys}
 
 
 def _pose_source(episode: Episode, pose_from: str):

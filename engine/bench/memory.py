@@ -13,9 +13,12 @@ Protocol, for a model (`--model`, default "default") and a horizon of N frames:
 3. Free-running: each policy generates its own rollout on the same actions with the same noise (drawn
    from seed, chunk and step): `psnr_vs_full` against the full-cache rollout, `psnr_vs_game` against the
    real frames, `revisit_psnr` = the model's frames on return vs the real game's frames at those steps.
-   `ms_per_frame` is the mean wall time per generated frame over the whole rollout (where `full` holds on
-   average half the horizon), `ms_per_frame_at_horizon` the mean over its last 32 frames (where `full`
-   holds about the horizon: the figure to compare policies' speed by), `overhead_ms` the policy's own share per section
+   The timed rollouts run in lockstep (`engine.bench.episodes.free_runs`: every policy generates chunk i,
+   in a rotating order, before any generates chunk i + 1), so every policy is timed under the same machine
+   conditions. `ms_per_frame` is the mean wall time per generated frame over the whole rollout (where
+   `full` holds on average half the horizon), `ms_per_frame_at_horizon` the mean over its last 64 frames
+   (where `full` holds about the horizon: the figure to compare policies' speed by; `--horizon 320` times
+   a steady state after 256 frames of history), `overhead_ms` the policy's own share per section
    (scoring, compaction, merge, archive, retrieval, head profiling; measured on the CPU only, since the
    section timers would add device syncs on a GPU). PSNR is `engine.bench.metrics.psnr` (capped at 100 dB:
    identical frames).
@@ -35,12 +38,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.bench.episodes import free_run, game_episode, random_episode
+from engine.bench.episodes import free_run, free_runs, game_episode, random_episode
 from engine.bench.metrics import psnr
 from engine.bench.shadow import ShadowMemory
 from engine.keyvalues import parse_key_values
 
-AT_HORIZON_FRAMES = 32  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
+AT_HORIZON_FRAMES = 64  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
 DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
 
 
@@ -148,9 +151,11 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     mems, _ = make_memories(spec, policies, fracs, n, device, overrides)
-    for (policy, frac), mem in mems.items():
+    for mem in mems.values():
         mem.profile = not str(device).startswith("cuda")  # section timers sync the device: CPU only
-        frames, times = free_run(model, mem, play, args.seed, n, pose_from)
+    timed = free_runs(model, mems, play, args.seed, n, pose_from)  # in lockstep: paired timings
+    for (policy, frac), mem in mems.items():
+        frames, times = timed.pop((policy, frac))
         generated = max(len(times), 1)
         tail = times[-AT_HORIZON_FRAMES:]
         err, mass = shadow_stats[(policy, frac)]

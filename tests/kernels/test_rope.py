@@ -85,3 +85,16 @@ def test_reference_is_differentiable():
     y = apply_rope_ref(x, torch.arange(5), RopeSpec(4))
     y.pow(2).sum().backward()
     torch.testing.assert_close(x.grad, 2 * x.detach())  # a rotation preserves norms: d|Rx|^2/dx = 2x
+
+
+@pytest.mark.parametrize("pos", [torch.tensor([0, 5, 1023, 1024, 5000, 9000]), torch.tensor([7, 3, 7], dtype=torch.int32),
+                                 torch.tensor([-2, 4]), torch.tensor([0.5, 3.0])])
+def test_cpu_table_rows_equal_computed_angles(pos):
+    """Integer positions are gathered from a position table (grown past 1024 as needed), negative and
+    float ones computed: both give exactly the float64 angles cast to the table dtype."""
+    spec = RopeSpec(8, theta=500.0)
+    angle = pos.to(torch.float64)[:, None] * 500.0 ** (-2.0 * torch.arange(4, dtype=torch.float64) / 8)
+    for dtype in (torch.float32, torch.bfloat16):
+        cos, sin = rope_tables(pos, spec, dtype)
+        assert cos.dtype == dtype and cos.shape == (len(pos), 4)
+        assert torch.equal(cos, angle.cos().to(dtype)) and torch.equal(sin, angle.sin().to(dtype))
