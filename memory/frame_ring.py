@@ -1,4 +1,5 @@
-"""Preallocated per-layer stores: frame-granular rings and score-compacted token pools.
+"""Frame-granular regions of a layer's cache (sink, recent, retrieved): `FrameRing`, one layer's frames
+in preallocated slots, and `RingStack`, one region of every layer on stacked buffers.
 
 All buffers are allocated once (the unbounded `full` reference without a horizon is the one exception: it
 doubles its capacity when full). Writes use slicing / `index_copy_`; occupancy is a Python int derived
@@ -8,27 +9,10 @@ syncs.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from kernels.view import KVSegment
-
-
-class Tokens(NamedTuple):
-    """A batch of cached tokens in full precision moving between regions.
-
-    k, v: `[H, n, D]` pre-RoPE keys and values. frame: `[n]` int64 absolute frame. hw: `[n]` int64 index
-    inside the frame. score: `[n]` float32 policy score (higher = keep). count: `[n]` float32 multiplicity
-    (merged tokens; `-inf` scores mark empty entries).
-    """
-
-    k: torch.Tensor
-    v: torch.Tensor
-    frame: torch.Tensor
-    hw: torch.Tensor
-    score: torch.Tensor
-    count: torch.Tensor
+from memory.tokens import Tokens
 
 
 class FrameRing:

@@ -13,9 +13,9 @@ import torch
 
 from kernels.view import KVSegment
 from memory.layout import Layout, quant_group
-from memory.pools import TokenPool
-from memory.poolstack import PoolStack
-from memory.regions import FrameRing, RingStack
+from memory.token_pool import TokenPool
+from memory.token_pool_stack import PoolStack
+from memory.frame_ring import FrameRing, RingStack
 
 
 @dataclass
@@ -74,7 +74,8 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     """The cached part of `layer`'s view at `clock` under position policy `pp`.
 
     `shared` caches, for one chunk, the positions of the frame-granular regions (sink, retrieved,
-    recent), which hold the same frames in the same slots in every layer before that layer's commit.
+    recent), which hold the same frames in the same slots in every layer before that layer's commit, and
+    may hold `mid` `[L, used]`: every layer's pool positions at once (stacked pools).
     """
     f = store.recent.f
     segs = []
@@ -82,9 +83,10 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
         if "sink" not in shared:
             shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
         segs.append(store.sink.segment(shared["sink"]))
-    for pool in (store.mid, store.spill):
+    for name, pool in (("mid", store.mid), ("spill", store.spill)):
         if pool is not None and pool.used:
-            segs.append(pool.segment(pp.tail(pool.frame[:pool.used], clock, "pool"), pool.bias()))
+            pos = shared[name][layer] if name in shared else pp.tail(pool.frame[:pool.used], clock, "pool")
+            segs.append(pool.segment(pos, pool.bias()))
     if store.retrieved is not None and store.retrieved.frames:
         if "retrieved" not in shared:
             shared["retrieved"] = frame_positions(pp.retrieved(clock), store.retrieved, f, device)
@@ -121,11 +123,12 @@ def slot_tokens(store: LayerStore) -> torch.Tensor:
 
 def frame_positions(per_frame: list[int], ring: FrameRing, f: int, device) -> torch.Tensor:
     """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
-    pos = torch.empty(ring.slots_used, dtype=torch.int64)
-    for i, p in enumerate(per_frame):
-        slot = (ring.written - len(ring.frames) + i) % ring.capacity
-        pos[slot * f:(slot + 1) * f] = p
-    return pos.to(device)
+    n = len(per_frame)
+    values = torch.tensor(per_frame, dtype=torch.int64)
+    first = (ring.written - n) % ring.capacity  # the slot of the oldest held frame; slots follow frame order
+    if first:  # a wrapped ring: frame i sits in slot (first + i) % capacity
+        values = values.roll(first)
+    return values.repeat_interleave(f).to(device)
 
 
 def segment_names(store: LayerStore) -> list[str]:

@@ -4,7 +4,9 @@ Per layer a `LayerStore` holds the regions of the memory design: `sink` (first f
 (FIFO of the newest frames), `mid` (a score-selected token pool, full precision / int8 / int4 / merged),
 `spill` (a low-bit pool for what `mid` evicts) and `retrieved` (frames pulled back from the pose-indexed
 host archive). Which regions exist and how they are scored and positioned is the policy
-(`memory.policies`); this class is the same for all of them.
+(`memory.policies`); this class is the same for all of them. Its parts live beside it: the regions in
+`memory.layer_store` (`frame_ring`, `token_pool`, `token_pool_stack`), what happens to frames leaving
+`recent` in `memory.demotion`, bytes and stats in `memory.accounting`, section timers in `memory.timing`.
 
 Loop contract (the model/engine side):
 
@@ -18,25 +20,23 @@ No host syncs happen in `view`/`commit`: occupancy and the frame clock are Pytho
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager, nullcontext
-
 import torch
 
 from kernels.view import KVSegment, KVView
+from memory import accounting
 from memory.config import PolicyConfig
+from memory.demotion import Demotion
 from memory.errors import BudgetError
 from memory.heads import MIN_HISTORY_FRAMES, HeadGroups
 from memory.layout import Layout, plan_layout, resolve_budget
 from memory.merge import TokenMerger
 from memory.policies import resolve
 from memory.positions import Clock, make_position_policy
-from memory.regions import Tokens
+from memory.tokens import Tokens
 from memory.scorers import make_scorer
 from memory.spatial import FrameArchive
-from memory.store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
-
-_UNTIMED = nullcontext()
+from memory.layer_store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
+from memory.timing import SectionTimer
 
 
 class MemoryManager:
@@ -72,8 +72,9 @@ class MemoryManager:
             self.heads.load(cfg.head_profile)
         self.archive = (FrameArchive(spec, cfg.archive_frames, self.device, cfg.fov_degrees, cfg.retrieval_distance)
                         if cfg.archive_frames else None)
-        self.profile = False  # True: time the policy's own work per section (adds device syncs)
-        self.timings: dict[str, float] = {}
+        self.timer = SectionTimer(self.device)
+        self.demotion = Demotion(spec.tokens_per_frame, self.scorer, self.merger, self.archive, self.stack,
+                                 self._timed)
         self.frames_committed = 0
         self._open = False
         self._committed: set[int] = set()
@@ -187,12 +188,12 @@ class MemoryManager:
         store.segments = None
         if self.batched:  # every layer displaces the same frames; demote them all after the last commit
             if len(self._committed) == s.layers:
-                self._demote_all(displaced)
+                self.demotion.all_layers(self.layers, self._stage_all, displaced)
             return
         if displaced:
             m = len(displaced) * f
-            self._demote(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m] for t in self._stages[layer])),
-                         displaced)
+            self.demotion.layer(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m]
+                                                       for t in self._stages[layer])), displaced)
         if store.mid is not None:
             with self._timed("score"):
                 self.scorer.rescore(layer, store.mid)
@@ -209,49 +210,7 @@ class MemoryManager:
         self._committed.clear()
         self._open = False
 
-    # ------------------------------------------------------------------ demotion (what leaves `recent`)
-    def _demote(self, layer: int, store: LayerStore, tokens: Tokens, frames: list[int]) -> None:
-        """Frames leaving `recent`: archive them, then let them compete for the mid pool (merging first),
-        and pass what the mid pool evicts to the spill tier."""
-        if self.archive is not None:
-            with self._timed("archive"):
-                self.archive.put(layer, frames, tokens.k, tokens.v)
-        if store.mid is None:
-            return
-        with self._timed("score"):
-            tokens = tokens._replace(score=self.scorer.score(layer, tokens, store), count=torch.ones_like(tokens.score))
-        f = self.spec.tokens_per_frame
-        for i, frame in enumerate(frames):  # one frame at a time so merges see the previous frame
-            part = Tokens(*(t[:, i * f:(i + 1) * f] if t.ndim == 3 else t[i * f:(i + 1) * f] for t in tokens))
-            merged = None
-            if self.merger is not None:
-                with self._timed("merge"):
-                    part, merged = self.merger.merge(layer, store.mid, part)
-            with self._timed("compact_mid"):
-                evicted = store.mid.add(part, frame, want_evicted=store.spill is not None)
-            if merged is not None:
-                self.merger.after_add(layer, store.mid, part, merged)
-            if evicted is not None:
-                with self._timed("compact_spill"):
-                    store.spill.add(evicted, store.mid.min_frame)
-
-    def _demote_all(self, frames: list[int]) -> None:
-        """`_demote` for every layer at once (stacked mid pools, or none): archive, score, compact."""
-        if frames:
-            m = len(frames) * self.spec.tokens_per_frame
-            tokens = Tokens(*(t[:, :, :m] if t.ndim == 4 else t[:, :m] for t in self._stage_all))
-            if self.archive is not None:
-                with self._timed("archive"):
-                    self.archive.put_layers(frames, tokens.k, tokens.v)
-            if self.stack is not None:
-                with self._timed("score"):
-                    tokens = tokens._replace(score=self.scorer.score_all(tokens, self.layers, self.stack))
-                with self._timed("compact_mid"):
-                    self.stack.add(tokens, frames[0])
-        if self.stack is not None:
-            with self._timed("score"):
-                self.scorer.rescore_all(self.layers, self.stack)
-
+    # ------------------------------------------------------------------ retrieval
     def _retrieve(self, pose) -> None:
         """Fill every layer's `retrieved` region with the archived frames that best match `pose`."""
         if pose is None:
@@ -278,19 +237,20 @@ class MemoryManager:
 
     def _timed(self, name: str):
         """Section timer when `profile` is on (a no-op context otherwise)."""
-        return self._timer(name) if self.profile else _UNTIMED
+        return self.timer(name)
 
-    @contextmanager
-    def _timer(self, name: str):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+    @property
+    def profile(self) -> bool:
+        """True: time the policy's own work per section into `timings` (adds device syncs on a GPU)."""
+        return self.timer.enabled
+
+    @profile.setter
+    def profile(self, on: bool) -> None:
+        self.timer.enabled = bool(on)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.timer.timings
 
     # ------------------------------------------------------------------ positions and segments
     def _make_clock(self) -> Clock:
@@ -307,6 +267,8 @@ class MemoryManager:
                      recent_frames=tuple(st.recent.frames), pool_lo=pool_lo)
 
     def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
+        if self.stack is not None and self.stack.used and "mid" not in self._shared_pos:
+            self._shared_pos["mid"] = self.positions.tail(self.stack.frame[:, :self.stack.used], self._clock, "pool")
         return build_segments(store, layer, self._clock, self.positions, self.heads, self.device, self._shared_pos)
 
     def slot_tokens(self, layer: int) -> torch.Tensor:
@@ -378,20 +340,7 @@ class MemoryManager:
 
     def region_bytes(self) -> dict[str, int]:
         """Bytes held per region, summed over layers (Python ints; no device sync)."""
-        lay = self.layout
-        tb = lay.frame_bytes // self.spec.tokens_per_frame
-        out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0}
-        for st in self.layers:
-            out["recent"] += st.recent.held_bytes(tb)
-            if st.sink is not None:
-                out["sink"] += st.sink.held_bytes(tb)
-            if st.retrieved is not None:
-                out["retrieved"] += st.retrieved.held_bytes(tb)
-            if st.mid is not None:
-                out["mid"] += st.mid.used * lay.mid_token_bytes
-            if st.spill is not None:
-                out["spill"] += st.spill.used * lay.spill_token_bytes
-        return out
+        return accounting.region_bytes(self)
 
     def kv_bytes(self) -> int:
         """Bytes of keys/values currently held, all layers, all tiers (scales and merge counts included)."""
@@ -399,41 +348,8 @@ class MemoryManager:
 
     def allocated_bytes(self) -> int:
         """Bytes of the preallocated cache buffers (>= kv_bytes; <= the budget for managed policies)."""
-        total = 0
-        for st in self.layers:
-            for region in (st.recent, st.sink, st.retrieved, st.mid, st.spill):
-                if region is not None:
-                    total += region.allocated_bytes()
-        return total
+        return accounting.allocated_bytes(self)
 
     def stats(self) -> dict:
         """JSON-able summary: policy, budget, bytes per region and tier, capacities, positions."""
-        lay = self.layout
-        tiers = {"full": 0, "int8": 0, "int4": 0, "merged": 0}
-        rb = self.region_bytes()
-        tiers["full"] = rb["sink"] + rb["recent"] + rb["retrieved"]
-        for region, bits in (("mid", lay.mid_bits), ("spill", lay.spill_bits)):
-            key = "merged" if lay.merged else {0: "full", 8: "int8", 4: "int4"}[bits]
-            tiers[key] += rb[region]
-        return {
-            "policy": self.cfg.name,
-            "budget_bytes": lay.budget_bytes,
-            "kv_bytes": sum(rb.values()),
-            "allocated_bytes": self.allocated_bytes(),
-            "bytes_per_region": rb,
-            "bytes_per_tier": tiers,
-            "frames_committed": self.frames_committed,
-            "capacity": {"sink_frames": lay.sink_frames, "recent_frames": lay.recent_frames,
-                         "mid_tokens": lay.mid_tokens, "spill_tokens": lay.spill_tokens,
-                         "retrieved_frames": lay.retrieved_frames},
-            "positions": self.cfg.positions,
-            "max_position": self.max_position,
-            "scorer": self.cfg.scorer,
-            "scorer_trained": self.scorer.trained,
-            "events": dict(self.events_seen),
-            "archive_bytes": self.archive.nbytes() if self.archive is not None else 0,
-            "archived_frames": min(self.archive.written, self.archive.capacity) if self.archive is not None else 0,
-            "retrieved": list(self.layers[0].retrieved.frames) if self.layers[0].retrieved else [],
-            "static_heads": self.heads.to_json()["static"] if self.heads is not None and self.heads.ready else None,
-            "timings_s": dict(self.timings),
-        }
+        return accounting.stats(self)

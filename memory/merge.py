@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from memory.pools import TokenPool
-from memory.regions import Tokens
+from memory.token_pool import TokenPool
+from memory.tokens import Tokens
 
 
 class TokenMerger:

@@ -4,7 +4,7 @@ One small strategy object per method, chosen by name from `SCORERS` (no if-chain
 tokens leaving the recent window when they enter a pool (`score`), may refresh the scores of what a pool
 already holds after each commit (`rescore`), and gets the commit pass's clean queries (`observe`). All of
 it is tensor code at commit time: no host syncs. When the mid pools of all layers are stacked
-(`memory.poolstack.PoolStack`), the manager calls `score_all` / `rescore_all` once per chunk for every
+(`memory.token_pool_stack.PoolStack`), the manager calls `score_all` / `rescore_all` once per chunk for every
 layer; their defaults loop over the per-layer methods, and `mass`/`salience` run them as one batch.
 
 * `recency`: FIFO (newer frame = higher score).
@@ -28,7 +28,7 @@ import math
 import torch
 
 from kernels.scores import participation_scores, segment_similarity
-from memory.regions import Tokens
+from memory.tokens import Tokens
 
 QUERY_SAMPLES = 32  # clean queries per layer used by attention-mass scores
 

@@ -16,7 +16,7 @@ import torch
 
 from kernels.quant import dequantize, quantize
 from kernels.view import KVSegment
-from memory.regions import Tokens
+from memory.tokens import Tokens
 
 
 class TokenPool:
@@ -30,7 +30,7 @@ class TokenPool:
     def __init__(self, *, capacity: int, heads: int, head_dim: int, dtype: torch.dtype, device,
                  bits: int = 0, group: int = 0, merged: bool = False, buffers: dict | None = None) -> None:
         """`buffers`: preallocated full-precision `k`, `v`, `frame`, `hw`, `score`, `count` of the shapes
-        above to use instead of allocating (a layer's slice of a `memory.poolstack.PoolStack`)."""
+        above to use instead of allocating (a layer's slice of a `memory.token_pool_stack.PoolStack`)."""
         if capacity < 1:
             raise ValueError("a TokenPool needs capacity >= 1")
         self.capacity, self.bits, self.group, self.merged, self.dtype = capacity, bits, group, merged, dtype

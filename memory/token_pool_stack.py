@@ -20,8 +20,8 @@ import math
 
 import torch
 
-from memory.pools import TokenPool
-from memory.regions import Tokens
+from memory.token_pool import TokenPool
+from memory.tokens import Tokens
 
 
 class PoolStack:
@@ -86,18 +86,17 @@ class PoolStack:
         cap, m = self.capacity, tokens.k.shape[2]
         scores = torch.cat((self.score[:, :cap], tokens.score), 1)  # [L, cap + m]
         holes = torch.topk(scores, m, dim=1, largest=False, sorted=False).indices
-        dest = torch.sort(holes, dim=1).values  # pool holes first, then losing arrivals (>= cap)
+        dest = torch.sort(holes, dim=1).values.clamp_(max=cap)  # pool holes first; losing arrivals: the dump row
         lost = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, holes, True)
         order = torch.argsort(lost[:, cap:].to(torch.int8), dim=1, stable=True)  # winning arrivals first
-        dest = torch.clamp(dest, max=cap)  # losing arrivals go to the dump row
+        slot = torch.empty_like(dest).scatter_(1, order, dest)  # arrival j -> its slot (or the dump row)
         for name in _BUFFERS:
             src, dst = getattr(tokens, name), getattr(self, name)
             if dst.ndim == 4:
                 l, h, _, d = src.shape
-                src = torch.gather(src, 2, order[:, None, :, None].expand(l, h, m, d))
-                dst.scatter_(2, dest[:, None, :, None].expand(l, h, m, d), src)
+                dst.scatter_(2, slot[:, None, :, None].expand(l, h, m, d), src)
             else:
-                dst.scatter_(1, dest, torch.gather(src, 1, order))
+                dst.scatter_(1, slot, src)
 
 
 _BUFFERS = ("k", "v", "frame", "hw", "score", "count")

@@ -27,7 +27,7 @@ import torch
 
 from memory import MemoryManager
 from memory.salience import SalienceHead
-from memory.store import new_stores, segment_names
+from memory.layer_store import new_stores, segment_names
 
 from memtest import chunk_qkv, tiny_spec
 

@@ -10,7 +10,7 @@ from kernels.view import KVSegment, KVView, RopeSpec
 from memory import MemoryManager
 from memory.salience import SalienceHead, load_salience_head, sse_targets
 from memory.spatial import FrameArchive, view_overlap
-from memory.store import segment_names
+from memory.layer_store import segment_names
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 

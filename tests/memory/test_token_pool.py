@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memory.layout import quant_group, token_bytes
-from memory.pools import TokenPool
-from memory.regions import Tokens
+from memory.token_pool import TokenPool
+from memory.tokens import Tokens
 
 
 def tokens(n, h=2, d=8, seed=0, frame0=0, score=None):
