@@ -13,16 +13,16 @@ import sys
 
 # name -> (module, one-line help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "play": ("engine.commands.play", "play the default neural game (local server + pygame client)"),
-    "serve": ("engine.commands.serve", "serve a world model over ZeroMQ"),
-    "client": ("engine.commands.client", "connect the pygame client to a server"),
-    "record": ("engine.commands.record", "record rollouts of the real game (Doom)"),
-    "inspect": ("engine.commands.inspect", "validate and summarise a rollout directory"),
-    "replay": ("engine.commands.replay", "show a recorded rollout, or regenerate it with a model"),
-    "rollout": ("engine.commands.rollout", "run a model on a rollout's actions and write a rollout"),
-    "train": ("engine.commands.train", "train a world model"),
-    "train-salience": ("engine.commands.train_salience", "distil the learned salience head"),
-    "bench": ("engine.commands.bench", "benchmarks; each prints a JSON object as its last line with --json"),
+    "play": ("reverie.engine.commands.play", "play the default neural game (local server + pygame client)"),
+    "serve": ("reverie.engine.commands.serve", "serve a world model over ZeroMQ"),
+    "client": ("reverie.engine.commands.client", "connect the pygame client to a server"),
+    "record": ("reverie.engine.commands.record", "record rollouts of the real game (Doom)"),
+    "inspect": ("reverie.engine.commands.inspect", "validate and summarise a rollout directory"),
+    "replay": ("reverie.engine.commands.replay", "show a recorded rollout, or regenerate it with a model"),
+    "rollout": ("reverie.engine.commands.rollout", "run a model on a rollout's actions and write a rollout"),
+    "train": ("reverie.engine.commands.train", "train a world model"),
+    "train-salience": ("reverie.engine.commands.train_salience", "distil the learned salience head"),
+    "bench": ("reverie.engine.commands.bench", "benchmarks; each prints a JSON object as its last line with --json"),
 }
 
 

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine import protocol as P
-from memory.footprint import Footprint
+from reverie.engine import protocol as P
+from reverie.memory.footprint import Footprint
 
 
 @dataclass(frozen=True, slots=True)

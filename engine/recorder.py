@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.rollout import BackgroundRolloutWriter, RolloutMeta
+from reverie.engine.rollout import BackgroundRolloutWriter, RolloutMeta
 
 def _torch_threads() -> int:
     import torch

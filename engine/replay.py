@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.session import Session, default_memory_factory
+from reverie.engine.session import Session, default_memory_factory
 
 
 def replay_session(rollout, model, *, memory_factory=None) -> Session:

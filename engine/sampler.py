@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from world.contract import AttentionMemory, WorldModel
+from reverie.world.contract import AttentionMemory, WorldModel
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads nearby (seed, chunk, step) apart
 

@@ -28,14 +28,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine import protocol as P
-from engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
-from engine.hello import SessionRequest, check_hello
-from engine.ratelimit import Limiter, Rate
-from engine.recorder import Recorder
-from engine.scheduler import Admission, AdmissionError, RoundRobin
-from engine.session import MemoryFactory, Session, default_memory_factory
-from memory.footprint import RECACHE_CHUNKS, Footprint, session_bytes
+from reverie.engine import protocol as P
+from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
+from reverie.engine.hello import SessionRequest, check_hello
+from reverie.engine.ratelimit import Limiter, Rate
+from reverie.engine.recorder import Recorder
+from reverie.engine.scheduler import Admission, AdmissionError, RoundRobin
+from reverie.engine.session import MemoryFactory, Session, default_memory_factory
+from reverie.memory.footprint import RECACHE_CHUNKS, Footprint, session_bytes
 
 log = logging.getLogger("reverie.server")
 

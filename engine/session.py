@@ -37,10 +37,10 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
-from memory.footprint import RECACHE_CHUNKS
-from world.contract import WorldModel
-from world.pose import advance_pose
+from reverie.engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
+from reverie.memory.footprint import RECACHE_CHUNKS
+from reverie.world.contract import WorldModel
+from reverie.world.pose import advance_pose
 
 
 class MemoryLike(Protocol):
@@ -64,7 +64,7 @@ PoseSource = Callable[[int], "tuple[float, float, float] | None"]
 
 
 def default_memory_factory(spec, policy: str, budget_bytes: int | None) -> MemoryLike:
-    from memory import MemoryManager
+    from reverie.memory import MemoryManager
 
     return MemoryManager.create(spec, policy=policy, budget_bytes=budget_bytes)
 
@@ -262,7 +262,7 @@ class Session:
         """Record every frame from now on into the rollout directory `path` (written off the hot path),
         played back at `fps` (default: the model's real-time rate)."""
         if self.recorder is None:
-            from engine.recorder import Recorder
+            from reverie.engine.recorder import Recorder
 
             self.recorder = Recorder(path, self.model, seed_frame=self.seed_frame, seed=self.seed,
                                      policy=self.policy, budget_bytes=self.budget_bytes,

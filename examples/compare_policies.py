@@ -23,7 +23,7 @@ COLUMNS = ("policy", "budget_frac", "attn_rel_err", "retained_mass", "psnr_vs_fu
 
 def run_bench(bench_args: list[str]) -> dict:
     """Run `reverie bench memory --json` in-process and return its JSON object."""
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.commands.play import free_port, start_server, stop_server  # noqa: E402
+from reverie.engine.commands.play import free_port, start_server, stop_server  # noqa: E402
 
 
 def scripted_keys(i: int) -> set[str]:
@@ -40,7 +40,7 @@ def main() -> int:
     args = parser.parse_args()
     kwargs = args.model_kwargs or json.dumps({"pretrained": False, "config": "tiny"} if args.tiny else {})
     if not args.bot and not args.screenshot:
-        from engine.cli import main as reverie
+        from reverie.engine.cli import main as reverie
 
         return reverie(["play", "--model-kwargs", kwargs])
 
@@ -52,7 +52,7 @@ def main() -> int:
     try:
         if args.screenshot:
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen
-            from input.app import ClientConfig, GameClient
+            from reverie.input.app import ClientConfig, GameClient
 
             # rate "max": the scripted walk is timed in loop ticks and the documented screenshot was taken
             # with frames asked for as fast as they come (played by hand, `reverie play` keeps game speed)
@@ -61,8 +61,8 @@ def main() -> int:
             summary = client.run()
             print(f"saved {args.screenshot} after {summary['frames']} frames")
             return 0
-        from input.bot import PATROL, load_actions, run_bot
-        from input.net import Connection
+        from reverie.input.bot import PATROL, load_actions, run_bot
+        from reverie.input.net import Connection
 
         with Connection(endpoint, record=True, seed=1) as conn:  # record from the first frame
             stats = run_bot(conn, args.frames, load_actions(PATROL), warmup=5)
@@ -71,15 +71,15 @@ def main() -> int:
     finally:
         stop_server(proc)  # SIGTERM: recordings are finished before it exits
 
-    from engine.rollout import read_rollout
+    from reverie.engine.rollout import read_rollout
 
     (path,) = Path(record_dir).iterdir()
     rollout = read_rollout(path)
     print(f"recorded {len(rollout)} steps to {path} (row 0 is the seed frame); preview: {path / 'preview.mp4'}")
     print(f"replay it in the window with:  reverie replay {path}")
 
-    from engine.commands.serve import load_world
-    from engine.replay import regenerate
+    from reverie.engine.commands.serve import load_world
+    from reverie.engine.replay import regenerate
 
     frames = regenerate(rollout, load_world("default", json.loads(kwargs)))
     same = bool((frames == rollout.frames[1:]).all())

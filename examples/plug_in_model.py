@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from engine.session import Session
-    from world.registry import available, load_model
+    from reverie.engine.session import Session
+    from reverie.world.registry import available, load_model
 
     if args.name not in available():
         print(f"'{args.name}' is not installed; run: pip install --no-deps --no-build-isolation ./examples/plugin",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.rollout import read_rollout
-from engine.rollout.game import record_episode
-from world.games.doom import DoomConfig, DoomGame
-from world.games.drivers import make_driver
+from reverie.engine.rollout import read_rollout
+from reverie.engine.rollout.game import record_episode
+from reverie.world.games.doom import DoomConfig, DoomGame
+from reverie.world.games.drivers import make_driver
 
 
 def main(out: Path) -> None:

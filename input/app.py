@@ -21,11 +21,11 @@ from typing import Callable
 
 import pygame
 
-from input.hud import hud_lines
-from input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
-from input.net import Connection, Percentiles
-from input.pacing import StepPacer, parse_rate, resolve_rate
-from input.window import GameWindow
+from reverie.input.hud import hud_lines
+from reverie.input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
+from reverie.input.net import Connection, Percentiles
+from reverie.input.pacing import StepPacer, parse_rate, resolve_rate
+from reverie.input.window import GameWindow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +64,7 @@ class _RealGame:
     """The real game stepped on the client's actions (side-by-side mode)."""
 
     def __init__(self, frame_shape, game_map: str | None, seed: int, tics_per_step: int = 1):
-        from world.games.doom import DoomConfig, DoomGame
+        from reverie.world.games.doom import DoomConfig, DoomGame
 
         kw = {"map": game_map} if game_map else {}
         self.game = DoomGame(DoomConfig(resolution=(frame_shape[1], frame_shape[0]), tics_per_step=tics_per_step, **kw))

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from input.net import Connection
-from world.actions import DOOM_ACTIONS
+from reverie.input.net import Connection
+from reverie.world.actions import DOOM_ACTIONS
 
 #: walk forward, turn, strafe, back: every control pressed, chords included
 PATROL = (["forward"] * 8 + ["forward+turn_left"] * 6 + ["turn_right"] * 4 + ["strafe_left"] * 4

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from world.actions import CONTROLS, DOOM_ACTIONS, ActionSpace
+from reverie.world.actions import CONTROLS, DOOM_ACTIONS, ActionSpace
 
 COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush")
 DEFAULT_KEYMAP_PATH = Path(__file__).with_name("keymaps") / "default.json"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import zmq
 
-from engine import protocol as P
+from reverie.engine import protocol as P
 
 
 SERVER_HEADER_LIMIT = 1 << 20  # stats from the server may be larger than a client's messages

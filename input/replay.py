@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pygame
 
-from input.window import GameWindow
+from reverie.input.window import GameWindow
 
 
 def replay_lines(t: int, total: int, action: str, fps: float, paused: bool) -> list[str]:

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pygame
 
-from input.hud import draw_hud
+from reverie.input.hud import draw_hud
 
 
 def default_scale(frame_shape, target_width: int = 640) -> int:

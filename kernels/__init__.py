@@ -12,8 +12,8 @@ Importing this package is light (torch only); `triton` and `flash_attn` are impo
 needs them first runs.
 """
 
-from kernels.attend import attend, attend_ref
-from kernels.backends import BackendError, attention_backend
-from kernels.view import KVSegment, KVView, RopeSpec
+from reverie.kernels.attend import attend, attend_ref
+from reverie.kernels.backends import BackendError, attention_backend
+from reverie.kernels.view import KVSegment, KVView, RopeSpec
 
 __all__ = ["attend", "attend_ref", "attention_backend", "BackendError", "KVSegment", "KVView", "RopeSpec"]

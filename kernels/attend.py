@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels.quant import dequantize_ref
-from kernels.rope import apply_rope_full, rope_tables_full
-from kernels.view import KVSegment, KVView, RopeSpec
+from reverie.kernels.quant import dequantize_ref
+from reverie.kernels.rope import apply_rope_full, rope_tables_full
+from reverie.kernels.view import KVSegment, KVView, RopeSpec
 
 
 def attend(q: torch.Tensor, view: KVView) -> torch.Tensor:
@@ -34,7 +34,7 @@ def attend(q: torch.Tensor, view: KVView) -> torch.Tensor:
     Returns:
         `[H, Nq, D]` in `q.dtype`.
     """
-    from kernels.backends import select
+    from reverie.kernels.backends import select
 
     return select(q, view).load()(q, view)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.view import KVView
+from reverie.kernels.view import KVView
 
 ENV_VAR = "REVERIE_ATTN_BACKEND"
 AUTO = "auto"
@@ -240,7 +240,7 @@ _FLOATS = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 register(Backend(
     name="triton",
-    target="kernels.fused.attention:attend_triton",
+    target="reverie.kernels.fused.attention:attend_triton",
     devices=frozenset({"cuda", "cpu"}),
     dtypes=_FLOATS,
     requires=("triton",),
@@ -250,7 +250,7 @@ register(Backend(
 ))
 register(Backend(
     name="flash-attn",
-    target="kernels.flash:attend_flash",
+    target="reverie.kernels.flash:attend_flash",
     devices=frozenset({"cuda"}),
     dtypes=frozenset({torch.float16, torch.bfloat16}),
     requires=("flash_attn",),
@@ -261,7 +261,7 @@ register(Backend(
 ))
 register(Backend(
     name="torch",
-    target="kernels.attend:attend_torch",
+    target="reverie.kernels.attend:attend_torch",
     devices=frozenset({"cpu", "cuda", "mps", "xpu"}),
     dtypes=_FLOATS | {torch.float64},
 ))

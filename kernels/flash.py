@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels.attend import check_view
-from kernels.rope import apply_rope, rope_tables
-from kernels.view import KVView
+from reverie.kernels.attend import check_view
+from reverie.kernels.rope import apply_rope, rope_tables
+from reverie.kernels.view import KVView
 
 
 def attend_flash(q: torch.Tensor, view: KVView) -> torch.Tensor:

@@ -90,10 +90,10 @@ def dequantize_ref(
 
 def quantize(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Public quantizer, same contract as `quantize_ref`; Triton when `kernels.backends` says so."""
-    from kernels.backends import use_triton_for
+    from reverie.kernels.backends import use_triton_for
 
     if use_triton_for(x):
-        from kernels.fused.quant import quantize_triton
+        from reverie.kernels.fused.quant import quantize_triton
 
         return quantize_triton(x, bits, group)
     return quantize_ref(x, bits, group)
@@ -108,10 +108,10 @@ def dequantize(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Public dequantizer, same contract as `dequantize_ref`; Triton when `kernels.backends` says so."""
-    from kernels.backends import use_triton_for
+    from reverie.kernels.backends import use_triton_for
 
     if use_triton_for(codes):
-        from kernels.fused.quant import dequantize_triton
+        from reverie.kernels.fused.quant import dequantize_triton
 
         return dequantize_triton(codes, scale, zero, bits, group, dtype)
     return dequantize_ref(codes, scale, zero, bits, group, dtype)

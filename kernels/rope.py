@@ -21,7 +21,7 @@ from collections import OrderedDict
 
 import torch
 
-from kernels.view import RopeSpec
+from reverie.kernels.view import RopeSpec
 
 
 def inv_frequencies(spec: RopeSpec, device: torch.device | str | None = None) -> torch.Tensor:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.rope import apply_rope_ref
-from kernels.view import RopeSpec
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.view import RopeSpec
 
 
 def participation_scores_ref(
@@ -53,10 +53,10 @@ def participation_scores_ref(
 
 def participation_scores(q: torch.Tensor, k: torch.Tensor, **kw) -> torch.Tensor:
     """Same contract as `participation_scores_ref`; the Triton kernel when `use_triton_for(k)`."""
-    from kernels.backends import use_triton_for
+    from reverie.kernels.backends import use_triton_for
 
     if use_triton_for(k):
-        from kernels.fused.scores import participation_scores_triton
+        from reverie.kernels.fused.scores import participation_scores_triton
 
         return participation_scores_triton(q, k, **kw)
     return participation_scores_ref(q, k, **kw)
@@ -116,10 +116,10 @@ def segment_similarity_ref(frames: torch.Tensor, segments: int, *, per_head: boo
 
 def segment_similarity(frames: torch.Tensor, segments: int, *, per_head: bool = False) -> torch.Tensor:
     """Same contract as `segment_similarity_ref`; the Triton token-cosine kernel when `use_triton_for`."""
-    from kernels.backends import use_triton_for
+    from reverie.kernels.backends import use_triton_for
 
     if use_triton_for(frames):
-        from kernels.fused.scores import token_cosine_triton
+        from reverie.kernels.fused.scores import token_cosine_triton
 
         segment_bounds(frames.shape[-2], segments)
         return segment_means(token_cosine_triton(frames, per_head=per_head), segments)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.quant import quantize_ref
-from kernels.view import KVSegment, KVView, RopeSpec
+from reverie.kernels.quant import quantize_ref
+from reverie.kernels.view import KVSegment, KVView, RopeSpec
 
 
 def make_segment(

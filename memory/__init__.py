@@ -1,6 +1,6 @@
 """The KV cache under a fixed byte budget, and every published memory policy as a configuration of it.
 
-    from memory import MemoryManager
+    from reverie.memory import MemoryManager
     mem = MemoryManager.create(spec, policy="dual", budget_frac=0.25, horizon_frames=256)
     mem.begin_chunk(pose=(x, y, angle_degrees), events=())
     view = mem.view(layer, q, k, v)      # -> kernels.view.KVView; attend with kernels.attend(q, view)
@@ -18,11 +18,11 @@ per-layer stores), `positions` (RoPE position policies), `scorers`, `merge`, `he
 before it is built: `session_bytes`), `measure` (the bytes a live session really holds).
 """
 
-from memory.config import PolicyConfig
-from memory.errors import BudgetError, UnknownPolicyError
-from memory.footprint import Footprint, session_bytes
-from memory.manager import MemoryManager
-from memory.policies import POLICIES, available_policies, register_policy, resolve
+from reverie.memory.config import PolicyConfig
+from reverie.memory.errors import BudgetError, UnknownPolicyError
+from reverie.memory.footprint import Footprint, session_bytes
+from reverie.memory.manager import MemoryManager
+from reverie.memory.policies import POLICIES, available_policies, register_policy, resolve
 
 __all__ = ["MemoryManager", "BudgetError", "UnknownPolicyError", "PolicyConfig", "POLICIES",
            "available_policies", "register_policy", "resolve", "Footprint", "session_bytes"]

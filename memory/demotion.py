@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from memory.tokens import Tokens
+from reverie.memory.tokens import Tokens
 
 
 class Demotion:

@@ -35,11 +35,11 @@ from functools import lru_cache
 
 import torch
 
-from memory.config import PolicyConfig
-from memory.errors import BudgetError
-from memory.layout import Layout, plan_layout, resolve_budget, token_bytes
-from memory.policies import resolve
-from memory.scorers import QUERY_SAMPLES
+from reverie.memory.config import PolicyConfig
+from reverie.memory.errors import BudgetError
+from reverie.memory.layout import Layout, plan_layout, resolve_budget, token_bytes
+from reverie.memory.policies import resolve
+from reverie.memory.scorers import QUERY_SAMPLES
 
 RECACHE_CHUNKS = 8             # clean chunks a session keeps to re-commit (`engine.session.Session`'s default)
 INDEX_BYTES = 8                # int64 frame id / token index
@@ -175,7 +175,7 @@ def _salience(spec, cfg, layout) -> int:
 def _head_hidden(name: str, layers: int, heads: int, head_dim: int, path: str | None) -> int | None:
     from types import SimpleNamespace
 
-    from memory.salience import salience_geometry
+    from reverie.memory.salience import salience_geometry
 
     geometry = salience_geometry(SimpleNamespace(name=name, layers=layers, heads=heads, head_dim=head_dim), path)
     return None if geometry is None else geometry["hidden"]

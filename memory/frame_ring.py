@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.view import KVSegment
-from memory.tokens import Tokens
+from reverie.kernels.view import KVSegment
+from reverie.memory.tokens import Tokens
 
 
 class FrameRing:

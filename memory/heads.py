@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from kernels.attend import read_segment
-from kernels.rope import apply_rope_ref
-from kernels.view import KVSegment, KVView
+from reverie.kernels.attend import read_segment
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.view import KVSegment, KVView
 
 SAMPLES = 64
 MIN_HISTORY_FRAMES = 4  # profile only once the cache holds this many frames besides the sink (or is full)

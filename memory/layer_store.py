@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.view import KVSegment
-from memory.layout import Layout, quant_group
-from memory.token_pool import TokenPool
-from memory.token_pool_stack import PoolStack
-from memory.frame_ring import FrameRing, RingStack
+from reverie.kernels.view import KVSegment
+from reverie.memory.layout import Layout, quant_group
+from reverie.memory.token_pool import TokenPool
+from reverie.memory.token_pool_stack import PoolStack
+from reverie.memory.frame_ring import FrameRing, RingStack
 
 
 @dataclass

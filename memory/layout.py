@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from memory.config import PolicyConfig
-from memory.errors import BudgetError
+from reverie.memory.config import PolicyConfig
+from reverie.memory.errors import BudgetError
 
 SCALE_BYTES = 4  # float32 quantization scales / zero points (kernels.quant)
 COUNT_BYTES = 4  # float32 multiplicity of a merged token

@@ -22,21 +22,21 @@ from __future__ import annotations
 
 import torch
 
-from kernels.view import KVSegment, KVView
-from memory import accounting
-from memory.config import PolicyConfig
-from memory.demotion import Demotion
-from memory.errors import BudgetError
-from memory.heads import MIN_HISTORY_FRAMES, HeadGroups
-from memory.layout import Layout, plan_layout, resolve_budget
-from memory.merge import TokenMerger
-from memory.policies import resolve
-from memory.positions import Clock, make_position_policy
-from memory.tokens import Tokens
-from memory.scorers import make_scorer
-from memory.spatial import FrameArchive
-from memory.layer_store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
-from memory.timing import SectionTimer
+from reverie.kernels.view import KVSegment, KVView
+from reverie.memory import accounting
+from reverie.memory.config import PolicyConfig
+from reverie.memory.demotion import Demotion
+from reverie.memory.errors import BudgetError
+from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
+from reverie.memory.layout import Layout, plan_layout, resolve_budget
+from reverie.memory.merge import TokenMerger
+from reverie.memory.policies import resolve
+from reverie.memory.positions import Clock, make_position_policy
+from reverie.memory.tokens import Tokens
+from reverie.memory.scorers import make_scorer
+from reverie.memory.spatial import FrameArchive
+from reverie.memory.layer_store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
+from reverie.memory.timing import SectionTimer
 
 
 class MemoryManager:

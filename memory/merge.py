@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from memory.token_pool import TokenPool
-from memory.tokens import Tokens
+from reverie.memory.token_pool import TokenPool
+from reverie.memory.tokens import Tokens
 
 
 class TokenMerger:

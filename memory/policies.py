@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from memory.config import PolicyConfig
-from memory.errors import UnknownPolicyError
+from reverie.memory.config import PolicyConfig
+from reverie.memory.errors import UnknownPolicyError
 
 POLICIES: dict[str, PolicyConfig] = {}
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from memory.scorers import softmax
+from reverie.memory.scorers import softmax
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 HIDDEN = 64

@@ -27,8 +27,8 @@ import math
 
 import torch
 
-from kernels.scores import participation_scores, segment_similarity
-from memory.tokens import Tokens
+from reverie.kernels.scores import participation_scores, segment_similarity
+from reverie.memory.tokens import Tokens
 
 QUERY_SAMPLES = 32  # clean queries per layer used by attention-mass scores
 
@@ -185,7 +185,7 @@ class Salience(Scorer):
 
     def __init__(self, cfg, spec, device) -> None:
         super().__init__(cfg, spec, device)
-        from memory.salience import load_salience_head
+        from reverie.memory.salience import load_salience_head
 
         self.head = load_salience_head(spec, cfg.salience_weights, device)
         self.trained = self.head is not None

@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from kernels.quant import dequantize, quantize
-from kernels.view import KVSegment
-from memory.tokens import Tokens
+from reverie.kernels.quant import dequantize, quantize
+from reverie.kernels.view import KVSegment
+from reverie.memory.tokens import Tokens
 
 
 class TokenPool:

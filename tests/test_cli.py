@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from engine.cli import COMMANDS, main
+from reverie.engine.cli import COMMANDS, main
 
 
 def test_help_lists_every_command(capsys):

@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from kernels.view import KVView, RopeSpec
-from world.actions import DOOM_ACTIONS, GAME_TICS_PER_SECOND, ActionSpace
+from reverie.kernels.view import KVView, RopeSpec
+from reverie.world.actions import DOOM_ACTIONS, GAME_TICS_PER_SECOND, ActionSpace
 
 
 SAMPLERS = ("renoise", "euler")

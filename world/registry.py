@@ -15,12 +15,12 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Callable
 
-from world.contract import WorldModel
+from reverie.world.contract import WorldModel
 
 ENTRY_POINT_GROUP = "reverie.world_models"
 
 _BUILTIN: dict[str, str] = {
-    "default": "world.dit.default:build",
+    "default": "reverie.world.dit.default:build",
 }
 _REGISTERED: dict[str, Callable[..., WorldModel]] = {}
 

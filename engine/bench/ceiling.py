@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _controls() -> np.ndarray:
     """`[actions, 3]`: forward (+1) / back (-1), turn left / right, strafe left / right of every action."""
-    from world.actions import DOOM_ACTIONS
+    from reverie.world.actions import DOOM_ACTIONS
 
     out = []
     for i in range(len(DOOM_ACTIONS)):
@@ -63,7 +63,7 @@ def _controls() -> np.ndarray:
 
 def motion_pairs(ep, start: int, tics: int):
     """Features and targets for predicting the eye's move from frame t to t + 1, for t + 1 >= start."""
-    from world.games.reproject import eye_motion
+    from reverie.world.games.reproject import eye_motion
 
     cam, ctl = ep.camera, _controls()[ep.actions]
     moves = eye_motion(cam[:-1], cam[1:])  # moves[t]: t -> t + 1
@@ -81,7 +81,7 @@ def motion_pairs(ep, start: int, tics: int):
 
 def float_psnr(a, b) -> np.ndarray:
     """Per-frame PSNR (`engine.bench.metrics.psnr`, as every bench) of float frames in [0, 1], as uint8."""
-    from engine.bench.metrics import psnr as psnr_uint8
+    from reverie.engine.bench.metrics import psnr as psnr_uint8
 
     def to_uint8(x):
         return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
@@ -96,7 +96,7 @@ def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[
     import torch
     import torch.nn.functional as F
 
-    from world.games.reproject import reproject_grid
+    from reverie.world.games.reproject import reproject_grid
 
     out = []
     for ep, move, ts in zip(eps, moves, starts):
@@ -115,10 +115,10 @@ def reprojected(eps: list, moves: list[np.ndarray], depth_of: str, starts: list[
 
 
 def run(args: argparse.Namespace) -> int:
-    from world.dit.data import play_episode
-    from world.games.doom import parse_resolution
-    from world.games.maps import DEFAULT_EVAL_MAP, get_map
-    from world.games.reproject import eye_motion
+    from reverie.world.dit.data import play_episode
+    from reverie.world.games.doom import parse_resolution
+    from reverie.world.games.maps import DEFAULT_EVAL_MAP, get_map
+    from reverie.world.games.reproject import eye_motion
 
     map_name = args.map or DEFAULT_EVAL_MAP
     if get_map(map_name).role != "eval":

@@ -24,9 +24,9 @@ def game_episode(spec, map_name: str, seed: int, steps: int, driver: str, **opti
     factory), at the model's frame skip."""
     import numpy as np
 
-    from world.games import DoomConfig, DoomGame, make_driver
-    from world.games.drivers import driver_options
-    from world.games.episode import run_episode
+    from reverie.world.games import DoomConfig, DoomGame, make_driver
+    from reverie.world.games.drivers import driver_options
+    from reverie.world.games.episode import run_episode
 
     h, w, _ = spec.frame_shape
     tics = spec.tics_per_step
@@ -74,7 +74,7 @@ def free_runs(model, memories: dict, episode: Episode, seed: int, frames: int, p
     so each rollout is the one `free_run` gives. Returns `{key: (frames, seconds)}`."""
     import numpy as np
 
-    from engine.session import Session
+    from reverie.engine.session import Session
 
     spec = model.spec
     k = spec.chunk_frames

@@ -18,7 +18,7 @@ memory before, at its peak and after, against the server's total session budget,
 counters. With `--json` the last line is `{"gap_max_ms", "flood_messages", "joined", "rss_before_bytes",
 "rss_peak_bytes", "rss_after_bytes", "total_budget_bytes", ...}`.
 
-Run it as `python -m engine.bench.flood` (or `reverie bench flood` where the bench is registered).
+Run it as `python -m reverie.engine.bench.flood` (or `reverie bench flood` where the bench is registered).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import fields, replace
 import msgpack
 import numpy as np
 
-from engine import protocol as P
+from reverie.engine import protocol as P
 
 GAP_LIMIT_MS = 250.0
 
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.play import bench_server, start_server, stop_server
+    from reverie.engine.commands.play import bench_server, start_server, stop_server
 
     model, kwargs, endpoint = bench_server(args)
     with tempfile.TemporaryDirectory(prefix="reverie-bench-flood-") as tmp:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 def _bench(endpoint: str, pid: int, args) -> dict:
     import psutil
 
-    from input.net import Connection
+    from reverie.input.net import Connection
 
     memory = _RSS(psutil.Process(pid))
     player = _Player(Connection(endpoint, credits=1, client="bench-flood-player", timeout_s=120))
@@ -319,8 +319,8 @@ def _is_hello(parts: list[bytes]) -> bool:
 
 def _join(endpoint: str, deadline: float) -> dict:
     """A new client joins during the flood, retrying after refusals it is told are temporary."""
-    from input.bot import run_bot
-    from input.net import Connection, ServerError
+    from reverie.input.bot import run_bot
+    from reverie.input.net import Connection, ServerError
 
     attempts, error, t0 = 0, "", time.monotonic()
     while time.monotonic() < deadline:
@@ -385,7 +385,7 @@ def _print(r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.bench.flood", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reverie.engine.bench.flood", description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return run(parser.parse_args(argv))

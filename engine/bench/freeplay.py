@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench import metrics as M
+from reverie.engine.bench import metrics as M
 
 PLAY_MAP = "maze"
 BANK_SEED_OFFSET = 100
@@ -60,7 +60,7 @@ STRIP_SCALE, STRIP_GAP = 4, 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from world.games.maps import DEFAULT_EVAL_MAP
+    from reverie.world.games.maps import DEFAULT_EVAL_MAP
 
     parser.add_argument("--model", default="default", help="registered world model (default: default)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def free_play(model, episode, context: int, policy: str, seed: int) -> tuple[np.ndarray, float]:
     """The model's frames for `episode` steps `context..` (uint8 `[n, H, W, 3]`) and the seconds in `step`."""
-    from engine.session import Session
+    from reverie.engine.session import Session
 
     session = Session(model, episode.frames[0], policy=policy, seed=seed)
     session.observe(episode.frames[1:context], episode.actions[1:context])
@@ -92,7 +92,7 @@ def free_play(model, episode, context: int, policy: str, seed: int) -> tuple[np.
 
 def record_bank(map_name: str, frames: int, seed: int, tics: int, resolution) -> np.ndarray:
     """About `frames` real frames of `map_name`: episodes of up to 1000 steps, alternating wander/random."""
-    from world.dit.data import play_episode
+    from reverie.world.dit.data import play_episode
 
     count = max(1, -(-frames // BANK_EPISODE_STEPS))
     steps = max(2, -(-frames // count))
@@ -102,7 +102,7 @@ def record_bank(map_name: str, frames: int, seed: int, tics: int, resolution) ->
 
 def score_map(model, map_name: str, args, tics: int) -> tuple[dict, tuple, float, int]:
     """One map's result, its first episode's (real, model) frames, and the seconds and frames of `step`."""
-    from world.dit.data import play_episode
+    from reverie.world.dit.data import play_episode
 
     h, w, _ = model.spec.frame_shape
     c, n = args.context, args.frames
@@ -184,9 +184,9 @@ def strip(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.keyvalues import parse_key_values
-    from world.games.maps import get_map
-    from world.registry import load_model
+    from reverie.engine.keyvalues import parse_key_values
+    from reverie.world.games.maps import get_map
+    from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
     maps = [m.strip() for m in args.maps.split(",") if m.strip()]

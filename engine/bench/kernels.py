@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.devices import DeviceError, resolve_device
+    from reverie.engine.devices import DeviceError, resolve_device
 
     try:
         device = resolve_device(args.device).type
@@ -66,7 +66,7 @@ CPU_GEOMETRIES = (
 
 
 def _cpu_rows(args) -> list[dict]:
-    from kernels.attend import attend_torch
+    from reverie.kernels.attend import attend_torch
 
     rows = []
     for geo in CPU_GEOMETRIES[:1] if args.quick else CPU_GEOMETRIES:
@@ -90,8 +90,8 @@ def _gpu_rows(args, device: str = "cuda", geometry: dict | None = None) -> list[
 
     import torch
 
-    from kernels.attend import attend_torch
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.attend import attend_torch
+    from reverie.kernels.fused.attention import attend_triton
 
     geo = geometry or MG2
     h, d, t, chunk = geo["heads"], geo["head_dim"], geo["tokens"], geo["chunk"]
@@ -130,8 +130,8 @@ def _view_kw(visible: int, *, bits: int, dense: bool = False) -> dict:
 
 
 def _build(h, d, nq, kw, device, dtype):
-    from kernels.testing import random_view
-    from kernels.view import KVView
+    from reverie.kernels.testing import random_view
+    from reverie.kernels.view import KVView
 
     kw = dict(kw)
     dense = kw.pop("dense", False)
@@ -186,9 +186,9 @@ def _dense_baseline_row(backend, h, d, nq, visible, device, args) -> dict:
 def _commit_rows(h, d, t, cache, device, backends, args) -> list[dict]:
     import torch
 
-    from kernels import attention_backend
-    from kernels.quant import dequantize, quantize
-    from kernels.scores import participation_scores, segment_similarity
+    from reverie.kernels import attention_backend
+    from reverie.kernels.quant import dequantize, quantize
+    from reverie.kernels.scores import participation_scores, segment_similarity
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     gen = torch.Generator(device=device).manual_seed(0)
@@ -285,7 +285,7 @@ def _nbytes(*objs) -> int:
     """Bytes of tensors, tuples of tensors and KV views (every tensor field of every segment)."""
     import torch
 
-    from kernels.view import KVView
+    from reverie.kernels.view import KVView
 
     total = 0
     for obj in objs:

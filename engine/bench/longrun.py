@@ -35,7 +35,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.bench.memory import add_model_arguments
+    from reverie.engine.bench.memory import add_model_arguments
 
     add_model_arguments(parser)
     parser.add_argument("--frames", type=int, default=5000, help="frames to generate (default 5000)")
@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import psutil
 
-    from engine.bench.episodes import random_episode
-    from engine.bench.memory import load_world_model
-    from engine.session import Session
-    from memory import MemoryManager
+    from reverie.engine.bench.episodes import random_episode
+    from reverie.engine.bench.memory import load_world_model
+    from reverie.engine.session import Session
+    from reverie.memory import MemoryManager
 
     model = load_world_model(args)
     spec, dev = model.spec, args.device or model.device

@@ -38,10 +38,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from engine.bench.episodes import free_run, free_runs, game_episode, random_episode
-from engine.bench.metrics import psnr
-from engine.bench.shadow import ShadowMemory
-from engine.keyvalues import parse_key_values
+from reverie.engine.bench.episodes import free_run, free_runs, game_episode, random_episode
+from reverie.engine.bench.metrics import psnr
+from reverie.engine.bench.shadow import ShadowMemory
+from reverie.engine.keyvalues import parse_key_values
 
 AT_HORIZON_FRAMES = 64  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
 DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
@@ -89,7 +89,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def load_world_model(args):
     import torch
 
-    from world.registry import load_model
+    from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -107,7 +107,7 @@ def _mean_psnr(a, b) -> float:
 
 
 def make_memories(spec, policies, fracs, horizon, device, overrides=None):
-    from memory import BudgetError, MemoryManager
+    from reverie.memory import BudgetError, MemoryManager
 
     out, refused = {}, {}
     for policy in policies:
@@ -122,8 +122,8 @@ def make_memories(spec, policies, fracs, horizon, device, overrides=None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from memory import MemoryManager, available_policies
-    from world.games.maps import DEFAULT_EVAL_MAP
+    from reverie.memory import MemoryManager, available_policies
+    from reverie.world.games.maps import DEFAULT_EVAL_MAP
 
     model = load_world_model(args)
     spec, device = model.spec, args.device or model.device

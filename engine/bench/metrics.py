@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from world.actions import DOOM_ACTIONS
+from reverie.world.actions import DOOM_ACTIONS
 
 TURN_LEFT, TURN_RIGHT = DOOM_ACTIONS.index("turn_left"), DOOM_ACTIONS.index("turn_right")
 #: Sign of `horizontal_shift` the real game gives a pure turn. Turning left swings the view left, so the

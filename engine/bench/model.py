@@ -31,7 +31,7 @@ import argparse
 import json
 import time
 
-from engine.bench.metrics import psnr
+from reverie.engine.bench.metrics import psnr
 
 HORIZONS = (8, 16, 32)
 
@@ -59,7 +59,7 @@ def _no_pose(frame_clock: int) -> None:
 def _session(model, ep, start: int, context: int, seed: int, policy: str):
     """A session on `policy` started from episode frame `start`, with frames `start + 1 .. start + context - 1`
     observed as history (the frame's own action with each)."""
-    from engine.session import Session
+    from reverie.engine.session import Session
 
     session = Session(model, ep.frames[start], policy=policy, seed=seed, pose_source=_no_pose,
                       seed_action=int(ep.actions[start]))
@@ -92,8 +92,8 @@ def autoregressive(model, ep, start: int, context: int, seed: int, policy: str =
 def measure_fps(model, frames: int, seed: int) -> tuple[float, str]:
     import numpy as np
 
-    from engine.session import Session
-    from memory import MemoryManager
+    from reverie.engine.session import Session
+    from reverie.memory import MemoryManager
 
     spec = model.spec
     session = Session(model, np.full(spec.frame_shape, 128, np.uint8), seed=seed,
@@ -113,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from engine.keyvalues import parse_key_values
-    from world.dit.data import play_episode
-    from world.games.maps import DEFAULT_EVAL_MAP, get_map
-    from world.registry import load_model
+    from reverie.engine.keyvalues import parse_key_values
+    from reverie.world.dit.data import play_episode
+    from reverie.world.games.maps import DEFAULT_EVAL_MAP, get_map
+    from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()

@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.commands.play import bench_server, start_server, stop_server
-    from engine.rollout import read_rollout
-    from input.bot import load_actions
+    from reverie.engine.commands.play import bench_server, start_server, stop_server
+    from reverie.engine.rollout import read_rollout
+    from reverie.input.bot import load_actions
 
     model, kwargs, endpoint = bench_server(args)
     actions = load_actions(args.actions)
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _alternate(endpoint: str, args, actions) -> dict:
     """Both runs, interleaved in blocks; returns {"plain": stats, "recording": stats, "welcome": ...}."""
-    from input.bot import run_bot
-    from input.net import Connection, Percentiles
+    from reverie.input.bot import run_bot
+    from reverie.input.net import Connection, Percentiles
 
     conns = {"plain": Connection(endpoint, credits=args.credits, record=False, client="reverie-bench"),
              "recording": Connection(endpoint, credits=args.credits, record=True, client="reverie-bench")}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from world.games.maps import DEFAULT_TRAIN_MAP
+    from reverie.world.games.maps import DEFAULT_TRAIN_MAP
 
     parser.add_argument("--steps", type=int, default=3000, help="rows to record (default 3000)")
     parser.add_argument("--map", default=DEFAULT_TRAIN_MAP)
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _game_only(game, driver, seed: int, steps: int) -> float:
     """Steps per second of the game and driver alone (the reset not timed)."""
-    from world.games.episode import run_episode
+    from reverie.world.games.episode import run_episode
 
     rows = run_episode(game, driver, seed=seed, steps=steps, until_done=True)
     next(rows)
@@ -42,7 +42,7 @@ def _writer_only(rollout, out: Path) -> float:
     """Frames per second of the writer alone, re-writing the recorded frames and rows."""
     import numpy as np
 
-    from engine.rollout.writer import RolloutWriter
+    from reverie.engine.rollout.writer import RolloutWriter
 
     frames = np.ascontiguousarray(rollout.frames)
     t0 = time.perf_counter()
@@ -54,11 +54,11 @@ def _writer_only(rollout, out: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.rollout.game import record_episode
-    from engine.rollout.preview import write_preview
-    from engine.rollout.reader import read_rollout
-    from world.games.doom import DoomConfig, DoomGame, parse_resolution
-    from world.games.drivers import DRIVERS, make_driver
+    from reverie.engine.rollout.game import record_episode
+    from reverie.engine.rollout.preview import write_preview
+    from reverie.engine.rollout.reader import read_rollout
+    from reverie.world.games.doom import DoomConfig, DoomGame, parse_resolution
+    from reverie.world.games.drivers import DRIVERS, make_driver
 
     if args.steps < 2:
         raise SystemExit("reverie bench record: --steps must be >= 2")

@@ -30,7 +30,7 @@ class ShadowMemory:
             m.end_chunk()
 
     def view(self, layer, q, k, v):
-        from kernels import attend
+        from reverie.kernels import attend
 
         fv = self.full.view(layer, q, k, v)
         ref = attend(q, fv).float()
@@ -53,8 +53,8 @@ class ShadowMemory:
     def _full_probs(self, layer, q, view):
         import torch
 
-        from kernels.attend import read_segment
-        from kernels.rope import apply_rope_ref
+        from reverie.kernels.attend import read_segment
+        from reverie.kernels.rope import apply_rope_ref
 
         n = q.shape[1]
         idx = torch.arange(0, n, max(n // self.samples, 1), device=q.device)[: self.samples]

@@ -9,15 +9,15 @@ import argparse
 import importlib
 
 BENCHES: dict[str, tuple[str, str]] = {
-    "record": ("engine.bench.record", "recording the real game to disk (frames per second)"),
-    "model": ("engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
-    "ceiling": ("engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
-    "freeplay": ("engine.bench.freeplay", "free play vs the real game: realism, sharpness, motion, turns, fps"),
-    "flood": ("engine.bench.flood", "a hostile flood beside a player: frame gaps, joins, server memory"),
-    "memory": ("engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
-    "longrun": ("engine.bench.longrun", "memory and speed flatness over thousands of frames"),
-    "kernels": ("engine.bench.kernels", "attention and cache kernels per backend"),
-    "play": ("engine.bench.play", "end-to-end server + bot client over TCP loopback"),
+    "record": ("reverie.engine.bench.record", "recording the real game to disk (frames per second)"),
+    "model": ("reverie.engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
+    "ceiling": ("reverie.engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
+    "freeplay": ("reverie.engine.bench.freeplay", "free play vs the real game: realism, sharpness, motion, turns, fps"),
+    "flood": ("reverie.engine.bench.flood", "a hostile flood beside a player: frame gaps, joins, server memory"),
+    "memory": ("reverie.engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
+    "longrun": ("reverie.engine.bench.longrun", "memory and speed flatness over thousands of frames"),
+    "kernels": ("reverie.engine.bench.kernels", "attention and cache kernels per backend"),
+    "play": ("reverie.engine.bench.play", "end-to-end server + bot client over TCP loopback"),
 }
 
 

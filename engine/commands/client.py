@@ -36,7 +36,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _rate(text: str):
-    from input.pacing import parse_rate
+    from reverie.input.pacing import parse_rate
 
     try:
         return parse_rate(text)
@@ -45,7 +45,7 @@ def _rate(text: str):
 
 
 def client_config(args: argparse.Namespace, endpoint: str):
-    from input.app import ClientConfig
+    from reverie.input.app import ClientConfig
 
     return ClientConfig(endpoint=endpoint, keymap=args.keymap, credits=args.credits, scale=args.scale,
                         hud=not args.no_hud, side_by_side=args.side_by_side, map=args.map, seed=args.seed,
@@ -54,8 +54,8 @@ def client_config(args: argparse.Namespace, endpoint: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from input.app import GameClient
-    from input.net import ServerError
+    from reverie.input.app import GameClient
+    from reverie.input.net import ServerError
 
     try:
         summary = GameClient(client_config(args, args.endpoint)).run()

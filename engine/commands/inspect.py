@@ -37,7 +37,7 @@ def _human(summary: dict, rollout) -> str:
         lines.append("actions    " + ", ".join(f"{n} x{c}" for n, c in top))
         if rollout.done.any():
             lines.append(f"episode    ended at step {int(np.argmax(rollout.done))}")
-    from engine.rollout.game import recorded_driver
+    from reverie.engine.rollout.game import recorded_driver
 
     config = summary["config"]
     driver = recorded_driver(config)  # the real game's exploration driver (under "policy" in older rollouts)
@@ -49,7 +49,7 @@ def _human(summary: dict, rollout) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.rollout import RolloutError, read_rollout
+    from reverie.engine.rollout import RolloutError, read_rollout
 
     try:
         rollout = read_rollout(args.dir, mmap=True, verify=not args.no_verify)

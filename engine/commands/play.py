@@ -14,7 +14,7 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.commands.client import add_client_arguments
+    from reverie.engine.commands.client import add_client_arguments
 
     parser.add_argument("--model", default="default", help="registered world model name (default: %(default)s)")
     parser.add_argument("--model-kwargs", default="{}", metavar="JSON", help="keyword arguments for the model factory")
@@ -34,7 +34,7 @@ def start_server(model: str, model_kwargs: str, endpoint: str, extra: list[str],
     `(process, exit code)` if it stopped first (its own message, e.g. a missing model, is on stderr)."""
     import threading
 
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", model, "--model-kwargs", model_kwargs,
+    cmd = [sys.executable, "-m", "reverie.engine.cli", "serve", "--model", model, "--model-kwargs", model_kwargs,
            "--endpoint", endpoint, "--log-level", "WARNING", *extra]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     ready = threading.Event()
@@ -84,7 +84,7 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from engine.commands.client import client_config, summary_line
+    from reverie.engine.commands.client import client_config, summary_line
 
     exit_on_sigterm()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
               f"(the reason is above).", file=sys.stderr)
         return 2
     try:
-        from input.app import GameClient
-        from input.net import ServerError
+        from reverie.input.app import GameClient
+        from reverie.input.net import ServerError
 
         summary = GameClient(client_config(args, endpoint)).run()
     except (ServerError, TimeoutError, ConnectionError, RuntimeError, ValueError) as exc:

@@ -16,12 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-GAMES = {"doom": "world.games.doom"}
+GAMES = {"doom": "reverie.world.games.doom"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from world.games.maps import DEFAULT_TRAIN_MAP, MAPS
-    from world.games.drivers import DRIVERS
+    from reverie.world.games.maps import DEFAULT_TRAIN_MAP, MAPS
+    from reverie.world.games.drivers import DRIVERS
 
     parser.add_argument("--game", default="doom", choices=sorted(GAMES), help="the real game (default: doom)")
     parser.add_argument("--map", default=DEFAULT_TRAIN_MAP,
@@ -49,10 +49,10 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.rollout.game import record_episode
-    from world.games.doom import DoomConfig, DoomGame, GameError, parse_resolution
-    from world.games.maps import UnknownMapError
-    from world.games.drivers import DRIVERS, make_driver
+    from reverie.engine.rollout.game import record_episode
+    from reverie.world.games.doom import DoomConfig, DoomGame, GameError, parse_resolution
+    from reverie.world.games.maps import UnknownMapError
+    from reverie.world.games.drivers import DRIVERS, make_driver
 
     if getattr(args, "deprecated_policy", None):
         print("reverie record: --policy is deprecated, use --driver (same names)", file=sys.stderr)

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.rollout import RolloutError, read_rollout
+    from reverie.engine.rollout import RolloutError, read_rollout
 
     try:
         rollout = read_rollout(args.dir)
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.model is not None:
         return _regenerate(rollout, args)
-    from input.replay import play_frames
+    from reverie.input.replay import play_frames
 
     names = [rollout.meta.action_space[int(a)] for a in rollout.actions]
     shown = play_frames(rollout.frames, names, fps=args.fps or rollout.meta.fps, scale=args.scale,
@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 def _regenerate(rollout, args) -> int:
     import numpy as np
 
-    from engine.commands.serve import load_world
-    from engine.replay import regenerate
+    from reverie.engine.commands.serve import load_world
+    from reverie.engine.replay import regenerate
 
     model = load_world(args.model, json.loads(args.model_kwargs))
     frames = regenerate(rollout, model, out=args.out)

@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from engine.keyvalues import parse_key_values
-    from engine.rollout import RolloutError, read_rollout
-    from world.games.drivers import load_action_file
-    from world.registry import load_model
+    from reverie.engine.keyvalues import parse_key_values
+    from reverie.engine.rollout import RolloutError, read_rollout
+    from reverie.world.games.drivers import load_action_file
+    from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -85,8 +85,8 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
     import numpy as np
     import torch
 
-    from engine.rollout import RolloutMeta, RolloutWriter
-    from engine.session import Session
+    from reverie.engine.rollout import RolloutMeta, RolloutWriter
+    from reverie.engine.session import Session
 
     spec = model.spec
     c = spec.chunk_frames

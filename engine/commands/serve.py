@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.capacity import DEFAULT_TOTAL_FRACTION
+from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_world(name: str, kwargs: dict):
     """A registered model by name, or `module:factory` (handy for test and plug-in models)."""
-    from world.registry import load_model
+    from reverie.world.registry import load_model
 
     if ":" in name:
         module, _, attr = name.partition(":")
@@ -71,7 +71,7 @@ def seed_frame_source(model, path: str | None, game_map: str | None):
     if path is not None:
         p = Path(path)
         if p.is_dir():
-            from engine.rollout import read_rollout
+            from reverie.engine.rollout import read_rollout
 
             frame = np.ascontiguousarray(read_rollout(p, mmap=True).frames[0])
         else:
@@ -95,7 +95,7 @@ def seed_frame_source(model, path: str | None, game_map: str | None):
 
 def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
     """The real game's first frame at `shape` = (H, W, 3)."""
-    from world.games.doom import DoomConfig, DoomGame
+    from reverie.world.games.doom import DoomConfig, DoomGame
 
     kw = {"map": game_map} if game_map else {}
     with DoomGame(DoomConfig(resolution=(shape[1], shape[0]), **kw)) as game:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from engine.server import Server, ServerConfig
+    from reverie.engine.server import Server, ServerConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     frames = args.budget_frames
     if frames is None:
-        from memory.layout import DEFAULT_BUDGET_FRAMES as frames
+        from reverie.memory.layout import DEFAULT_BUDGET_FRAMES as frames
     budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame
     try:
         config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,

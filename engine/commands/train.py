@@ -22,8 +22,8 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from world.dit.config import TRAIN_PRESETS
-    from world.dit.render_train import RENDER_PRESETS
+    from reverie.world.dit.config import TRAIN_PRESETS
+    from reverie.world.dit.render_train import RENDER_PRESETS
 
     presets = ", ".join([*TRAIN_PRESETS, *RENDER_PRESETS])
     parser.add_argument("--config", default="default", help=f"training preset ({presets}); the render* presets "
@@ -53,16 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from world.dit.render_train import RENDER_PRESETS
+    from reverie.world.dit.render_train import RENDER_PRESETS
 
     if args.config in RENDER_PRESETS:
         return run_render(args)
-    from world.dit.config import train_config
-    from world.dit.data import find_rollouts, generate_episodes, load_episode
-    from world.dit.train import train
+    from reverie.world.dit.config import train_config
+    from reverie.world.dit.data import find_rollouts, generate_episodes, load_episode
+    from reverie.world.dit.train import train
 
-    from engine.devices import resolve_device
-    from engine.keyvalues import parse_key_values
+    from reverie.engine.devices import resolve_device
+    from reverie.engine.keyvalues import parse_key_values
 
     try:
         cfg = train_config(args.config).with_overrides(**parse_key_values(args.set, "--set"))
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     command = "reverie train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else ""
     init = args.init
     if init == "default":
-        from world.dit.default import DEFAULT_CHECKPOINT
+        from reverie.world.dit.default import DEFAULT_CHECKPOINT
 
         init = DEFAULT_CHECKPOINT
     path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress, init=init,
@@ -103,8 +103,8 @@ def _check_train_maps(paths) -> int:
     returns the recordings' game tics per step."""
     import json
 
-    from world.dit.data import find_rollouts
-    from world.games.maps import get_map
+    from reverie.world.dit.data import find_rollouts
+    from reverie.world.games.maps import get_map
 
     tics: set[int] = set()
     for d in find_rollouts(paths):
@@ -120,11 +120,11 @@ def _check_train_maps(paths) -> int:
 
 def run_render(args: argparse.Namespace) -> int:
     """`reverie train --config render...`: the renderer over a frozen DiT (`world.dit.render_train`)."""
-    from world.dit.data import generate_episodes
-    from world.dit.default import DEFAULT_CHECKPOINT, load_net
-    from world.dit.render_train import RENDER_PRESETS, train_renderer
+    from reverie.world.dit.data import generate_episodes
+    from reverie.world.dit.default import DEFAULT_CHECKPOINT, load_net
+    from reverie.world.dit.render_train import RENDER_PRESETS, train_renderer
 
-    from engine.keyvalues import parse_key_values
+    from reverie.engine.keyvalues import parse_key_values
 
     try:
         cfg = RENDER_PRESETS[args.config].with_overrides(**parse_key_values(args.set, "--set"))

@@ -24,7 +24,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.bench.memory import add_model_arguments
+    from reverie.engine.bench.memory import add_model_arguments
 
     add_model_arguments(parser)
     parser.add_argument("--source", choices=("game", "random", "rollout"), default="game")
@@ -62,12 +62,12 @@ class KeyTap:
 
 
 def episodes(args, spec):
-    from engine.bench.episodes import Episode, game_episode, random_episode
+    from reverie.engine.bench.episodes import Episode, game_episode, random_episode
 
     if args.source == "rollout":
         if not args.rollout:
             raise SystemExit("train-salience: --source rollout needs --rollout DIR")
-        from engine.rollout.reader import read_rollout
+        from reverie.engine.rollout.reader import read_rollout
 
         out = []
         for path in args.rollout:
@@ -79,7 +79,7 @@ def episodes(args, spec):
         return out
     if args.source == "random":
         return [random_episode(spec, args.seed + e, args.frames) for e in range(args.episodes)]
-    from world.games.maps import DEFAULT_TRAIN_MAP
+    from reverie.world.games.maps import DEFAULT_TRAIN_MAP
 
     return [game_episode(spec, args.map or DEFAULT_TRAIN_MAP, args.seed + e, args.frames, "wander")
             for e in range(args.episodes)]
@@ -89,8 +89,8 @@ def layer_targets(qs, ks, spec, per_frame: int, block_frames: int = 16):
     """SSE targets `[N]` for one layer's keys (`ks`, `qs`: lists of `[H, C*F, D]` per committed chunk)."""
     import torch
 
-    from kernels.rope import apply_rope_ref
-    from memory.scorers import softmax
+    from reverie.kernels.rope import apply_rope_ref
+    from reverie.memory.scorers import softmax
 
     f, c = spec.tokens_per_frame, spec.chunk_frames
     k = torch.cat(ks, 1)
@@ -141,10 +141,10 @@ def top_overlap(pred, target, frac: float = 0.25) -> float:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.bench.episodes import free_run
-    from engine.bench.memory import load_world_model
-    from memory import MemoryManager
-    from memory.salience import SalienceHead, default_weights_path
+    from reverie.engine.bench.episodes import free_run
+    from reverie.engine.bench.memory import load_world_model
+    from reverie.memory import MemoryManager
+    from reverie.memory.salience import SalienceHead, default_weights_path
 
     model = load_world_model(args)
     spec = model.spec

@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from engine.rollout.writer import RolloutWriter
+from reverie.engine.rollout.writer import RolloutWriter
 
 log = logging.getLogger("reverie.rollout")
 

@@ -81,7 +81,7 @@ class RolloutMeta:
         if not self.fps > 0:
             raise ValueError("fps must be positive")
         if not self.action_space:
-            from world.actions import DOOM_ACTIONS
+            from reverie.world.actions import DOOM_ACTIONS
 
             object.__setattr__(self, "action_space", DOOM_ACTIONS.names)
         object.__setattr__(self, "action_space", tuple(self.action_space))

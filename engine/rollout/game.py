@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.rollout.format import RolloutMeta
-from engine.rollout.writer import RolloutWriter
-from world.actions import GAME_TICS_PER_SECOND
-from world.games.episode import run_episode
+from reverie.engine.rollout.format import RolloutMeta
+from reverie.engine.rollout.writer import RolloutWriter
+from reverie.world.actions import GAME_TICS_PER_SECOND
+from reverie.world.games.episode import run_episode
 
 
 @dataclass(frozen=True)

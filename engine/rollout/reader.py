@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.rollout.format import (FRAMES, FRAMES_PARTIAL, META, PREVIEW, REQUIRED_FIELDS, STEPS, TIME_FIELDS,
+from reverie.engine.rollout.format import (FRAMES, FRAMES_PARTIAL, META, PREVIEW, REQUIRED_FIELDS, STEPS, TIME_FIELDS,
                                    RolloutError, RolloutMeta, parse_npy_header)
 
 

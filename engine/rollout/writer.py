@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.rollout.format import (FRAMES, FRAMES_PARTIAL, HEADER_BYTES, META, PREVIEW, STEPS, TIME_FIELDS,
+from reverie.engine.rollout.format import (FRAMES, FRAMES_PARTIAL, HEADER_BYTES, META, PREVIEW, STEPS, TIME_FIELDS,
                                    RolloutMeta, npy_header)
 
 
@@ -111,7 +111,7 @@ class RolloutWriter:
                                              "frames_sha256": sha, "preview": False})
         preview_s = 0.0
         if preview and self._steps:
-            from engine.rollout.preview import write_preview
+            from reverie.engine.rollout.preview import write_preview
 
             t0 = time.perf_counter()
             frames = np.load(self.dir / FRAMES, mmap_mode="r")

@@ -23,10 +23,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.attend import check_view
-from kernels.fused._jit import interpreting, lazy_jit
-from kernels.rope import apply_rope, rope_tables
-from kernels.view import KVSegment, KVView
+from reverie.kernels.attend import check_view
+from reverie.kernels.fused._jit import interpreting, lazy_jit
+from reverie.kernels.rope import apply_rope, rope_tables
+from reverie.kernels.view import KVSegment, KVView
 
 LOG2E = 1.4426950408889634
 

@@ -13,8 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fused._jit import lazy_jit
-from kernels.quant import check_quant_args
+from reverie.kernels.fused._jit import lazy_jit
+from reverie.kernels.quant import check_quant_args
 
 
 @lazy_jit

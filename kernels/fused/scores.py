@@ -15,10 +15,10 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fused._jit import lazy_jit
-from kernels.rope import apply_rope_ref
-from kernels.scores import _check_scores_args
-from kernels.view import RopeSpec
+from reverie.kernels.fused._jit import lazy_jit
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.scores import _check_scores_args
+from reverie.kernels.view import RopeSpec
 
 
 @lazy_jit

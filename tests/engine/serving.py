@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import zmq
 
-from engine import protocol as P
-from engine.server import Server, ServerConfig
+from reverie.engine import protocol as P
+from reverie.engine.server import Server, ServerConfig
 from tinyworld import TinyWorld, list_memory_bytes, list_memory_factory
 
 

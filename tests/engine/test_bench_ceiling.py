@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("vizdoom")
 
-from engine.cli import main
+from reverie.engine.cli import main
 
 
 def test_the_ceiling_bench_reports_every_figure_and_true_motion_beats_repeating(capsys):
@@ -28,7 +28,7 @@ def test_the_motion_fit_refuses_held_out_maps():
 
 
 def test_episodes_carry_the_eye_always_and_the_depth_when_asked():
-    from world.dit.data import play_episode
+    from reverie.world.dit.data import play_episode
 
     plain = play_episode("maze", "random", 6, 3, 4)
     deep = play_episode("maze", "random", 6, 3, 4, depth=True)

@@ -1,7 +1,7 @@
 import json
 import signal
 
-from engine.bench import flood
+from reverie.engine.bench import flood
 
 
 def test_bench_flood_reports_gaps_joins_and_memory_in_a_json_line(capsys):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bench import metrics as M
-from engine.bench.metrics import PSNR_CAP
+from reverie.engine.bench import metrics as M
+from reverie.engine.bench.metrics import PSNR_CAP
 
 torch.set_num_threads(1)
 H, W = 48, 64
@@ -137,7 +137,7 @@ def test_a_model_stuck_on_one_plausible_view_is_realistic_but_does_not_move():
 # --- the real game -----------------------------------------------------------------------------------------
 def test_the_real_game_turns_the_way_the_convention_says():
     pytest.importorskip("vizdoom")
-    from world.dit.data import play_episode
+    from reverie.world.dit.data import play_episode
 
     counts = {M.TURN_LEFT: 0, M.TURN_RIGHT: 0}
     for seed in (7001, 7002):  # the bench's own episodes, shortened
@@ -151,8 +151,8 @@ def test_the_real_game_turns_the_way_the_convention_says():
 
 # --- Session.observe ---------------------------------------------------------------------------------------
 def test_session_observe_commits_known_frames_like_the_sampler_does():
-    from engine.sampler import FrameContext, commit_frames, generate_chunk
-    from engine.session import Session
+    from reverie.engine.sampler import FrameContext, commit_frames, generate_chunk
+    from reverie.engine.session import Session
     from tinyworld import ListMemory, TinyWorld, list_memory_factory
 
     model = TinyWorld()
@@ -177,7 +177,7 @@ def test_session_observe_commits_known_frames_like_the_sampler_does():
 
 
 def test_session_observe_refuses_bad_input():
-    from engine.session import Session
+    from reverie.engine.session import Session
     from tinyworld import TinyWorld, list_memory_factory
 
     model = TinyWorld(chunk_frames=3)
@@ -200,7 +200,7 @@ def test_session_observe_refuses_bad_input():
 @pytest.mark.filterwarnings("ignore:ignoring the bundled salience head")
 def test_the_bench_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     pytest.importorskip("vizdoom")
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     code = main(["bench", "freeplay", "--json", "--model-arg", "pretrained=false", "--model-arg", "config=tiny",
                  "--episodes", "1", "--frames", "40", "--context", "3", "--bank-frames", "50",

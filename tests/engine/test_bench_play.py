@@ -1,7 +1,7 @@
 import json
 import signal
 
-from engine.cli import main
+from reverie.engine.cli import main
 
 
 def test_bench_play_prints_the_json_line_last(capsys):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.devices import DeviceError, resolve_device
+from reverie.engine.devices import DeviceError, resolve_device
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -7,8 +7,8 @@ import time
 import msgpack
 import zmq
 
-from engine import protocol as P
-from input.net import Connection
+from reverie.engine import protocol as P
+from reverie.input.net import Connection
 from serving import ServerThread
 
 N_MESSAGES = 10_000

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.keyvalues import parse_key_values
+from reverie.engine.keyvalues import parse_key_values
 
 
 def test_values_parse_as_json_booleans_or_strings():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import protocol as P
+from reverie.engine import protocol as P
 
 
 def test_every_kind_round_trips():

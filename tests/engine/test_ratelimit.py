@@ -1,6 +1,6 @@
 import pytest
 
-from engine.ratelimit import Limiter, Rate
+from reverie.engine.ratelimit import Limiter, Rate
 
 
 def test_a_peer_gets_its_burst_then_one_per_interval_and_is_told_when():

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.scheduler import Admission, AdmissionError, RoundRobin
+from reverie.engine.scheduler import Admission, AdmissionError, RoundRobin
 
 
 def test_two_phase_admission_refuses_without_disturbing_others():

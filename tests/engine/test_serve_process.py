@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.commands.play import free_port
-from engine.rollout import read_rollout
-from input.bot import run_bot
-from input.net import Connection
+from reverie.engine.commands.play import free_port
+from reverie.engine.rollout import read_rollout
+from reverie.input.bot import run_bot
+from reverie.input.net import Connection
 from serving import seed_frame
 
 HERE = Path(__file__).parent
@@ -23,7 +23,7 @@ def start(tmp_path, *extra):
     np.save(tmp_path / "seed.npy", seed_frame((16, 16, 3)))
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--model", "tinyworld:build", "--endpoint", endpoint,
+    cmd = [sys.executable, "-m", "reverie.engine.cli", "serve", "--model", "tinyworld:build", "--endpoint", endpoint,
            "--record-dir", str(tmp_path / "rec"), "--seed-frame", str(tmp_path / "seed.npy"), "--threads", "1",
            "--budget-frames", "8", *extra]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
@@ -73,7 +73,7 @@ def test_a_recording_regenerates_identically_from_its_actions(tmp_path):
     rec = only_recording(tmp_path)
     r = read_rollout(rec)
     assert r.complete and r.meta.config["prefix_actions"] == [1] * 4 and r.meta.config["regenerable"]
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "replay", str(rec), "--model", "tinyworld:build",
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "replay", str(rec), "--model", "tinyworld:build",
                           "--json", "--out", str(tmp_path / "again")], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -83,13 +83,13 @@ def test_a_recording_regenerates_identically_from_its_actions(tmp_path):
 
 
 def test_a_model_that_cannot_load_is_a_clear_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "serve", "--model", "no-such-model",
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "serve", "--model", "no-such-model",
                           "--endpoint", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "cannot load model 'no-such-model'" in out.stderr
 
 
 def test_play_says_plainly_when_there_is_no_model_to_play(capfd):
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     previous = signal.getsignal(signal.SIGTERM)
     try:

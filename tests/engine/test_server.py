@@ -6,10 +6,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from engine import protocol as P
-from engine.rollout import read_rollout
-from input.bot import run_bot
-from input.net import Connection, ServerError
+from reverie.engine import protocol as P
+from reverie.engine.rollout import read_rollout
+from reverie.input.bot import run_bot
+from reverie.input.net import Connection, ServerError
 from serving import ServerThread, raw_socket, recv, seed_frame
 from tinyworld import TinyWorld, list_memory_bytes
 
@@ -175,7 +175,7 @@ def test_slow_client_gets_the_latest_frame_not_a_backlog():
 
 
 def test_reset_while_recording_starts_a_new_recording_and_both_regenerate(tmp_path):
-    from engine.replay import regenerate
+    from reverie.engine.replay import regenerate
     from tinyworld import list_memory_factory
 
     with ServerThread(record_dir=str(tmp_path), budget_bytes=60_000) as st, Connection(st.endpoint, seed=5) as c:

@@ -6,13 +6,13 @@ import psutil
 import pytest
 import zmq
 
-from engine import protocol as P
-from engine.ratelimit import Rate
-from engine.session import default_memory_factory
-from input.bot import run_bot
-from input.net import Connection, ServerError
-from memory import session_bytes
-from memory.measure import measure
+from reverie.engine import protocol as P
+from reverie.engine.ratelimit import Rate
+from reverie.engine.session import default_memory_factory
+from reverie.input.bot import run_bot
+from reverie.input.net import Connection, ServerError
+from reverie.memory import session_bytes
+from reverie.memory.measure import measure
 from serving import ServerThread, raw_socket, recv
 
 REAL_MEMORY = dict(memory_factory=default_memory_factory, footprint=session_bytes)
@@ -160,7 +160,7 @@ def test_a_player_keeps_its_frames_while_hellos_and_garbage_pour_in():
 
 
 def test_serve_help_states_the_default_total(capsys):
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["serve", "--help"])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.session import Session
+from reverie.engine.session import Session
 from serving import seed_frame
 from tinyworld import BudgetError, TinyWorld, list_memory_factory
 
@@ -90,8 +90,8 @@ def test_sessions_on_the_real_memory_are_deterministic(policy):
 
 
 def test_a_session_records_itself_off_the_hot_path_and_the_recording_regenerates(tmp_path):
-    from engine.replay import regenerate
-    from engine.rollout import read_rollout
+    from reverie.engine.replay import regenerate
+    from reverie.engine.rollout import read_rollout
 
     s = make(seed=9)
     play(s, [1, 1])
@@ -169,8 +169,8 @@ def test_pose_source_gives_the_memory_its_pose_at_each_frame_clock():
 
 
 def test_a_session_started_mid_episode_records_its_seed_action_and_regenerates(tmp_path):
-    from engine.replay import regenerate
-    from engine.rollout import read_rollout
+    from reverie.engine.replay import regenerate
+    from reverie.engine.rollout import read_rollout
 
     s = make(seed=6, seed_action=7)
     assert not np.array_equal(play(make(seed=6, seed_action=7), [1, 2]), play(make(seed=6), [1, 2]))

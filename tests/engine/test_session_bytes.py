@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.session import Session
-from memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies, session_bytes
-from memory.footprint import RECACHE_CHUNKS
-from memory.measure import measure
+from reverie.engine.session import Session
+from reverie.memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies, session_bytes
+from reverie.memory.footprint import RECACHE_CHUNKS
+from reverie.memory.measure import measure
 from tinyworld import TinyWorld
 
 UPPER_BOUND_PARTS = ("views", "frames_out")  # their peak is inside a step; between steps they hold less
@@ -62,7 +62,7 @@ def test_the_prediction_is_what_a_session_holds(policy, make):
 
 @pytest.mark.filterwarnings("ignore:ignoring the bundled salience head")
 def test_the_default_model_under_dual_holds_its_archive_and_what_was_predicted():
-    from world.registry import load_model
+    from reverie.world.registry import load_model
 
     model = load_model("default")
     price, held = check(model, "dual", 24)

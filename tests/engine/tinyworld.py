@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from kernels import attend
-from kernels.view import KVSegment, KVView, RopeSpec
-from memory.footprint import RECACHE_CHUNKS, Footprint, session_buffer_bytes
-from world.contract import ModelSpec, WorldModel
+from reverie.kernels import attend
+from reverie.kernels.view import KVSegment, KVView, RopeSpec
+from reverie.memory.footprint import RECACHE_CHUNKS, Footprint, session_buffer_bytes
+from reverie.world.contract import ModelSpec, WorldModel
 
 
 class TinyWorld(WorldModel):

@@ -33,7 +33,7 @@ def _env(site: Path) -> dict:
 
 def test_entry_point_is_discovered_and_loads(installed, monkeypatch):
     monkeypatch.syspath_prepend(str(installed))
-    from world.registry import available, load_model
+    from reverie.world.registry import available, load_model
 
     assert "example-tiny" in available()
     model = load_model("example-tiny")
@@ -48,7 +48,7 @@ def test_example_script_runs_the_loop(installed):
 
 
 def test_bench_model_runs_a_plugin(installed):
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "bench", "model", "--model", "example-tiny", "--json",
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "bench", "model", "--model", "example-tiny", "--json",
                           "--episodes", "1", "--steps", "37", "--fps-frames", "4"],
                          capture_output=True, text=True, timeout=300, env=_env(installed))
     assert out.returncode == 0, out.stderr

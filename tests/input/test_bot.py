@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from input.bot import PATROL, load_actions, main
+from reverie.input.bot import PATROL, load_actions, main
 from serving import ServerThread
-from world.actions import DOOM_ACTIONS, UnknownActionError
+from reverie.world.actions import DOOM_ACTIONS, UnknownActionError
 
 
 def test_action_scripts(tmp_path):

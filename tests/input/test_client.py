@@ -4,10 +4,10 @@ import numpy as np
 import pygame
 import pytest
 
-from input.app import ClientConfig, GameClient
-from input.hud import fmt_bytes, hud_lines
+from reverie.input.app import ClientConfig, GameClient
+from reverie.input.hud import fmt_bytes, hud_lines
 from serving import ServerThread
-from world.actions import DOOM_ACTIONS
+from reverie.world.actions import DOOM_ACTIONS
 
 
 def upscale(frame, s):
@@ -92,7 +92,7 @@ def test_side_by_side_plays_the_real_game_on_the_same_inputs(tmp_path):
     pytest.importorskip("vizdoom")
     from tinyworld import TinyWorld
 
-    from world.games.doom import DoomConfig, DoomGame
+    from reverie.world.games.doom import DoomConfig, DoomGame
 
     shot = tmp_path / "sbs.png"
     with ServerThread(TinyWorld(h=48, w=64, patch=8), budget_bytes=10**6) as st:

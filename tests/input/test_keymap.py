@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from input.keymap import COMMANDS, Keymap, KeymapError, action_from_keys, command_for_key, held_controls, load_keymap
-from world.actions import DOOM_ACTIONS
+from reverie.input.keymap import COMMANDS, Keymap, KeymapError, action_from_keys, command_for_key, held_controls, load_keymap
+from reverie.world.actions import DOOM_ACTIONS
 
 KM = load_keymap()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from input.pacing import StepPacer, parse_rate, resolve_rate
+from reverie.input.pacing import StepPacer, parse_rate, resolve_rate
 
 
 def test_rates_parse_and_bad_ones_say_what_is_allowed():

@@ -1,9 +1,9 @@
 import numpy as np
 import pygame
 
-from engine.cli import main
-from engine.rollout import RolloutMeta, RolloutWriter
-from input.replay import play_frames, replay_lines
+from reverie.engine.cli import main
+from reverie.engine.rollout import RolloutMeta, RolloutWriter
+from reverie.input.replay import play_frames, replay_lines
 
 
 def write_rollout(path, n=6):

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from kernels import KVSegment, KVView, RopeSpec, attend, attend_ref
-from kernels.attend import attend_torch
-from kernels.quant import dequantize_ref
-from kernels.rope import apply_rope_ref
-from kernels.testing import random_view
+from reverie.kernels import KVSegment, KVView, RopeSpec, attend, attend_ref
+from reverie.kernels.attend import attend_torch
+from reverie.kernels.quant import dequantize_ref
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.testing import random_view
 
 
 def _naive(q, view):

@@ -4,9 +4,9 @@ import sys
 import pytest
 import torch
 
-from kernels import BackendError, attend, attend_ref, attention_backend
-from kernels import backends
-from kernels.testing import random_view
+from reverie.kernels import BackendError, attend, attend_ref, attention_backend
+from reverie.kernels import backends
+from reverie.kernels.testing import random_view
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_declared_constraints():
 
 
 def test_auto_falls_back_per_call_when_the_first_choice_cannot_run_the_view(monkeypatch):
-    dense_only = backends.Backend(name="dense-only", target="kernels.attend:attend_torch", devices=frozenset({"cpu"}),
+    dense_only = backends.Backend(name="dense-only", target="reverie.kernels.attend:attend_torch", devices=frozenset({"cpu"}),
                                   dtypes=frozenset({torch.float32}), index=False, bias=False, quantized=False)
     monkeypatch.setattr(backends, "_REGISTRY", {"dense-only": dense_only, **backends._REGISTRY})
     backends.reset()

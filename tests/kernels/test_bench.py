@@ -1,7 +1,7 @@
 import argparse
 import json
 
-from engine.bench import kernels as bench
+from reverie.engine.bench import kernels as bench
 
 REQUIRED = {"op", "backend", "shape", "ms", "tflops", "gbps", "peak_mb"}
 
@@ -31,7 +31,7 @@ def test_gpu_rows_code_path_on_a_tiny_interpreted_geometry(monkeypatch):
 
     import pytest
 
-    from kernels import backends
+    from reverie.kernels import backends
 
     if importlib.util.find_spec("triton") is None or not backends.interpreter_ready():
         pytest.skip("needs triton's interpreter in this process")

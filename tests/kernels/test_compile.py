@@ -60,7 +60,7 @@ def _compile(kernel, pointers, constexprs, num_warps=4, num_stages=3):
 @here
 @pytest.mark.parametrize("bits,dtype,first,last", [(0, "bf16", True, False), (8, "bf16", False, True), (4, "fp16", False, False)])
 def test_attention_kernel_compiles(bits, dtype, first, last):
-    from kernels.fused.attention import _attend_segment, launch_config
+    from reverie.kernels.fused.attention import _attend_segment, launch_config
 
     block_m, block_n, num_warps, num_stages = launch_config(2640)  # a Matrix-Game chunk: 3 x 880 queries
     store = {0: f"*{dtype}", 8: "*i8", 4: "*u8"}[bits]
@@ -74,7 +74,7 @@ def test_attention_kernel_compiles(bits, dtype, first, last):
 @here
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quant_kernels_compile(bits):
-    from kernels.fused.quant import _dequantize, _quantize
+    from reverie.kernels.fused.quant import _dequantize, _quantize
 
     codes = "*i8" if bits == 8 else "*u8"
     _compile(_quantize, {"X": "*bf16", "C": codes}, dict(D=128, GROUP=32, BITS=bits, BLOCK_R=16))
@@ -83,7 +83,7 @@ def test_quant_kernels_compile(bits):
 
 @here
 def test_score_kernels_compile():
-    from kernels.fused.scores import _participation, _token_cosine
+    from reverie.kernels.fused.scores import _participation, _token_cosine
 
     _compile(_participation, {"K": "*bf16", "POS": "*i64"}, dict(D=128, ROPE_DIMS=32, BLOCK_S=64, BLOCK_D=128))
     _compile(_token_cosine, {"X": "*bf16"}, dict(D=128, PER_HEAD=False, BLOCK_T=32, BLOCK_D=128))

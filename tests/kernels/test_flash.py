@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 
-from kernels import attend_ref
-from kernels.testing import random_view
+from reverie.kernels import attend_ref
+from reverie.kernels.testing import random_view
 
 
 def _fake_flash_attn_func(q, k, v, return_attn_probs=False):
@@ -30,7 +30,7 @@ def fake_flash(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_segments_merge_by_log_sum_exp(fake_flash, dtype):
-    from kernels.flash import attend_flash
+    from reverie.kernels.flash import attend_flash
 
     q, view = random_view(3, 32, 6, 20, dtype=dtype)
     out = attend_flash(q, view)
@@ -40,8 +40,8 @@ def test_segments_merge_by_log_sum_exp(fake_flash, dtype):
 
 
 def test_single_segment_passes_through(fake_flash):
-    from kernels import KVView
-    from kernels.flash import attend_flash
+    from reverie.kernels import KVView
+    from reverie.kernels.flash import attend_flash
 
     q, view = random_view(2, 16, 4, 8)
     one = KVView(view.segments[:1], view.q_pos, view.rope)

@@ -13,12 +13,12 @@ import sys
 import pytest
 import torch
 
-from kernels import KVSegment, KVView, RopeSpec, attend, attend_ref, attention_backend, backends
-from kernels.quant import dequantize, dequantize_ref, quantize, quantize_ref
-from kernels.rope import apply_rope_ref
-from kernels.scores import (participation_scores, participation_scores_ref, segment_similarity,
+from reverie.kernels import KVSegment, KVView, RopeSpec, attend, attend_ref, attention_backend, backends
+from reverie.kernels.quant import dequantize, dequantize_ref, quantize, quantize_ref
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.scores import (participation_scores, participation_scores_ref, segment_similarity,
                             segment_similarity_ref, token_cosine_ref)
-from kernels.testing import make_segment, random_view
+from reverie.kernels.testing import make_segment, random_view
 
 HAVE_TRITON = importlib.util.find_spec("triton") is not None
 INTERPRETER_HERE = HAVE_TRITON and not torch.cuda.is_available() and backends.interpreter_ready()
@@ -73,7 +73,7 @@ def _with_pos(seg, pos):
 @pytest.mark.parametrize("bits", [0, 8, 4])
 @pytest.mark.parametrize("gather,bias", [(None, None), (9, "slot"), (13, "head")])
 def test_attention_float32_matches_reference(bits, gather, bias):
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     q, view = random_view(2, 32, 5, 20, bits=bits, group=16, gather=gather, bias=bias)
     torch.testing.assert_close(attend_triton(q, view), attend_ref(q, view), atol=2e-6, rtol=1e-5)
@@ -84,7 +84,7 @@ def test_attention_float32_matches_reference(bits, gather, bias):
 @pytest.mark.parametrize("bits", [0, 8, 4])
 def test_attention_low_precision_flash_rule(dtype, rtol, bits):
     """rtol 2 as in flash-attention; 4 for bf16 because the interpreter truncates (not rounds) to bf16."""
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     q, view = random_view(2, 32, 20, 40, bits=bits, group=16, gather=30, bias="head", dtype=dtype)
     ref = attend_ref(q, view)
@@ -95,7 +95,7 @@ def test_attention_low_precision_flash_rule(dtype, rtol, bits):
 
 @here
 def test_attention_many_tiles_segments_and_partial_blocks():
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     g = torch.Generator().manual_seed(3)
     h, d, nq = 2, 16, 37
@@ -114,7 +114,7 @@ def test_attention_many_tiles_segments_and_partial_blocks():
 @here
 def test_attention_carries_fully_hidden_segments():
     """A head that sees nothing in the first segment (all -inf) still gets the right softmax overall."""
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     q, view = random_view(2, 16, 4, 6)
     seg = view.segments[0]
@@ -130,7 +130,7 @@ def test_attention_carries_fully_hidden_segments():
 @here
 @pytest.mark.parametrize("rope_dims", [0, 32])
 def test_attention_rope_extremes_and_position_shift(rope_dims):
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     q, view = random_view(2, 32, 4, 12, bits=8, group=32, rope_dims=rope_dims)
     out = attend_triton(q, view)
@@ -141,7 +141,7 @@ def test_attention_rope_extremes_and_position_shift(rope_dims):
 
 @here
 def test_attention_merge_identity():
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     g = torch.Generator().manual_seed(2)
     h, d, n = 2, 16, 4
@@ -155,7 +155,7 @@ def test_attention_merge_identity():
 
 @here
 def test_public_attend_dispatches_to_triton(monkeypatch):
-    import kernels.fused.attention as fused
+    import reverie.kernels.fused.attention as fused
 
     calls = []
     real = fused.attend_triton
@@ -174,7 +174,7 @@ def test_public_attend_dispatches_to_triton(monkeypatch):
 @here
 @pytest.mark.parametrize("bits,group", [(8, 8), (8, 32), (4, 4), (4, 16)])
 def test_quantize_kernels_match_reference(bits, group):
-    from kernels.fused.quant import dequantize_triton, quantize_triton
+    from reverie.kernels.fused.quant import dequantize_triton, quantize_triton
 
     x = torch.randn(2, 19, 32) * 3
     x[0, 0] = 0.0
@@ -194,7 +194,7 @@ def test_quantize_kernels_match_reference(bits, group):
 
 @here
 def test_quantize_kernel_rejects_non_power_of_two():
-    from kernels.fused.quant import quantize_triton
+    from reverie.kernels.fused.quant import quantize_triton
 
     with pytest.raises(ValueError, match="power-of-two"):
         quantize_triton(torch.randn(2, 24), 8, 8)
@@ -204,7 +204,7 @@ def test_quantize_kernel_rejects_non_power_of_two():
 @pytest.mark.parametrize("rope", [None, RopeSpec(8, theta=100.0)])
 @pytest.mark.parametrize("sum_heads", [False, True])
 def test_participation_scores_kernel(rope, sum_heads):
-    from kernels.fused.scores import participation_scores_triton
+    from reverie.kernels.fused.scores import participation_scores_triton
 
     g = torch.Generator().manual_seed(5)
     q, k = torch.randn(3, 6, 24, generator=g), torch.randn(3, 70, 24, generator=g)
@@ -219,7 +219,7 @@ def test_participation_scores_kernel(rope, sum_heads):
 @here
 @pytest.mark.parametrize("per_head", [False, True])
 def test_segment_similarity_kernel(per_head):
-    from kernels.fused.scores import token_cosine_triton
+    from reverie.kernels.fused.scores import token_cosine_triton
 
     g = torch.Generator().manual_seed(6)
     frames = torch.randn(3, 4, 45, 20, generator=g, dtype=torch.float32).to(torch.bfloat16)

@@ -5,11 +5,11 @@ import importlib.util
 import pytest
 import torch
 
-from kernels import attend, attend_ref, attention_backend, backends
-from kernels.attend import attend_torch
-from kernels.quant import dequantize_ref, quantize_ref
-from kernels.scores import participation_scores_ref, token_cosine_ref
-from kernels.testing import random_view
+from reverie.kernels import attend, attend_ref, attention_backend, backends
+from reverie.kernels.attend import attend_torch
+from reverie.kernels.quant import dequantize_ref, quantize_ref
+from reverie.kernels.scores import participation_scores_ref, token_cosine_ref
+from reverie.kernels.testing import random_view
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")]
@@ -31,7 +31,7 @@ def test_auto_choice_on_cuda_is_triton():
 @pytest.mark.parametrize("bits", [0, 8, 4])
 @pytest.mark.parametrize("gather,bias", [(None, None), (700, "slot"), (900, "head")])
 def test_attention_bf16_flash_rule(bits, gather, bias):
-    from kernels.fused.attention import attend_triton
+    from reverie.kernels.fused.attention import attend_triton
 
     q, view = random_view(4, 128, 200, 1000, bits=bits, group=32, gather=gather, bias=bias,
                           dtype=torch.bfloat16, device="cuda")
@@ -42,7 +42,7 @@ def test_attention_bf16_flash_rule(bits, gather, bias):
 
 
 def test_quant_kernels_match_reference():
-    from kernels.fused.quant import dequantize_triton, quantize_triton
+    from reverie.kernels.fused.quant import dequantize_triton, quantize_triton
 
     x = torch.randn(12, 300, 128, device="cuda", dtype=torch.bfloat16)
     for bits in (8, 4):
@@ -55,7 +55,7 @@ def test_quant_kernels_match_reference():
 
 
 def test_score_kernels_match_reference():
-    from kernels.fused.scores import participation_scores_triton, token_cosine_triton
+    from reverie.kernels.fused.scores import participation_scores_triton, token_cosine_triton
 
     q, k = torch.randn(12, 880, 128, device="cuda"), torch.randn(12, 3000, 128, device="cuda")
     torch.testing.assert_close(participation_scores_triton(q, k), participation_scores_ref(q, k), rtol=1e-4, atol=1e-2)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from kernels.quant import dequantize, dequantize_ref, pack_int4, quantize, quantize_ref, unpack_int4
+from reverie.kernels.quant import dequantize, dequantize_ref, pack_int4, quantize, quantize_ref, unpack_int4
 
 
 def _groups(x, group):

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from kernels.rope import apply_rope, apply_rope_ref, rope_tables
-from kernels.view import RopeSpec
+from reverie.kernels.rope import apply_rope, apply_rope_ref, rope_tables
+from reverie.kernels.view import RopeSpec
 
 
 def _complex_rope(x, pos, dims, theta):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest  # noqa: F401
 import torch
 
-from kernels import attend_ref
+from reverie.kernels import attend_ref
 
-from kernels.view import RopeSpec
-from world.contract import ModelSpec
+from reverie.kernels.view import RopeSpec
+from reverie.world.contract import ModelSpec
 
 
 def tiny_spec(*, layers=2, heads=2, head_dim=8, tokens_per_frame=4, chunk_frames=1, rope_dims=4,

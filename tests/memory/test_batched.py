@@ -25,9 +25,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from memory import MemoryManager
-from memory.salience import SalienceHead
-from memory.layer_store import new_stores, segment_names
+from reverie.memory import MemoryManager
+from reverie.memory.salience import SalienceHead
+from reverie.memory.layer_store import new_stores, segment_names
 
 from memtest import chunk_qkv, tiny_spec
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memory import BudgetError, MemoryManager, available_policies
+from reverie.memory import BudgetError, MemoryManager, available_policies
 
 from memtest import run_chunk, tiny_spec
 

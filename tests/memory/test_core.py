@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from kernels import attend_ref
-from kernels.view import KVSegment, KVView
-from memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies
+from reverie.kernels import attend_ref
+from reverie.kernels.view import KVSegment, KVView
+from reverie.memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 

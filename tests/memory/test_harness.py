@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from engine.cli import main
-from memory import MemoryManager
+from reverie.engine.cli import main
+from reverie.memory import MemoryManager
 
 from toymodel import ToyModel, register
 
@@ -76,7 +76,7 @@ def test_train_salience_writes_a_head_the_policies_load(capsys, tmp_path):
 def test_revisit_out_range_is_checked():
     import argparse
 
-    from engine.bench.memory import _step_range
+    from reverie.engine.bench.memory import _step_range
 
     assert _step_range("40,60") == (40, 60)
     for bad in ("60,40", "0,5", "a,b", "7"):

@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from kernels import attend_ref
-from kernels.rope import apply_rope_ref
-from kernels.view import KVSegment, KVView, RopeSpec
-from memory import MemoryManager
-from memory.salience import SalienceHead, load_salience_head, sse_targets
-from memory.spatial import FrameArchive, view_overlap
-from memory.layer_store import segment_names
+from reverie.kernels import attend_ref
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.view import KVSegment, KVView, RopeSpec
+from reverie.memory import MemoryManager
+from reverie.memory.salience import SalienceHead, load_salience_head, sse_targets
+from reverie.memory.spatial import FrameArchive, view_overlap
+from reverie.memory.layer_store import segment_names
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 

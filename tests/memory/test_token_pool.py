@@ -4,9 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.layout import quant_group, token_bytes
-from memory.token_pool import TokenPool
-from memory.tokens import Tokens
+from reverie.memory.layout import quant_group, token_bytes
+from reverie.memory.token_pool import TokenPool
+from reverie.memory.tokens import Tokens
 
 
 def tokens(n, h=2, d=8, seed=0, frame0=0, score=None):

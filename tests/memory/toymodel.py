@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels import attend
-from kernels.view import RopeSpec
-from world.contract import ModelSpec, WorldModel
+from reverie.kernels import attend
+from reverie.kernels.view import RopeSpec
+from reverie.world.contract import ModelSpec, WorldModel
 
 
 class ToyModel(WorldModel):
@@ -52,6 +52,6 @@ class ToyModel(WorldModel):
 
 
 def register() -> None:
-    from world.registry import register as reg
+    from reverie.world.registry import register as reg
 
     reg("memtest-toy", lambda **kw: ToyModel(**kw))

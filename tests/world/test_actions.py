@@ -1,6 +1,6 @@
 import pytest
 
-from world.actions import CONTROLS, DOOM_ACTIONS, NOOP, ActionSpace, UnknownActionError
+from reverie.world.actions import CONTROLS, DOOM_ACTIONS, NOOP, ActionSpace, UnknownActionError
 
 
 def test_space_has_every_keyboard_chord_once():

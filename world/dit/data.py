@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from world.dit.config import TrainConfig
+from reverie.world.dit.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def pose_deltas(poses: np.ndarray) -> np.ndarray:
 
     Row 0 is zero (no previous frame). Angles are wrapped to [-180, 180).
     """
-    from world.pose import egocentric_motion
+    from reverie.world.pose import egocentric_motion
 
     out = np.zeros((len(poses), 3), dtype=np.float32)
     if len(poses) >= 2:
@@ -58,7 +58,7 @@ def pose_deltas(poses: np.ndarray) -> np.ndarray:
 
 def load_episode(path: str | Path) -> Episode:
     """Read a rollout directory (see `engine.rollout`) recorded from the real game."""
-    from engine.rollout import read_rollout
+    from reverie.engine.rollout import read_rollout
 
     r = read_rollout(path)
     poses = np.asarray([p if p is not None else (np.nan, np.nan, np.nan) for p in r.poses], dtype=np.float64)
@@ -85,9 +85,9 @@ def play_episode(map_name: str, driver: str, steps: int, seed: int, tics_per_ste
                  options: dict | None = None, depth: bool = False) -> Episode:
     """Run the real game for `steps` steps (an exploration driver, or a fixed action list) and return the episode
     (with the game's depth buffer when `depth`; the eye positions always)."""
-    from world.games.doom import DoomConfig, DoomGame
-    from world.games.drivers import make_driver
-    from world.games.episode import run_episode
+    from reverie.world.games.doom import DoomConfig, DoomGame
+    from reverie.world.games.drivers import make_driver
+    from reverie.world.games.episode import run_episode
 
     cfg = DoomConfig(map=map_name, resolution=resolution, tics_per_step=tics_per_step, depth=depth)
     drv = (make_driver(driver, seed=seed, **(options or {})) if actions is None
@@ -174,8 +174,8 @@ def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> lis
     """The data recipe of `cfg`: seeded real-game episodes on the train maps (never an eval map)."""
     from tqdm import tqdm
 
-    from world.games.drivers import driver_options
-    from world.games.maps import get_map
+    from reverie.world.games.drivers import driver_options
+    from reverie.world.games.maps import get_map
 
     jobs = []
     for m, map_name in enumerate(cfg.maps):

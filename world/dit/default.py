@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from kernels.view import RopeSpec
-from world.checkpoint import CheckpointError, load_state, read_metadata
-from world.contract import AttentionMemory, ModelSpec, WorldModel
-from world.dit.config import DiTConfig, model_config
-from world.dit.network import DiTNet
-from world.dit.patches import patchify, to_latents, to_pixels, unpatchify
-from world.dit.renderer import Renderer, RendererConfig, sampling_sigmas, sigma_to_t, t_to_sigma
+from reverie.kernels.view import RopeSpec
+from reverie.world.checkpoint import CheckpointError, load_state, read_metadata
+from reverie.world.contract import AttentionMemory, ModelSpec, WorldModel
+from reverie.world.dit.config import DiTConfig, model_config
+from reverie.world.dit.network import DiTNet
+from reverie.world.dit.patches import patchify, to_latents, to_pixels, unpatchify
+from reverie.world.dit.renderer import Renderer, RendererConfig, sampling_sigmas, sigma_to_t, t_to_sigma
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "default.safetensors"
@@ -61,7 +61,7 @@ class DiTWorldModel(WorldModel):
             tics_per_step=int(self.meta.get("tics_per_step", 1)),
             temporal_span=self.meta.get("longest_episode") or (self.meta.get("train") or {}).get("episode_steps"),
             **extra)
-        from kernels import attend
+        from reverie.kernels import attend
 
         self._attend = attend
         self._tables: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}

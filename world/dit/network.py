@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from world.dit.config import DiTConfig
-from world.dit.rope import SpatialRope, apply_temporal_rope
-from world.dit.warp import WARP_PARAMS, warp_latents
+from reverie.world.dit.config import DiTConfig
+from reverie.world.dit.rope import SpatialRope, apply_temporal_rope
+from reverie.world.dit.warp import WARP_PARAMS, warp_latents
 
 
 def timestep_features(t: torch.Tensor, dims: int = 128) -> torch.Tensor:

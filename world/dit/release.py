@@ -1,9 +1,9 @@
 """Bundle a trained checkpoint as the package's default model (`world/dit/weights/default.safetensors`).
 
-    python -m world.dit.release runs/default-seed0/model.safetensors --steps 1.0
-    python -m world.dit.release runs/default-seed0/snapshots/step*.safetensors --steps 1.0   # averaged
-    python -m world.dit.release runs/a.safetensors runs/b.safetensors --weights 0.5 0.5 --steps 1.0  # a soup
-    python -m world.dit.release world/dit/weights/default.safetensors --renderer runs/render/model.safetensors
+    python -m reverie.world.dit.release runs/default-seed0/model.safetensors --steps 1.0
+    python -m reverie.world.dit.release runs/default-seed0/snapshots/step*.safetensors --steps 1.0   # averaged
+    python -m reverie.world.dit.release runs/a.safetensors runs/b.safetensors --weights 0.5 0.5 --steps 1.0  # a soup
+    python -m reverie.world.dit.release world/dit/weights/default.safetensors --renderer runs/render/model.safetensors
 
 The weights are copied unchanged (fp16, as training saved them), or, given several checkpoints, averaged:
 uniformly over the late checkpoints of one run (checkpoint averaging, as in SWA: the late, low learning-rate
@@ -27,8 +27,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from world.checkpoint import CheckpointError, load_state, read_metadata, save_state, sha256_file
-from world.contract import ModelSpec
+from reverie.world.checkpoint import CheckpointError, load_state, read_metadata, save_state, sha256_file
+from reverie.world.contract import ModelSpec
 
 
 def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | None = None,
@@ -39,7 +39,7 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
     command line) is recorded as `release_command`."""
     import torch
 
-    from world.dit.default import RENDERER_PREFIX, load_checkpoint
+    from reverie.world.dit.default import RENDERER_PREFIX, load_checkpoint
 
     sources = [Path(p) for p in (src if isinstance(src, (list, tuple)) else [src])]
     full = [load_checkpoint(p) for p in sources]  # validates each end to end
@@ -90,8 +90,8 @@ def release(src: str | Path | list, dst: str | Path, steps: tuple[float, ...] | 
 def _with_renderer(state: dict, meta: dict, renderer, dit_hash: str) -> tuple[dict, dict]:
     """`state` and `meta` plus the (averaged) renderer checkpoint(s) `renderer`, checked to be trained over
     a DiT of the same architecture."""
-    from world.dit.default import RENDERER_PREFIX
-    from world.dit.renderer import Renderer, RendererConfig
+    from reverie.world.dit.default import RENDERER_PREFIX
+    from reverie.world.dit.renderer import Renderer, RendererConfig
 
     paths = [Path(p) for p in (renderer if isinstance(renderer, (list, tuple)) else [renderer])]
     metas = [read_metadata(p) for p in paths]
@@ -115,7 +115,7 @@ def _with_renderer(state: dict, meta: dict, renderer, dit_hash: str) -> tuple[di
 def _reference(sources: list[Path], configs: list) -> int:
     """Index of the source whose config has the most grown heads (the last such); every other config must
     be it without some of them (`world.dit.config.heads_to_grow`), else a `CheckpointError`."""
-    from world.dit.config import GROWN_HEADS, heads_to_grow
+    from reverie.world.dit.config import GROWN_HEADS, heads_to_grow
 
     richness = [sum(bool(getattr(c, f)) for f in GROWN_HEADS) for c in configs]
     ref = max(range(len(sources)), key=lambda i: (richness[i], i))
@@ -127,7 +127,7 @@ def _reference(sources: list[Path], configs: list) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from world.dit.default import DEFAULT_CHECKPOINT
+    from reverie.world.dit.default import DEFAULT_CHECKPOINT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="+", help="model.safetensors written by `reverie train` (several: averaged)")
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(raw)
     path = release(args.checkpoint, args.out, tuple(args.steps) if args.steps else None,
                    tuple(args.weights) if args.weights else None,
-                   command="python -m world.dit.release " + " ".join(shlex.quote(a) for a in raw),
+                   command="python -m reverie.world.dit.release " + " ".join(shlex.quote(a) for a in raw),
                    renderer=args.renderer)
     meta = read_metadata(path)
     print(f"{path}: {path.stat().st_size / 1e6:.2f} MB, step {meta.get('step')}, averaged "

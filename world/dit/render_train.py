@@ -10,7 +10,7 @@ previous real frames, the last three under context noise of a random level that 
 
 Everything random comes from generators seeded by the run's seed; a run resumes from its last snapshot
 (`--resume`), and writes `OUT/model.safetensors` (the renderer alone) like `world.dit.train` does.
-`python -m world.dit.release --renderer OUT/model.safetensors` bundles it with the DiT as the default model.
+`python -m reverie.world.dit.release --renderer OUT/model.safetensors` bundles it with the DiT as the default model.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from world.dit.config import TrainConfig, config_with_overrides
-from world.dit.data import Episode, WindowSampler
-from world.dit.network import DiTNet
-from world.dit.patches import patchify, to_latents, to_pixels
-from world.dit.renderer import Renderer, RendererConfig
+from reverie.world.dit.config import TrainConfig, config_with_overrides
+from reverie.world.dit.data import Episode, WindowSampler
+from reverie.world.dit.network import DiTNet
+from reverie.world.dit.patches import patchify, to_latents, to_pixels
+from reverie.world.dit.renderer import Renderer, RendererConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +231,7 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
     """Train a `Renderer` on `episodes` over the frozen `dit`; returns the path of its checkpoint."""
     from tqdm import tqdm
 
-    from world.dit.runs import RunPaths, checkpoint_if_due, optimizer_step, resume_run, save_run, set_lr
+    from reverie.world.dit.runs import RunPaths, checkpoint_if_due, optimizer_step, resume_run, save_run, set_lr
 
     torch.set_num_threads(cfg.threads)
     paths = RunPaths(Path(out))
@@ -239,7 +239,7 @@ def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig,
     torch.manual_seed(seed)
     renderer = Renderer(cfg.renderer)
     if cfg.init:
-        from world.checkpoint import load_state
+        from reverie.world.checkpoint import load_state
 
         expected = {n: t.shape for n, t in renderer.state_dict().items()}
         renderer.load_state_dict(load_state(cfg.init, expected))

@@ -93,7 +93,7 @@ class RendererConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RendererConfig":
-        from world.dit.config import config_from_dict
+        from reverie.world.dit.config import config_from_dict
 
         return config_from_dict(cls, data)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from world.checkpoint import save_state
+from reverie.world.checkpoint import save_state
 
 
 def lr_at(step: int, cfg) -> float:
@@ -113,7 +113,7 @@ def checkpoint_if_due(paths: "RunPaths", net: torch.nn.Module, opt: torch.optim.
 
 def resume_run(paths: RunPaths, net: torch.nn.Module, opt: torch.optim.Optimizer, np_rng: np.random.Generator,
             gen: torch.Generator) -> int:
-    from world.checkpoint import load_state, read_metadata
+    from reverie.world.checkpoint import load_state, read_metadata
 
     meta = read_metadata(paths.state)
     from safetensors.torch import load_file

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow, model_config
-from world.dit.data import Episode, WindowSampler
-from world.dit.patches import patchify
-from world.dit.network import DiTNet
-from world.dit.runs import (RunPaths, checkpoint_if_due, device_name, optimizer_step, plot_curve, resume_run,
+from reverie.world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow, model_config
+from reverie.world.dit.data import Episode, WindowSampler
+from reverie.world.dit.patches import patchify
+from reverie.world.dit.network import DiTNet
+from reverie.world.dit.runs import (RunPaths, checkpoint_if_due, device_name, optimizer_step, plot_curve, resume_run,
                             save_run, set_lr)
 
 SAMPLER_LEVELS = torch.tensor([1.0, 0.75, 0.5, 0.25])
@@ -229,8 +229,8 @@ def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
     identity (`GROWN_HEADS`: a `prev_frame` model warm-starts a `prev_warp` one, its warp head left at zero;
     a `prev_warp` model a `prev_flow` one, its flow head left at zero).
     """
-    from world.checkpoint import CheckpointError, sha256_file
-    from world.dit.default import load_net
+    from reverie.world.checkpoint import CheckpointError, sha256_file
+    from reverie.world.dit.default import load_net
 
     src, meta = load_net(path)  # validates the checkpoint's config, names and shapes
     grown = heads_to_grow(model_cfg, src.cfg)
@@ -288,7 +288,7 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     start = 0
     if resume and paths.state.is_file():
         start = resume_run(paths, net, opt, np_rng, gen)
-        from world.checkpoint import read_metadata
+        from reverie.world.checkpoint import read_metadata
 
         previous = read_metadata(paths.state)
         # every command that shaped this run, with the step it stopped at (a resume may change the schedule)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from world.dit.patches import to_latents, to_pixels
+from reverie.world.dit.patches import to_latents, to_pixels
 
 WARP_PARAMS = 4
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from world.actions import CONTROLS, DOOM_ACTIONS
-from world.games.maps import DEFAULT_TRAIN_MAP, MapSpec, get_map
+from reverie.world.actions import CONTROLS, DOOM_ACTIONS
+from reverie.world.games.maps import DEFAULT_TRAIN_MAP, MapSpec, get_map
 
 # Our control names -> ViZDoom button names, in `CONTROLS` order (the order buttons are declared in).
 _BUTTONS = {

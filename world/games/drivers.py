@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from world.actions import DOOM_ACTIONS, NOOP, UnknownActionError
+from reverie.world.actions import DOOM_ACTIONS, NOOP, UnknownActionError
 
 A = DOOM_ACTIONS.index
 FORWARD, TURN_LEFT, TURN_RIGHT = A("forward"), A("turn_left"), A("turn_right")

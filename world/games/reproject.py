@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from world.pose import egocentric_motion
+from reverie.world.pose import egocentric_motion
 
 DEFAULT_FOV = 90.0
 DEPTH_UNIT = 8.5

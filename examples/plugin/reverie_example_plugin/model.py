@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kernels import attend
-from kernels.view import RopeSpec
-from world.contract import ModelSpec, WorldModel
+from reverie.kernels import attend
+from reverie.kernels.view import RopeSpec
+from reverie.world.contract import ModelSpec, WorldModel
 
 H, W, P = 48, 64, 8
 TOKENS, CHANNELS = (H // P) * (W // P), P * P * 3

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("vizdoom")
 
-from engine.cli import main
-from engine.rollout import read_rollout
-from world.actions import DOOM_ACTIONS
+from reverie.engine.cli import main
+from reverie.engine.rollout import read_rollout
+from reverie.world.actions import DOOM_ACTIONS
 
 ACTION_FILE = Path(__file__).resolve().parents[3] / "examples" / "actions" / "out_and_back.json"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.rollout import (BackgroundRolloutWriter, RolloutError, RolloutMeta, RolloutWriter, read_rollout,
+from reverie.engine.rollout import (BackgroundRolloutWriter, RolloutError, RolloutMeta, RolloutWriter, read_rollout,
                             read_rollouts)
-from engine.rollout.format import FRAMES, FRAMES_PARTIAL, META, STEPS
-from world.actions import DOOM_ACTIONS
+from reverie.engine.rollout.format import FRAMES, FRAMES_PARTIAL, META, STEPS
+from reverie.world.actions import DOOM_ACTIONS
 
 SHAPE = (6, 8, 3)
 
@@ -207,7 +207,7 @@ def test_flipped_frame_byte_fails_the_checksum(tmp_path):
 
 _KILLED_WRITER = """
 import sys, time, numpy as np
-from engine.rollout import RolloutWriter, RolloutMeta
+from reverie.engine.rollout import RolloutWriter, RolloutMeta
 w = RolloutWriter(sys.argv[1], RolloutMeta(source="game", seed=0, frame_shape=(6, 8, 3)))
 t = 0
 while True:
@@ -295,8 +295,8 @@ def test_read_rollouts_finds_episode_folders(tmp_path):
 ])
 def test_inspect_names_the_driver_of_new_and_old_rollouts(tmp_path, capsys, config, driver, line):
     """Game rollouts store their exploration driver under "driver"; before the rename it was "policy"."""
-    from engine.cli import main
-    from engine.rollout.game import recorded_driver
+    from reverie.engine.cli import main
+    from reverie.engine.rollout.game import recorded_driver
 
     w = RolloutWriter(tmp_path / "r", _meta(config=config))
     w.append(_frames(1)[0], 0, (0, 0, 0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.view import KVSegment, KVView
+from reverie.kernels.view import KVSegment, KVView
 
 
 class FullCache:

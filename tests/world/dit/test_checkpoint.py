@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from world.checkpoint import CheckpointError, save_state
-from world.dit.config import DiTConfig
-from world.dit.default import DEFAULT_CHECKPOINT, build
-from world.registry import load_model
+from reverie.world.checkpoint import CheckpointError, save_state
+from reverie.world.dit.config import DiTConfig
+from reverie.world.dit.default import DEFAULT_CHECKPOINT, build
+from reverie.world.registry import load_model
 
 
 def _save(model, path):
@@ -41,7 +41,7 @@ def test_corrupt_checkpoint_is_clear(tmp_path, damage):
 
 
 def test_mismatched_checkpoint_is_clear(tmp_path):
-    from world.checkpoint import load_state
+    from reverie.world.checkpoint import load_state
 
     path = _save(build(pretrained=False, config="tiny"), tmp_path / "m.safetensors")
     other = build(pretrained=False, config=DiTConfig(patch=8, width=64, layers=2, heads=2, temporal_rope=8,
@@ -63,7 +63,7 @@ def test_config_hash_mismatch_is_clear(tmp_path):
 
 
 def test_registry_default_without_bundled_weights(monkeypatch, tmp_path):
-    import world.dit.default as default
+    import reverie.world.dit.default as default
 
     monkeypatch.setattr(default, "DEFAULT_CHECKPOINT", tmp_path / "default.safetensors")
     with pytest.raises(CheckpointError, match="no trained default model is bundled"):
@@ -84,7 +84,7 @@ def test_bundled_weights_load_small_and_fast():
 
 
 def test_release_sets_default_steps_and_keeps_weights(tmp_path):
-    from world.dit.release import release
+    from reverie.world.dit.release import release
 
     model = build(pretrained=False, config="tiny", seed=2)
     src = _save(model, tmp_path / "run" / "model.safetensors")
@@ -100,8 +100,8 @@ def test_release_sets_default_steps_and_keeps_weights(tmp_path):
 
 
 def test_release_averages_checkpoints_of_one_run(tmp_path):
-    from world.checkpoint import CheckpointError
-    from world.dit.release import release
+    from reverie.world.checkpoint import CheckpointError
+    from reverie.world.dit.release import release
 
     a, b = build(pretrained=False, config="tiny", seed=1), build(pretrained=False, config="tiny", seed=2)
     cfg = a.cfg
@@ -122,8 +122,8 @@ def test_release_averages_checkpoints_of_one_run(tmp_path):
 def test_release_soups_fine_tunes_with_weights_and_grown_heads(tmp_path):
     from dataclasses import replace
 
-    from world.checkpoint import CheckpointError, read_metadata
-    from world.dit.release import release
+    from reverie.world.checkpoint import CheckpointError, read_metadata
+    from reverie.world.dit.release import release
 
     flow_cfg = build(pretrained=False, config="tiny").cfg
     warp_cfg = replace(flow_cfg, prev_flow=False)
@@ -144,11 +144,11 @@ def test_release_soups_fine_tunes_with_weights_and_grown_heads(tmp_path):
     meta = read_metadata(out)
     assert [(r["weight"], r["step"], r["command"]) for r in meta["released_from"]] == [(0.75, 900, "a"), (0.25, 600, "b")]
     assert "averaged_steps" not in meta and meta["sampler_steps"] == [1.0]
-    from world.dit.release import main
+    from reverie.world.dit.release import main
 
     args = [str(pw), str(pf), "--weights", "1", "1", "--steps", "1.0", "--out", str(tmp_path / "cli.safetensors")]
     assert main(args) == 0
-    assert read_metadata(tmp_path / "cli.safetensors")["release_command"] == "python -m world.dit.release " + " ".join(args)
+    assert read_metadata(tmp_path / "cli.safetensors")["release_command"] == "python -m reverie.world.dit.release " + " ".join(args)
     with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):
         release([pw, pf], tmp_path / "bad.safetensors", weights=(1.0,))
     with pytest.raises(ValueError, match="one non-negative weight per checkpoint"):

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from kernels.rope import apply_rope_ref
-from kernels.view import RopeSpec
-from world.dit.config import DiTConfig, model_config
-from world.dit.default import build, patchify, unpatchify
-from world.dit.rope import apply_temporal_rope
-from world.dit.train import block_causal_mask
+from reverie.kernels.rope import apply_rope_ref
+from reverie.kernels.view import RopeSpec
+from reverie.world.dit.config import DiTConfig, model_config
+from reverie.world.dit.default import build, patchify, unpatchify
+from reverie.world.dit.rope import apply_temporal_rope
+from reverie.world.dit.train import block_causal_mask
 
 from .fullcache import FullCache
 
@@ -57,7 +57,7 @@ def _randomize(net):
 def _memory(kind, spec):
     if kind == "test-cache":
         return FullCache(spec)
-    from memory import MemoryManager
+    from reverie.memory import MemoryManager
 
     return MemoryManager.create(spec, policy="full")
 
@@ -133,7 +133,7 @@ def test_prev_frame_path_copies_the_previous_frame_at_init():
 
 
 def test_network_without_prev_frame_refuses_one():
-    from world.dit.network import DiTNet
+    from reverie.world.dit.network import DiTNet
 
     net = DiTNet(DiTConfig(patch=16, width=32, layers=1, heads=2, temporal_rope=4, row_rope=4, col_rope=4))
     x = torch.zeros(1, 2, 12, 768)

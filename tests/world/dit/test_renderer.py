@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.sampler import FrameContext, chunk_noise, next_sample, sample_chunk
-from engine.session import Session
-from world.checkpoint import CheckpointError, save_state
-from world.dit.data import Episode
-from world.dit.default import DiTWorldModel, build, load_checkpoint
-from world.dit.release import release
-from world.dit.render_train import RENDER_PRESETS, make_batch, train_renderer
-from world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sampling_sigmas, sigma_to_t, t_to_sigma
-from world.dit.train import train
-from world.dit.config import train_config
+from reverie.engine.sampler import FrameContext, chunk_noise, next_sample, sample_chunk
+from reverie.engine.session import Session
+from reverie.world.checkpoint import CheckpointError, save_state
+from reverie.world.dit.data import Episode
+from reverie.world.dit.default import DiTWorldModel, build, load_checkpoint
+from reverie.world.dit.release import release
+from reverie.world.dit.render_train import RENDER_PRESETS, make_batch, train_renderer
+from reverie.world.dit.renderer import Renderer, RendererConfig, karras_sigmas, sampling_sigmas, sigma_to_t, t_to_sigma
+from reverie.world.dit.train import train
+from reverie.world.dit.config import train_config
 
 TINY = RendererConfig(channels=(8, 16), blocks=1, cond_dim=16)
 
@@ -54,7 +54,7 @@ def test_first_level_starts_from_the_guess_plus_noise(tmp_path):
     seen = []
     forward = model.renderer.forward
     model.renderer.forward = lambda x, sigma, guess, *a: seen.append((x, sigma, guess)) or forward(x, sigma, guess, *a)
-    from memory import MemoryManager
+    from reverie.memory import MemoryManager
 
     mem = MemoryManager.create(model.spec, policy="window")
     ctx = FrameContext(model.spec)
@@ -114,7 +114,7 @@ def _tiny_renderer_run(tmp_path, dit_path, steps=3, resume=False, out="render"):
 
 def test_training_batch_shapes_and_context_noise(tmp_path):
     dit, _, _ = load_checkpoint(_tiny_dit_checkpoint(tmp_path))
-    from world.dit.data import WindowSampler
+    from reverie.world.dit.data import WindowSampler
 
     cfg = RENDER_PRESETS["render-tiny"]
     sample = WindowSampler(_episodes(), cfg.data_config()).sample(np.random.default_rng(0), 2)
@@ -166,7 +166,7 @@ def test_bundled_renderer_plays_deterministically_and_guesses_once_per_frame(tmp
 def test_renderer_over_another_dit_is_refused(tmp_path):
     dit_path = _tiny_dit_checkpoint(tmp_path)
     rpath = _tiny_renderer_run(tmp_path, dit_path)
-    from world.checkpoint import read_metadata
+    from reverie.world.checkpoint import read_metadata
     from safetensors.torch import load_file
 
     meta = dict(read_metadata(rpath), dit_config_hash="0" * 16)
@@ -183,7 +183,7 @@ def test_sample_chunk_starts_at_the_top_level_scale(tmp_path):
     seen = []
     denoise = model.denoise
     model.denoise = lambda x, t, *a, **k: seen.append((t, float(x.std()))) or denoise(x, t, *a, **k)
-    from memory import MemoryManager
+    from reverie.memory import MemoryManager
 
     mem = MemoryManager.create(model.spec, policy="window")
     ctx = FrameContext(model.spec)
@@ -197,7 +197,7 @@ def test_sample_chunk_starts_at_the_top_level_scale(tmp_path):
 def test_self_forcing_feeds_the_renderers_own_frames_as_history(tmp_path):
     dit_path = _tiny_dit_checkpoint(tmp_path)
     dit, _, _ = load_checkpoint(dit_path)
-    from world.dit.data import WindowSampler
+    from reverie.world.dit.data import WindowSampler
 
     cfg = RENDER_PRESETS["render-tiny"].with_overrides(frames_per_window=1, rollout_frames=2)
     renderer = Renderer(cfg.renderer).eval()

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from engine.cli import main
-from engine.rollout import RolloutMeta, RolloutWriter, read_rollout
+from reverie.engine.cli import main
+from reverie.engine.rollout import RolloutMeta, RolloutWriter, read_rollout
 
 
 def _context(path, n=10):

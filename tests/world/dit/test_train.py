@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from world.dit.config import TrainConfig, train_config
-from world.dit.data import Episode, WindowSampler, pose_deltas
-from world.dit.default import build
-from world.dit.train import block_causal_mask, train
+from reverie.world.dit.config import TrainConfig, train_config
+from reverie.world.dit.data import Episode, WindowSampler, pose_deltas
+from reverie.world.dit.default import build
+from reverie.world.dit.train import block_causal_mask, train
 
 
 def _episodes(n=2, length=40, seed=0):
@@ -98,14 +98,14 @@ def test_training_is_reproducible_and_resumes(tmp_path):
 
 
 def test_train_refuses_eval_maps():
-    from world.dit.data import generate_episodes
+    from reverie.world.dit.data import generate_episodes
 
     with pytest.raises(ValueError, match="held out"):
         generate_episodes(TrainConfig(model="tiny", maps=("freedoom2-map02",), episode_steps=20), seed=0)
 
 
 def test_prev_frame_augmentation():
-    from world.dit.train import augment_prev
+    from reverie.world.dit.train import augment_prev
 
     prev = torch.rand(8, 5, 12, 48) * 2 - 1
     off = TrainConfig(model="tiny")
@@ -121,7 +121,7 @@ def test_prev_frame_augmentation():
 
 
 def test_warm_start_loads_weights_and_refuses_other_architectures(tmp_path):
-    from world.checkpoint import CheckpointError
+    from reverie.world.checkpoint import CheckpointError
 
     cfg = train_config("tiny")
     eps = _episodes()
@@ -153,7 +153,7 @@ def test_train_only_leaves_every_other_module_as_it_was_warm_started(tmp_path):
 
 
 def test_overrides_replace_fields_and_refuse_unknown_ones(tmp_path, capsys):
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     cfg = train_config("tiny").with_overrides(revisit_prob=0.9, maps=["maze"], lr=None)
     assert cfg.revisit_prob == 0.9 and cfg.maps == ("maze",) and cfg.lr == train_config("tiny").lr
@@ -167,9 +167,9 @@ def test_overrides_replace_fields_and_refuse_unknown_ones(tmp_path, capsys):
 
 
 def test_prev_rollout_feeds_the_models_own_predictions():
-    from world.dit.config import model_config
-    from world.dit.network import DiTNet
-    from world.dit.train import make_batch, rollout_prev
+    from reverie.world.dit.config import model_config
+    from reverie.world.dit.network import DiTNet
+    from reverie.world.dit.train import make_batch, rollout_prev
 
     cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
                       revisit_max_dist=5.0, episode_steps=40, prev_rollout_passes=1, prev_rollout_prob=1.0)
@@ -206,9 +206,9 @@ def test_prev_rollout_feeds_the_models_own_predictions():
 
 
 def test_prev_rollout_keeps_dropped_previous_frames_dropped():
-    from world.dit.config import model_config
-    from world.dit.network import DiTNet
-    from world.dit.train import make_batch, rollout_prev
+    from reverie.world.dit.config import model_config
+    from reverie.world.dit.network import DiTNet
+    from reverie.world.dit.train import make_batch, rollout_prev
 
     cfg = TrainConfig(model="tiny", window=5, revisit_frames=0, episode_steps=40, prev_drop_prob=0.5,
                       prev_rollout_passes=2, prev_rollout_prob=1.0)
@@ -227,8 +227,8 @@ def test_prev_rollout_keeps_dropped_previous_frames_dropped():
 
 
 def test_prev_drop_zeroes_a_share_of_previous_frames():
-    from world.dit.config import model_config
-    from world.dit.train import make_batch
+    from reverie.world.dit.config import model_config
+    from reverie.world.dit.train import make_batch
 
     mcfg = model_config("tiny")
     sample = WindowSampler(_episodes(), TrainConfig(model="tiny", window=5, episode_steps=40)).sample(
@@ -247,9 +247,9 @@ def test_prev_drop_zeroes_a_share_of_previous_frames():
 
 def test_training_step_builds_every_tensor_on_the_batch_device():
     # the meta device has no data: any tensor the step makes on the CPU instead of the batch's device fails
-    from world.dit.config import model_config
-    from world.dit.network import DiTNet
-    from world.dit.train import batch_to, losses, make_batch, rollout_prev
+    from reverie.world.dit.config import model_config
+    from reverie.world.dit.network import DiTNet
+    from reverie.world.dit.train import batch_to, losses, make_batch, rollout_prev
 
     cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
                       revisit_max_dist=5.0, episode_steps=40, warp_weight=1.0, prev_rollout_passes=1,
@@ -264,7 +264,7 @@ def test_training_step_builds_every_tensor_on_the_batch_device():
 
 
 def test_bf16_training_tracks_fp32_and_says_so(tmp_path):
-    from world.checkpoint import read_metadata
+    from reverie.world.checkpoint import read_metadata
 
     cfg, eps = train_config("tiny"), _episodes()
     a = train(eps, cfg, tmp_path / "fp32", seed=5, progress=False)
@@ -283,7 +283,7 @@ def test_bf16_training_tracks_fp32_and_says_so(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_train_cli_refuses_a_device_it_cannot_use(tmp_path, capsys):
-    from engine.cli import main
+    from reverie.engine.cli import main
 
     assert main(["train", "--config", "tiny", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
@@ -292,7 +292,7 @@ def test_train_cli_refuses_a_device_it_cannot_use(tmp_path, capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_training_matches_the_cpu_run_and_resumes(tmp_path):
-    from world.checkpoint import read_metadata
+    from reverie.world.checkpoint import read_metadata
 
     cfg, eps = train_config("tiny"), _episodes()
     cpu = build(checkpoint=train(eps, cfg, tmp_path / "cpu", seed=5, progress=False)).net.state_dict()

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from world.checkpoint import CheckpointError
-from world.dit.config import DiTConfig, model_config
-from world.dit.default import build, patchify, unpatchify
-from world.dit.patches import to_latents, to_pixels
-from world.dit.warp import warp_latents
+from reverie.world.checkpoint import CheckpointError
+from reverie.world.dit.config import DiTConfig, model_config
+from reverie.world.dit.default import build, patchify, unpatchify
+from reverie.world.dit.patches import to_latents, to_pixels
+from reverie.world.dit.warp import warp_latents
 
 H, W, P = 48, 64, 8
 
@@ -121,9 +121,9 @@ def test_bundled_checkpoint_is_the_flow_preset():
     import json
     from pathlib import Path
 
-    import world.dit
+    import reverie.world.dit as dit_package
 
-    meta = json.loads((Path(world.dit.__file__).parent / "weights" / "default.json").read_text())
+    meta = json.loads((Path(dit_package.__file__).parent / "weights" / "default.json").read_text())
     assert meta["config_hash"] == PRESET_HASHES["flow"]
     assert DiTConfig.from_dict(meta["config"]).hash() == PRESET_HASHES["flow"]
 
@@ -132,9 +132,9 @@ def test_bundled_checkpoint_is_the_flow_preset():
                                         ({}, {"prev_warp": True, "prev_flow": True})])
 def test_warm_start_grows_identity_heads_from_a_model_without_them(tmp_path, have, grow):
     """A checkpoint without the warp (or its flow) warm-starts a network with it: same outputs."""
-    from world.dit.network import DiTNet
-    from world.dit.train import _warm_start
-    from world.checkpoint import save_state
+    from reverie.world.dit.network import DiTNet
+    from reverie.world.dit.train import _warm_start
+    from reverie.world.checkpoint import save_state
 
     plain_cfg = DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
                           prev_frame=True, **have)
@@ -162,7 +162,7 @@ def test_warm_start_grows_identity_heads_from_a_model_without_them(tmp_path, hav
 
 
 def test_warp_alignment_loss_skips_frames_without_a_previous_frame():
-    from world.dit.train import warp_alignment_loss
+    from reverie.world.dit.train import warp_alignment_loss
 
     target = torch.zeros(1, 3, 4, 6)
     moved = torch.ones(1, 3, 4, 6)
@@ -176,9 +176,9 @@ def test_warp_alignment_loss_skips_frames_without_a_previous_frame():
 def test_training_with_the_warp_loss_moves_the_warp_and_flow_heads(tmp_path):
     """One optimizer step of the tiny preset (warp_weight > 0) changes the zero-initialised warp and flow
     heads."""
-    from world.dit.config import TrainConfig, train_config
-    from world.dit.default import load_net
-    from world.dit.train import train
+    from reverie.world.dit.config import TrainConfig, train_config
+    from reverie.world.dit.default import load_net
+    from reverie.world.dit.train import train
 
     from .test_train import _episodes
 

@@ -3,9 +3,9 @@ import pytest
 
 pytest.importorskip("vizdoom")
 
-from world.actions import CONTROLS, DOOM_ACTIONS
-from world.games.doom import DoomConfig, DoomGame, GameError, area_average, parse_resolution, render_resolution
-from world.games.maps import MAPS, UnknownMapError, get_map, maps_for
+from reverie.world.actions import CONTROLS, DOOM_ACTIONS
+from reverie.world.games.doom import DoomConfig, DoomGame, GameError, area_average, parse_resolution, render_resolution
+from reverie.world.games.maps import MAPS, UnknownMapError, get_map, maps_for
 
 ACTIONS = np.random.default_rng(7).integers(0, len(DOOM_ACTIONS), 60)
 
@@ -182,7 +182,7 @@ def test_episode_end_is_flagged_and_then_repeats_the_last_observation():
 
 def test_maze_goal_is_removed_so_the_episode_does_not_end():
     # seed 2 + wander reached the maze's goal (an exit) at step 712 before the goal was removed
-    from world.games.drivers import make_driver
+    from reverie.world.games.drivers import make_driver
 
     with DoomGame(DoomConfig(map="maze")) as game:
         obs = game.reset(2)

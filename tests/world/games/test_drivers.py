@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("vizdoom")
 
-from world.actions import DOOM_ACTIONS
-from world.games.doom import DoomConfig, DoomGame
-from world.games.drivers import (DRIVERS, ActionFileDriver, GoAndReturnDriver, driver_options, load_action_file,
+from reverie.world.actions import DOOM_ACTIONS
+from reverie.world.games.doom import DoomConfig, DoomGame
+from reverie.world.games.drivers import (DRIVERS, ActionFileDriver, GoAndReturnDriver, driver_options, load_action_file,
                                  make_driver, wrap_deg)
 
 

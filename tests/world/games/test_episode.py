@@ -2,8 +2,8 @@
 
 from types import SimpleNamespace
 
-from world.games.episode import run_episode
-from world.games.drivers import make_driver
+from reverie.world.games.episode import run_episode
+from reverie.world.games.drivers import make_driver
 
 
 class ScriptedGame:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from world.games.reproject import eye_motion, reproject_grid
+from reverie.world.games.reproject import eye_motion, reproject_grid
 
 H, W = 6, 8
 U = torch.arange(W) + 0.5 - W / 2  # pixel centres from the image centre
