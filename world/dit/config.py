@@ -123,8 +123,32 @@ class DiTConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class TrainConfig:
-    """One training run: model preset, data, schedule.
+class GameData:
+    """A training run's data recipe when no recorded rollouts are given: `episodes_per` seeded episodes of
+    `episode_steps` steps for every (train map, exploration driver) pair, the game advancing
+    `tics_per_step` tics per step. Shared by the DiT's and the renderer's training configs. (Runs before
+    the rename to drivers stored `drivers` as `policies` in their checkpoint's "train".)"""
+
+    maps: tuple[str, ...] = ("maze", "freedoom2-map01")
+    drivers: tuple[str, ...] = ("random", "wander", "go-and-return")
+    episodes_per: int = 10
+    episode_steps: int = 1000
+    tics_per_step: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "maps", tuple(self.maps))
+        object.__setattr__(self, "drivers", tuple(self.drivers))
+        if self.tics_per_step < 1 or self.episodes_per < 1:
+            raise ValueError("tics_per_step and episodes_per must be >= 1")
+
+    def game_data(self) -> dict:
+        """This recipe's fields (to build another config on the same data)."""
+        return {f.name: getattr(self, f.name) for f in fields(GameData)}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig(GameData):
+    """One training run: model preset, data (`GameData`), schedule.
 
     Attributes:
         window: contiguous frames per training window (the last frame sees `window - 1` context frames).
@@ -153,10 +177,7 @@ class TrainConfig:
             alone against the target frame, on frames that have a previous frame.
         train_only: names of the network's top-level modules to train (e.g. `("flow_out",)`); the rest stay
             frozen at their warm-start weights. Empty: train everything.
-        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe used when no
-            recorded rollouts are given: `episodes_per` seeded episodes of `episode_steps` steps for every
-            (train map, exploration driver) pair, the game advancing `tics_per_step` tics per step. (Runs
-            before the rename to drivers stored `drivers` as `policies` in their checkpoint's "train".)
+        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe (`GameData`).
     """
 
     model: str = "default"
@@ -188,18 +209,12 @@ class TrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     threads: int = 1
-    maps: tuple[str, ...] = ("maze", "freedoom2-map01")
-    drivers: tuple[str, ...] = ("random", "wander", "go-and-return")
-    episodes_per: int = 10
-    episode_steps: int = 1000
-    tics_per_step: int = 4
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "maps", tuple(self.maps))
-        object.__setattr__(self, "drivers", tuple(self.drivers))
+        GameData.__post_init__(self)
         object.__setattr__(self, "train_only", tuple(self.train_only))
-        if self.tics_per_step < 1 or self.episodes_per < 1 or self.episode_steps < self.window:
-            raise ValueError("tics_per_step and episodes_per must be >= 1, episode_steps >= window")
+        if self.episode_steps < self.window:
+            raise ValueError("episode_steps must be >= window")
         if self.window < 2:
             raise ValueError("window must be >= 2")
         if self.steps < 1 or self.batch < 1:

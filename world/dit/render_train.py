@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reverie.world.dit.config import TrainConfig, config_with_overrides
+from reverie.world.dit.config import GameData, TrainConfig, config_with_overrides
 from reverie.world.dit.data import Episode, WindowSampler
 from reverie.world.dit.network import DiTNet
 from reverie.world.dit.patches import patchify, to_latents, to_pixels
@@ -32,7 +32,7 @@ from reverie.world.dit.renderer import Renderer, RendererConfig
 
 
 @dataclass(frozen=True, slots=True)
-class RenderTrainConfig:
+class RenderTrainConfig(GameData):
     """One renderer training run.
 
     Attributes:
@@ -50,7 +50,7 @@ class RenderTrainConfig:
             renderer's own (drawn as play draws them, the DiT's guesses made over them), so it learns to pull
             its own history back toward the game (0: teacher forcing).
         init: a renderer checkpoint to start from (a fine-tune: fresh optimizer and schedule).
-        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe (`TrainConfig`'s).
+        maps, drivers, episodes_per, episode_steps, tics_per_step: the data recipe (`GameData`).
     """
 
     renderer: RendererConfig = field(default_factory=RendererConfig)
@@ -76,17 +76,11 @@ class RenderTrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 2
-    maps: tuple[str, ...] = ("maze", "freedoom2-map01")
-    drivers: tuple[str, ...] = ("random", "wander", "go-and-return")
-    episodes_per: int = 10
-    episode_steps: int = 1000
-    tics_per_step: int = 4
 
     def __post_init__(self) -> None:
         if isinstance(self.renderer, dict):
             object.__setattr__(self, "renderer", RendererConfig.from_dict(self.renderer))
-        object.__setattr__(self, "maps", tuple(self.maps))
-        object.__setattr__(self, "drivers", tuple(self.drivers))
+        GameData.__post_init__(self)
         if not 1 <= self.frames_per_window <= self.window - 2:
             raise ValueError("frames_per_window must be in [1, window - 2] (each needs two previous frames)")
         if self.rollout_frames and (self.frames_per_window != 1 or not 0 < self.rollout_frames <= self.window - 3):
@@ -98,9 +92,7 @@ class RenderTrainConfig:
     def data_config(self) -> TrainConfig:
         """The `TrainConfig` that draws this run's episodes and windows."""
         return TrainConfig(window=self.window, revisit_frames=self.revisit_frames, revisit_prob=self.revisit_prob,
-                           revisit_nearest=True, maps=self.maps, drivers=self.drivers,
-                           episodes_per=self.episodes_per, episode_steps=self.episode_steps,
-                           tics_per_step=self.tics_per_step)
+                           revisit_nearest=True, **self.game_data())
 
     def to_dict(self) -> dict:
         data = asdict(self)
