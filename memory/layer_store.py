@@ -78,23 +78,27 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     may hold `mid` `[L, used]`: every layer's pool positions at once (stacked pools).
     """
     f = store.recent.f
-    segs = []
-    if store.sink is not None and store.sink.frames:
-        if "sink" not in shared:
-            shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
-        segs.append(store.sink.segment(shared["sink"]))
+    tail = []  # (region, segment) of the pools and the ring, the sink's placement may depend on them
     for name, pool in (("mid", store.mid), ("spill", store.spill)):
         if pool is not None and pool.used:
             pos = shared[name][layer] if name in shared else pp.tail(pool.frame[:pool.used], clock, "pool")
-            segs.append(pool.segment(pos, pool.bias()))
+            tail.append((name, pool.segment(pos, pool.bias())))
+    retrieved = None
     if store.retrieved is not None and store.retrieved.frames:
         if "retrieved" not in shared:
             shared["retrieved"] = frame_positions(pp.retrieved(clock), store.retrieved, f, device)
-        segs.append(store.retrieved.segment(shared["retrieved"]))
+        retrieved = store.retrieved.segment(shared["retrieved"])
     if store.recent.frames:
         if "recent" not in shared:
             shared["recent"] = pp.tail(store.recent.frame[:store.recent.slots_used], clock, "recent")
-        segs.append(store.recent.segment(shared["recent"]))
+        tail.append(("recent", store.recent.segment(shared["recent"])))
+    segs = []
+    if store.sink is not None and store.sink.frames:
+        segs.append(store.sink.segment(_sink_positions(store, clock, pp, tail, f, device, shared)))
+    segs += [seg for name, seg in tail if name != "recent"]
+    if retrieved is not None:
+        segs.append(retrieved)
+    segs += [seg for name, seg in tail if name == "recent"]
     names = segment_names(store)
     if heads is None or not heads.ready:
         return tuple(segs)
@@ -102,6 +106,25 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     anchor = (ring.written - 1) % ring.capacity if ring.frames else None
     keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
     return tuple(heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
+
+
+def _sink_positions(store: LayerStore, clock, pp, tail: list, f: int, device, shared: dict) -> torch.Tensor:
+    """The sink's token positions: shared by every layer, unless the policy places the sink below the
+    lowest position this layer's tail holds (`sink_follows_tail`; pools keep different tokens per layer).
+    Empty merged-away pool entries (`-inf` score) do not count."""
+    if tail and pp.sink_follows_tail:
+        lows = []
+        for name, seg in tail:
+            pos = seg.pos
+            if name != "recent":
+                pool = getattr(store, name)
+                pos = torch.where(torch.isfinite(pool.score[:pool.used]), pos, torch.full_like(pos, clock.span))
+            lows.append(pos.min())
+        return frame_positions(pp.sink_below(clock, torch.stack(lows).min() if len(lows) > 1 else lows[0]),
+                               store.sink, f, device)
+    if "sink" not in shared:
+        shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
+    return shared["sink"]
 
 
 def slot_tokens(store: LayerStore) -> torch.Tensor:
@@ -121,10 +144,11 @@ def slot_tokens(store: LayerStore) -> torch.Tensor:
     return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=store.recent.frame.device)
 
 
-def frame_positions(per_frame: list[int], ring: FrameRing, f: int, device) -> torch.Tensor:
-    """Token positions of a frame-granular region whose held frames got `per_frame` (oldest first)."""
+def frame_positions(per_frame, ring: FrameRing, f: int, device) -> torch.Tensor:
+    """Token positions of a frame-granular region whose held frames got `per_frame` (a list or an int64
+    tensor, oldest first)."""
     n = len(per_frame)
-    values = torch.tensor(per_frame, dtype=torch.int64)
+    values = per_frame if isinstance(per_frame, torch.Tensor) else torch.tensor(per_frame, dtype=torch.int64)
     first = (ring.written - n) % ring.capacity  # the slot of the oldest held frame; slots follow frame order
     if first:  # a wrapped ring: frame i sits in slot (first + i) % capacity
         values = values.roll(first)

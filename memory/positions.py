@@ -11,7 +11,8 @@ position the model's RoPE was not trained on: the largest position is `span - 1`
   the oldest slots (retrieved frames included) collapse onto 0, i.e. they keep their true distance up to
   the span and look "far away" beyond it.
 * `sink-realign` (Deep Sink): like `relative` for the tail (collapsing at S), and the sink frames are
-  re-aligned to sit immediately before the oldest tail frame, so there is no temporal gap.
+  re-aligned to sit immediately before the oldest frame the layer's tail still holds (found on the
+  device from the slots' positions, so eviction from the pools moves the sink up), with no temporal gap.
 * `packed` (PackForcing-style contiguous): sink `[0, S)`, the mid pool's frames compressed in order into
   `[S, S + M)`, retrieved frames, the recent frames, then the chunk, with no gaps.
 """
@@ -79,6 +80,14 @@ class PositionPolicy(ABC):
     def max_position(self, span: int) -> int | None:
         return span - 1
 
+    #: the sink is placed from what the tail holds (`sink_below`), not from the clock alone (`sink`)
+    sink_follows_tail = False
+
+    def sink_below(self, clock: Clock, tail_lo: torch.Tensor) -> torch.Tensor:
+        """Per-frame sink positions placed from `tail_lo`, the lowest position a layer's tail (pools and
+        recent) really holds (a 0-d device tensor: no host sync). Used when `sink_follows_tail`."""
+        raise NotImplementedError
+
 
 class Absolute(PositionPolicy):
     bounded = False
@@ -118,17 +127,23 @@ class Relative(PositionPolicy):
 
 
 class SinkRealign(Relative):
+    sink_follows_tail = True
+
     def tail(self, frames, clock, region):
         return torch.clamp(frames - (clock.now - clock.top), min=clock.sink_cap)
 
     def _floor(self, clock) -> int:
         return clock.sink_cap
 
-    def sink(self, clock):
+    def sink(self, clock):  # when the tail is empty: just below where its oldest frame would sit
         oldest = clock.recent_lo if clock.pool_lo is None else min(clock.pool_lo, clock.recent_lo)
         tail_lo = max(clock.top - (clock.now - oldest), clock.sink_cap)
         n = len(clock.sink_frames)
         return [tail_lo - n + i for i in range(n)]
+
+    def sink_below(self, clock, tail_lo):
+        n = len(clock.sink_frames)
+        return tail_lo.clamp(min=clock.sink_cap) - n + torch.arange(n, device=tail_lo.device)
 
 
 class Packed(PositionPolicy):

@@ -320,13 +320,30 @@ def test_sink_realign_puts_the_sink_right_below_the_oldest_tail_frame(span, q, s
     assert pos == {"sink": sink, "recent": recent}
 
 
-@pytest.mark.xfail(strict=True, reason="SinkRealign aligns the sink to the pools' min_frame, a host lower bound "
-                                       "that never rises after eviction (frame 2 here), so the sink stays at "
-                                       "39, 40 with a 53-position gap below the tail at 94")
 def test_sink_realign_with_a_mid_pool_leaves_no_gap_below_the_tail():
+    """The pools' host-side `min_frame` is only a lower bound (it never rises when old tokens are evicted:
+    frame 2 here), so the sink is placed from the positions the tail really holds, on the device."""
     mem, spec = _small("deep-sink", sink=2, position_span=100)
     q, pos = _positions(mem, spec)
+    assert mem.layers[0].mid.min_frame < 55  # the stale bound that used to leave a 53-position gap
     assert pos == {"sink": {0: 92, 1: 93}, "mid": {55: 94, 56: 95}, "recent": {57: 96, 58: 97, 59: 98}}
+
+
+def test_sink_realign_places_each_layers_sink_below_that_layers_own_tail():
+    """Under a content-dependent scorer each layer's pool keeps other tokens, so each layer's sink sits
+    right below its own oldest kept frame, and the rest of the view is as under `relative`."""
+    spec = tiny_spec(layers=2)
+    mem = MemoryManager.create(spec, policy="deep-sink", budget_frac=0.25, horizon_frames=64, position_span=40)
+    for c in range(40):
+        run_chunk(mem, spec, c, seed=3)
+    mem.begin_chunk()
+    for layer in range(spec.layers):
+        view = mem.view(layer, *chunk_qkv(spec, 40, layer, 3))
+        names = segment_names(mem.layers[layer])
+        sink = view.segments[names.index("sink")].pos
+        tail = torch.cat([seg.pos for name, seg in zip(names, view.segments) if name in ("mid", "recent")])
+        n = len(mem.layers[layer].sink.frames)
+        assert sorted(set(sink.tolist())) == list(range(int(tail.min()) - n, int(tail.min())))
 
 
 def test_positions_are_monotone_in_age_and_independent_of_what_else_is_cached():
