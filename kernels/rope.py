@@ -52,27 +52,31 @@ def rope_tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.fl
         tensor's storage, shape, strides and version counter (no device sync; tensors without a version
         counter, i.e. inference tensors, are recomputed each time).
     """
-    return _tables(pos, spec, dtype)[:2]
+    return _tables(pos, spec, dtype, False)
 
 
 def rope_tables_full(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """The same tables spread over the rotated channels, for `apply_rope_full`.
 
     Returns:
-        `(cos2, sin2)`, each `[S, dims]`: `cos2 = [cos, cos]`, `sin2 = [-sin, sin]` (cached with
-        `rope_tables`).
+        `(cos2, sin2)`, each `[S, dims]`: `cos2 = [cos, cos]`, `sin2 = [-sin, sin]` (cached like
+        `rope_tables`' pair, under their own key).
     """
-    return _tables(pos, spec, dtype)[2:]
+    return _tables(pos, spec, dtype, True)
 
 
-def _tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def _tables(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype, full: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(cos2, sin2)` when `full`, else `(cos, sin)`, from the cache or built (and cached)."""
     key = _table_key(pos, spec, dtype)
     if key is not None:
+        key += (full,)
         hit = _TABLES.get(key)
         if hit is not None:
             _TABLES.move_to_end(key)
             return hit[1:]
-    tables = _gathered(pos, spec, dtype) or _compute(pos, spec, dtype)
+    pick = slice(2, 4) if full else slice(0, 2)
+    gathered = _gathered(pos, spec, dtype, pick)
+    tables = gathered if gathered is not None else _compute(pos, spec, dtype)[pick]
     if key is not None:
         _TABLES[key] = (pos, *tables)  # holding `pos` keeps its storage (so its data_ptr) from being reused
         if len(_TABLES) > _TABLE_CACHE_SIZE:
@@ -87,15 +91,16 @@ def _compute(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[tor
     return cos, sin, torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
-def _gathered(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype) -> tuple[torch.Tensor, ...] | None:
-    """Rows of the position table for non-negative integer CPU positions (None otherwise)."""
+def _gathered(pos: torch.Tensor, spec: RopeSpec, dtype: torch.dtype, pick: slice) -> tuple[torch.Tensor, ...] | None:
+    """Rows of the position tables `pick` (of cos, sin, cos2, sin2) for integer CPU positions in
+    `[0, _POSITION_TABLE_MAX)` (None otherwise)."""
     if pos.device.type != "cpu" or pos.is_floating_point() or not pos.numel():
         return None
     lo, hi = torch.aminmax(pos)
     if int(lo) < 0 or int(hi) >= _POSITION_TABLE_MAX:  # reading values costs no device sync here
         return None
     idx = pos if pos.dtype == torch.int64 else pos.long()
-    return tuple(t.index_select(0, idx) for t in _position_table(spec, dtype, int(hi) + 1))
+    return tuple(t.index_select(0, idx) for t in _position_table(spec, dtype, int(hi) + 1)[pick])
 
 
 def _position_table(spec: RopeSpec, dtype: torch.dtype, need: int) -> tuple[torch.Tensor, ...]:

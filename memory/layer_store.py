@@ -99,9 +99,9 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     if retrieved is not None:
         segs.append(retrieved)
     segs += [seg for name, seg in tail if name == "recent"]
-    names = segment_names(store)
     if heads is None or not heads.ready:
         return tuple(segs)
+    names = segment_names(store)
     ring = store.recent
     anchor = (ring.written - 1) % ring.capacity if ring.frames else None
     keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
