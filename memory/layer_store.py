@@ -79,10 +79,15 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     """
     f = store.recent.f
     tail = []  # (region, segment) of the pools and the ring, the sink's placement may depend on them
-    for name, pool in (("mid", store.mid), ("spill", store.spill)):
-        if pool is not None and pool.used:
-            pos = shared[name][layer] if name in shared else pp.tail(pool.frame[:pool.used], clock, "pool")
-            tail.append((name, pool.segment(pos, pool.bias())))
+    pools = [(name, pool) for name, pool in (("mid", store.mid), ("spill", store.spill))
+             if pool is not None and pool.used]
+    lo = None
+    if pp.pools_need_lo and pools and not all(name in shared for name, _ in pools):
+        lows = [pool.frame[:pool.used].min() for _, pool in pools]
+        lo = torch.stack(lows).min() if len(lows) > 1 else lows[0]
+    for name, pool in pools:
+        pos = shared[name][layer] if name in shared else pp.tail(pool.frame[:pool.used], clock, "pool", lo)
+        tail.append((name, pool.segment(pos, pool.bias())))
     retrieved = None
     if store.retrieved is not None and store.retrieved.frames:
         if "retrieved" not in shared:

@@ -268,7 +268,9 @@ class MemoryManager:
 
     def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
         if self.stack is not None and self.stack.used and "mid" not in self._shared_pos:
-            self._shared_pos["mid"] = self.positions.tail(self.stack.frame[:, :self.stack.used], self._clock, "pool")
+            frames = self.stack.frame[:, :self.stack.used]  # [L, used]; stacked pools have no spill tier
+            lo = frames.amin(dim=1, keepdim=True) if self.positions.pools_need_lo else None
+            self._shared_pos["mid"] = self.positions.tail(frames, self._clock, "pool", lo)
         return build_segments(store, layer, self._clock, self.positions, self.heads, self.device, self._shared_pos)
 
     def slot_tokens(self, layer: int) -> torch.Tensor:

@@ -13,8 +13,9 @@ position the model's RoPE was not trained on: the largest position is `span - 1`
 * `sink-realign` (Deep Sink): like `relative` for the tail (collapsing at S), and the sink frames are
   re-aligned to sit immediately before the oldest frame the layer's tail still holds (found on the
   device from the slots' positions, so eviction from the pools moves the sink up), with no temporal gap.
-* `packed` (PackForcing-style contiguous): sink `[0, S)`, the mid pool's frames compressed in order into
-  `[S, S + M)`, retrieved frames, the recent frames, then the chunk, with no gaps.
+* `packed` (PackForcing-style contiguous): sink `[0, S)`, the pools' frames compressed in order into
+  `[S, S + M)` from the oldest frame they still hold (found on the device), retrieved frames, the recent
+  frames, then the chunk, with no gaps.
 """
 
 from __future__ import annotations
@@ -65,9 +66,14 @@ class PositionPolicy(ABC):
     def query(self, clock: Clock) -> list[int]:
         """Positions of the current chunk's frames."""
 
+    #: pool positions depend on the oldest frame the pools hold: callers pass it as `lo` (see `tail`)
+    pools_need_lo = False
+
     @abstractmethod
-    def tail(self, frames: torch.Tensor, clock: Clock, region: str) -> torch.Tensor:
-        """Positions for slots of the `recent` ring or the `pool` regions."""
+    def tail(self, frames: torch.Tensor, clock: Clock, region: str, lo: torch.Tensor | None = None) -> torch.Tensor:
+        """Positions for slots of the `recent` ring or the `pool` regions. `frames`: `[n]`, or `[L, n]` for
+        every layer's stacked pool. `lo` (pools, when `pools_need_lo`): the oldest frame the layer's pools
+        hold, a device tensor broadcastable to `frames` (no host sync)."""
 
     @abstractmethod
     def sink(self, clock: Clock) -> list[int]:
@@ -95,7 +101,7 @@ class Absolute(PositionPolicy):
     def query(self, clock):
         return [clock.now + i for i in range(clock.chunk)]
 
-    def tail(self, frames, clock, region):
+    def tail(self, frames, clock, region, lo=None):
         return frames.clone()  # never alias the slot metadata, which the next commit rewrites
 
     def sink(self, clock):
@@ -112,7 +118,7 @@ class Relative(PositionPolicy):
     def query(self, clock):
         return [clock.top + i for i in range(clock.chunk)]
 
-    def tail(self, frames, clock, region):
+    def tail(self, frames, clock, region, lo=None):
         return torch.clamp(frames - (clock.now - clock.top), min=0)
 
     def sink(self, clock):
@@ -129,7 +135,7 @@ class Relative(PositionPolicy):
 class SinkRealign(Relative):
     sink_follows_tail = True
 
-    def tail(self, frames, clock, region):
+    def tail(self, frames, clock, region, lo=None):
         return torch.clamp(frames - (clock.now - clock.top), min=clock.sink_cap)
 
     def _floor(self, clock) -> int:
@@ -147,6 +153,8 @@ class SinkRealign(Relative):
 
 
 class Packed(PositionPolicy):
+    pools_need_lo = True
+
     def _recent_base(self, clock):
         pool = clock.pool_span if clock.pool_lo is not None else 0
         return len(clock.sink_frames) + pool + len(clock.retrieved_frames)
@@ -166,11 +174,12 @@ class Packed(PositionPolicy):
             out[i] = base + rank
         return out
 
-    def tail(self, frames, clock, region):
+    def tail(self, frames, clock, region, lo=None):
         if region == "recent":
             return frames - clock.recent_lo + self._recent_base(clock)
-        lo = clock.pool_lo if clock.pool_lo is not None else clock.recent_lo
-        width = max(clock.recent_lo - lo, 1)
+        if lo is None:  # the host's bound (it never rises after evictions): callers pass the real one
+            lo = clock.pool_lo if clock.pool_lo is not None else clock.recent_lo
+        width = (clock.recent_lo - lo).clamp(min=1) if isinstance(lo, torch.Tensor) else max(clock.recent_lo - lo, 1)
         s = len(clock.sink_frames)
         rel = torch.div((frames - lo).clamp(min=0) * clock.pool_span, width, rounding_mode="floor")
         return rel.clamp(max=clock.pool_span - 1) + s

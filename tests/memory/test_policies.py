@@ -390,3 +390,31 @@ def test_model_temporal_span_widens_the_default_position_span():
     pinned = MemoryManager.create(dataclasses.replace(spec, temporal_span=100), policy="dual", budget_frac=0.25,
                                   horizon_frames=32, position_span=40)
     assert pinned.max_position == 39  # an explicit position_span wins
+
+
+def test_packed_spreads_the_pool_over_the_frames_it_really_holds():
+    """`packed` compresses the pools' frames into their band from the oldest frame they still hold (on the
+    device), not from the host's stale lower bound, which would squeeze frames 55 and 56 onto one position."""
+    mem, spec = _small(sink=1, positions="packed")
+    q, pos = _positions(mem, spec)
+    assert pos == {"sink": {0: 0}, "mid": {55: 1, 56: 2}, "recent": {57: 3, 58: 4, 59: 5}} and q == [6]
+
+
+def test_packed_orders_a_spill_tier_and_its_mid_pool_on_one_scale():
+    """With two pools (mid and its int4 spill tier) the band is spread from the oldest frame of either, so
+    a frame's position never falls below an older frame's, whichever pool holds it."""
+    spec = tiny_spec(layers=1)
+    mem = MemoryManager.create(spec, policy="quant", budget_frac=0.25, horizon_frames=64, positions="packed")
+    for c in range(40):
+        run_chunk(mem, spec, c)
+    mem.begin_chunk()
+    view = mem.view(0, *chunk_qkv(spec, 40, 0))
+    names = segment_names(mem.layers[0])
+    assert "spill" in names and "mid" in names
+    frames = (mem.slot_tokens(0) // spec.tokens_per_frame).tolist()
+    pos = torch.cat([seg.pos for seg in view.segments[:-1]]).tolist()
+    pairs = sorted((f, p) for f, p in zip(frames, pos) if f >= 0)
+    assert all(p1 <= p2 for (_, p1), (_, p2) in zip(pairs, pairs[1:]))
+    lo = len(mem.layers[0].sink.frames) if mem.layers[0].sink is not None else 0
+    pooled = [p for n, seg in zip(names, view.segments) if n in ("mid", "spill") for p in seg.pos.tolist()]
+    assert lo <= min(pooled) and max(pooled) < lo + mem.layout.pool_frames
