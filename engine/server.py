@@ -30,6 +30,7 @@ import torch
 
 from reverie.engine import protocol as P
 from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
+from reverie.engine.curve import CurveError, CurveServer, is_loopback
 from reverie.engine.hello import SessionRequest, check_hello
 from reverie.engine.ratelimit import Limiter, Rate
 from reverie.engine.recorder import Recorder
@@ -68,6 +69,10 @@ class ServerConfig:
         drain_s: the most time one turn spends reading messages (one session build may overrun it).
         recache_chunks: clean chunks each session keeps to re-commit after a live policy/budget change.
         record_dir: where recordings go (a folder per recording).
+        curve_secret: the server's CURVE secret key file (`reverie keys`); required to bind anything but
+            loopback (`engine.curve`). Clients then need the matching public key.
+        allow_clients: with `curve_secret`, a folder of the client public keys admitted (None: any client
+            that has the server's public key).
     """
 
     endpoint: str = "tcp://127.0.0.1:5555"
@@ -88,8 +93,17 @@ class ServerConfig:
     heartbeat_ms: int = 1000
     record_dir: str | None = None
     seed: int = 0
+    curve_secret: str | None = None
+    allow_clients: str | None = None
 
     def __post_init__(self) -> None:
+        if self.curve_secret is None and not is_loopback(self.endpoint):
+            raise CurveError(
+                f"binding {self.endpoint} lets other machines connect, so it needs CURVE keys: make a pair with "
+                "`reverie keys --out keys/`, serve with `--keys keys/server.key_secret` and give clients "
+                "keys/server.key (`reverie client --server-key keys/server.key`)")
+        if self.allow_clients is not None and self.curve_secret is None:
+            raise ValueError("allow_clients needs curve_secret (the server's CURVE key)")
         if self.ttl_s <= 0 or self.pending_ttl_s <= 0 or self.max_credits < 1 or self.max_sessions < 1:
             raise ValueError("ttl_s, pending_ttl_s, max_credits and max_sessions must be positive")
         if self.budget_bytes is not None and self.budget_bytes <= 0:
@@ -150,6 +164,14 @@ class Server:
         self.sock.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * config.heartbeat_ms)
+        self._curve = None
+        if config.curve_secret is not None:
+            try:
+                self._curve = CurveServer(self.ctx, config.curve_secret, config.allow_clients)
+            except CurveError:
+                self.sock.close(linger=0)
+                raise
+            self._curve.apply(self.sock)
         self.sock.bind(config.endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.total = total_budget(config.total_budget_bytes, model.device, config.total_budget_frac)
@@ -453,6 +475,8 @@ class Server:
         for rec in self._closing_recorders:
             rec.close(wait=True)
         self.sock.close(linger=0)
+        if self._curve is not None:
+            self._curve.stop()
         if self._own_ctx:
             self.ctx.term()
 

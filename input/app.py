@@ -51,6 +51,8 @@ class ClientConfig:
     screenshot: str | None = None
     connect_timeout_s: float = 60.0
     server_timeout_s: float = 15.0
+    server_key: str | None = None  # a CURVE server's public key file (`reverie serve --keys`)
+    client_key: str | None = None  # this client's CURVE secret key file (None: a one-off pair)
 
     def __post_init__(self) -> None:
         if not 1 <= self.credits <= 2:
@@ -94,7 +96,8 @@ class GameClient:
         self.keymap = keymap or load_keymap(config.keymap)
         self.extra_keys = extra_keys  # tests: key names held at iteration i (get_pressed cannot be faked)
         hello = dict(credits=config.credits, seed=config.seed, record=config.record, policy=config.policy,
-                     budget_bytes=config.budget_bytes, timeout_s=config.connect_timeout_s)
+                     budget_bytes=config.budget_bytes, timeout_s=config.connect_timeout_s,
+                     server_key=config.server_key, client_key=config.client_key)
         self.real = None
         self.conn = Connection(config.endpoint, **hello)
         if config.side_by_side:  # restart the session from the real game's first frame

@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from reverie.engine import protocol as P
+from reverie.engine.curve import secure_client
 
 
 SERVER_HEADER_LIMIT = 1 << 20  # stats from the server may be larger than a client's messages
@@ -60,13 +61,16 @@ class Connection:
     """
 
     def __init__(self, endpoint: str, *, credits: int = 1, timeout_s: float = 30.0, client: str = "reverie-client",
-                 seed_frame: np.ndarray | None = None, context: zmq.Context | None = None, **hello):
+                 seed_frame: np.ndarray | None = None, context: zmq.Context | None = None,
+                 server_key: str | None = None, client_key: str | None = None, **hello):
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.ROUTING_ID, os.urandom(8))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
         self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+        if server_key is not None:  # a CURVE server (`reverie serve --keys`): its public key file
+            secure_client(self.sock, server_key, client_key)
         self.sock.connect(endpoint)
         self.endpoint = endpoint
         self.credits = credits

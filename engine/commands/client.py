@@ -33,6 +33,10 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-bytes", type=int, default=0, help="KV budget (default: the server's)")
     parser.add_argument("--frames", type=int, default=None, help="quit after this many frames")
     parser.add_argument("--screenshot", default=None, help="save a PNG of the window when quitting")
+    parser.add_argument("--server-key", default=None, metavar="FILE",
+                        help="the server's CURVE public key (NAME.key), for a server started with --keys")
+    parser.add_argument("--client-key", default=None, metavar="FILE",
+                        help="this client's CURVE secret key (NAME.key_secret), for a server with --allow-clients")
 
 
 def _rate(text: str):
@@ -50,7 +54,8 @@ def client_config(args: argparse.Namespace, endpoint: str):
     return ClientConfig(endpoint=endpoint, keymap=args.keymap, credits=args.credits, scale=args.scale,
                         hud=not args.no_hud, side_by_side=args.side_by_side, map=args.map, seed=args.seed,
                         record=args.record, policy=args.policy, budget_bytes=args.budget_bytes,
-                        max_frames=args.frames, screenshot=args.screenshot, rate=args.rate)
+                        max_frames=args.frames, screenshot=args.screenshot, rate=args.rate,
+                        server_key=getattr(args, "server_key", None), client_key=getattr(args, "client_key", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: one less than the CPU cores, so the client keeps one)")
+    parser.add_argument("--keys", default=None, metavar="SECRET_FILE",
+                        help="the server's CURVE secret key (`reverie keys`); required to bind anything but loopback")
+    parser.add_argument("--allow-clients", default=None, metavar="DIR",
+                        help="with --keys: admit only clients whose public keys are in DIR (default: any client "
+                             "that has the server's public key)")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -129,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
                               budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
                               max_sessions=args.max_sessions, ttl_s=args.ttl, pending_ttl_s=args.pending_ttl,
-                              record_dir=args.record_dir, seed=args.seed)
+                              record_dir=args.record_dir, seed=args.seed, curve_secret=args.keys,
+                              allow_clients=args.allow_clients)
     except ValueError as exc:  # e.g. a total budget that is not positive
         print(f"reverie serve: {exc}", file=sys.stderr)
         return 2
@@ -139,14 +145,21 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"reverie serve: no default seed frame ({exc}); clients must send one in their hello "
               f"(or pass --seed-frame)", file=sys.stderr)
-    server = Server(model, config, seed_frame=seed_frame)
+    from reverie.engine.curve import CurveError
+
+    try:
+        server = Server(model, config, seed_frame=seed_frame)
+    except CurveError as exc:  # an unreadable key file or client-key folder
+        print(f"reverie serve: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:
         price = f"{server.price(config.policy, budget).total:,} bytes each"
     except Exception as exc:  # the default policy cannot be built: every hello must name another
         price = f"the default policy cannot be reserved: {exc}"
-    print(f"reverie serve: {model.spec.name} {list(model.spec.frame_shape)} on {server.endpoint}, "
+    secured = " (CURVE)" if config.curve_secret else ""
+    print(f"reverie serve: {model.spec.name} {list(model.spec.frame_shape)} on {server.endpoint}{secured}, "
           f"policy {config.policy}, {budget} KV bytes per session; sessions ({price}) may hold "
           f"{server.total.bytes:,} bytes together ({server.total.source})", file=sys.stderr, flush=True)
     server.serve_forever()
