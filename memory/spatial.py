@@ -37,11 +37,13 @@ class FrameArchive:
     def __init__(self, spec, capacity: int, device, fov: float = 90.0, distance_scale: float = 128.0) -> None:
         pin = torch.device(device).type == "cuda"
         shape = (capacity, spec.layers, spec.heads, spec.tokens_per_frame, spec.head_dim)
-        # written (so paged in) at creation: admission charges the session these bytes anyway
-        # (`memory.footprint`), and first-touch page faults would otherwise land in the frame loop, a few
-        # tenths of a millisecond per frame over the first `capacity` frames
-        self.k = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
-        self.v = torch.zeros(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        # uninitialised: a slot is read only after it was written. Building a session must stay cheap: the
+        # server builds it between other players' frames, and zeroing an archive of tens of MB there
+        # (measured: a 760 ms gap in a player's frames under `reverie bench flood`, against 108 ms) costs
+        # more than the first-touch page faults it saves in the frame loop (about 0.1 ms per frame over
+        # the first `capacity` frames). Admission charges the session these bytes either way.
+        self.k = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.v = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
         self._frames = np.full(capacity, -1, dtype=np.int64)  # frame id per slot
         self._poses = np.zeros((capacity, 3), dtype=np.float64)  # pose per slot
