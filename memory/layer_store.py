@@ -83,8 +83,7 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
              if pool is not None and pool.used]
     lo = None
     if pp.pools_need_lo and pools and not all(name in shared for name, _ in pools):
-        lows = [pool.frame[:pool.used].min() for _, pool in pools]
-        lo = torch.stack(lows).min() if len(lows) > 1 else lows[0]
+        lo = _lowest([_held_min(pool, pool.frame[:pool.used]) for _, pool in pools])
     for name, pool in pools:
         pos = shared[name][layer] if name in shared else pp.tail(pool.frame[:pool.used], clock, "pool", lo)
         tail.append((name, pool.segment(pos, pool.bias())))
@@ -115,21 +114,31 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
 
 def _sink_positions(store: LayerStore, clock, pp, tail: list, f: int, device, shared: dict) -> torch.Tensor:
     """The sink's token positions: shared by every layer, unless the policy places the sink below the
-    lowest position this layer's tail holds (`sink_follows_tail`; pools keep different tokens per layer).
-    Empty merged-away pool entries (`-inf` score) do not count."""
+    lowest position this layer's tail holds (`sink_follows_tail`; pools keep different tokens per layer)."""
     if tail and pp.sink_follows_tail:
-        lows = []
-        for name, seg in tail:
-            pos = seg.pos
-            if name != "recent":
-                pool = getattr(store, name)
-                pos = torch.where(torch.isfinite(pool.score[:pool.used]), pos, torch.full_like(pos, clock.span))
-            lows.append(pos.min())
-        return frame_positions(pp.sink_below(clock, torch.stack(lows).min() if len(lows) > 1 else lows[0]),
-                               store.sink, f, device)
+        lows = [seg.pos.min() if name == "recent" else _held_min(getattr(store, name), seg.pos) for name, seg in tail]
+        return frame_positions(pp.sink_below(clock, _lowest(lows)), store.sink, f, device)
     if "sink" not in shared:
         shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
     return shared["sink"]
+
+
+def stacked_pool_positions(stack, clock, pp) -> torch.Tensor:
+    """`[L, used]` positions of every layer's stacked mid pool at once (stacked pools are never merged and
+    have no spill tier, so every used entry is held and each layer's oldest frame is its row minimum)."""
+    frames = stack.frame[:, :stack.used]
+    return pp.tail(frames, clock, "pool", frames.amin(dim=1, keepdim=True) if pp.pools_need_lo else None)
+
+
+def _held_min(pool, values: torch.Tensor) -> torch.Tensor:
+    """The smallest of `values` (`[used]`, one per pool entry) over the entries the pool really holds:
+    merged-away entries (`-inf` score) do not count. A 0-d device tensor."""
+    held = torch.isfinite(pool.score[:pool.used])
+    return torch.where(held, values, torch.full_like(values, torch.iinfo(values.dtype).max)).min()
+
+
+def _lowest(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(values).min() if len(values) > 1 else values[0]
 
 
 def slot_tokens(store: LayerStore) -> torch.Tensor:

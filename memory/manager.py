@@ -28,15 +28,16 @@ from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
 from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
+from reverie.memory.layer_store import (LayerStore, build_segments, new_stores, segment_names, slot_tokens,
+                                        stacked_pool_positions)
 from reverie.memory.layout import Layout, plan_layout, resolve_budget
 from reverie.memory.merge import TokenMerger
 from reverie.memory.policies import resolve
 from reverie.memory.positions import Clock, make_position_policy
-from reverie.memory.tokens import Tokens
 from reverie.memory.scorers import make_scorer
 from reverie.memory.spatial import FrameArchive
-from reverie.memory.layer_store import LayerStore, build_segments, new_stores, segment_names, slot_tokens
 from reverie.memory.timing import SectionTimer
+from reverie.memory.tokens import Tokens
 
 
 class MemoryManager:
@@ -74,7 +75,7 @@ class MemoryManager:
                         if cfg.archive_frames else None)
         self.timer = SectionTimer(self.device)
         self.demotion = Demotion(spec.tokens_per_frame, self.scorer, self.merger, self.archive, self.stack,
-                                 self._timed)
+                                 self.timer)
         self.frames_committed = 0
         self._open = False
         self._committed: set[int] = set()
@@ -128,7 +129,7 @@ class MemoryManager:
             now = self.frames_committed
             self.archive.note_pose(range(now, now + self.spec.chunk_frames), pose)
             if self.layout.retrieved_frames:
-                with self._timed("retrieve"):
+                with self.timer("retrieve"):
                     self._retrieve(pose)
         self._clock = self._make_clock()
         f = self.spec.tokens_per_frame
@@ -166,7 +167,7 @@ class MemoryManager:
             raise ValueError(f"commit expects k, v of shape {(s.heads, n, s.head_dim)}, got {tuple(k.shape)}")
         store = self.layers[layer]
         if self.heads is not None and not self.heads.ready:
-            with self._timed("profile_heads"):  # on the view this chunk attended to, before it changes
+            with self.timer("profile_heads"):  # on the view this chunk attended to, before it changes
                 self._profile_heads(layer, store, q, k, v)
         f, now = s.tokens_per_frame, self.frames_committed
         displaced: list[int] = []
@@ -182,7 +183,7 @@ class MemoryManager:
             old = store.recent.frames[0] if store.recent.full else None
             if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=len(displaced) * f):
                 displaced.append(old)
-        with self._timed("score"):
+        with self.timer("score"):
             self.scorer.observe(layer, q)
         self._committed.add(layer)
         store.segments = None
@@ -195,7 +196,7 @@ class MemoryManager:
             self.demotion.layer(layer, store, Tokens(*(t[:, :m] if t.ndim == 3 else t[:m]
                                                        for t in self._stages[layer])), displaced)
         if store.mid is not None:
-            with self._timed("score"):
+            with self.timer("score"):
                 self.scorer.rescore(layer, store.mid)
 
     def end_chunk(self) -> None:
@@ -235,10 +236,6 @@ class MemoryManager:
                       rope=self.spec.rope)
         self.heads.observe(layer, q, view, segment_names(store), range(slot * f, (slot + 1) * f))
 
-    def _timed(self, name: str):
-        """Section timer when `profile` is on (a no-op context otherwise)."""
-        return self.timer(name)
-
     @property
     def profile(self) -> bool:
         """True: time the policy's own work per section into `timings` (adds device syncs on a GPU)."""
@@ -268,9 +265,7 @@ class MemoryManager:
 
     def _segments(self, layer: int, store: LayerStore) -> tuple[KVSegment, ...]:
         if self.stack is not None and self.stack.used and "mid" not in self._shared_pos:
-            frames = self.stack.frame[:, :self.stack.used]  # [L, used]; stacked pools have no spill tier
-            lo = frames.amin(dim=1, keepdim=True) if self.positions.pools_need_lo else None
-            self._shared_pos["mid"] = self.positions.tail(frames, self._clock, "pool", lo)
+            self._shared_pos["mid"] = stacked_pool_positions(self.stack, self._clock, self.positions)
         return build_segments(store, layer, self._clock, self.positions, self.heads, self.device, self._shared_pos)
 
     def slot_tokens(self, layer: int) -> torch.Tensor:

@@ -177,9 +177,9 @@ class Packed(PositionPolicy):
     def tail(self, frames, clock, region, lo=None):
         if region == "recent":
             return frames - clock.recent_lo + self._recent_base(clock)
-        if lo is None:  # the host's bound (it never rises after evictions): callers pass the real one
-            lo = clock.pool_lo if clock.pool_lo is not None else clock.recent_lo
-        width = (clock.recent_lo - lo).clamp(min=1) if isinstance(lo, torch.Tensor) else max(clock.recent_lo - lo, 1)
+        if lo is None:  # the host's `pool_lo` never rises after evictions, so it cannot stand in for it
+            raise ValueError("packed positions of pooled slots need `lo`, the oldest frame the pools hold")
+        width = (clock.recent_lo - lo).clamp(min=1)
         s = len(clock.sink_frames)
         rel = torch.div((frames - lo).clamp(min=0) * clock.pool_span, width, rounding_mode="floor")
         return rel.clamp(max=clock.pool_span - 1) + s

@@ -40,8 +40,9 @@ class FrameArchive:
         # uninitialised: a slot is read only after it was written. Building a session must stay cheap: the
         # server builds it between other players' frames, and zeroing an archive of tens of MB there
         # (measured: a 760 ms gap in a player's frames under `reverie bench flood`, against 108 ms) costs
-        # more than the first-touch page faults it saves in the frame loop (about 0.1 ms per frame over
-        # the first `capacity` frames). Admission charges the session these bytes either way.
+        # more than the first-touch page faults it saves in the frame loop (about 0.4 ms per frame over
+        # the first `capacity` frames, `dual` at a quarter budget). Admission charges the session these
+        # bytes either way.
         self.k = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.v = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
