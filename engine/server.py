@@ -153,6 +153,13 @@ class Server:
         self._zmq = zmq
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
+        try:  # before any socket exists: a bad key file leaves nothing behind
+            self._curve = (CurveServer(self.ctx, config.curve_secret, config.allow_clients)
+                           if config.curve_secret is not None else None)
+        except CurveError:
+            if self._own_ctx:
+                self.ctx.term()
+            raise
         self.sock = self.ctx.socket(zmq.ROUTER)
         frame_bytes = int(np.prod(self.spec.frame_shape))
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -164,13 +171,7 @@ class Server:
         self.sock.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * config.heartbeat_ms)
         self.sock.setsockopt(zmq.HEARTBEAT_TTL, 3 * config.heartbeat_ms)
-        self._curve = None
-        if config.curve_secret is not None:
-            try:
-                self._curve = CurveServer(self.ctx, config.curve_secret, config.allow_clients)
-            except CurveError:
-                self.sock.close(linger=0)
-                raise
+        if self._curve is not None:
             self._curve.apply(self.sock)
         self.sock.bind(config.endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
