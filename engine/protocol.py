@@ -5,6 +5,9 @@ kind, `v` the protocol major version, the other keys are the kind's fields below
 pixels as part 1, raw uint8 bytes `H x W x 3` (sent zero-copy); a hello may carry a seed frame the same
 way. The server's ROUTER adds the client's routing id in front; clients never see it.
 
+Version 2 (this one) carries structured actions (buttons and axes a model declares); a version-1 client,
+which sends only Doom action indices and knows no `controls`, is refused with a `version` error.
+
 Schema evolution inside one major version: new fields are appended with defaults; unknown fields are
 ignored; missing fields take their defaults; a field of the wrong type, an unknown kind, a header over
 `MAX_HEADER_BYTES`, or another major version is a `ProtocolError` whose `code` the server sends back in
@@ -12,9 +15,12 @@ an `error` message (and counts).
 
 Kinds (direction):
     hello    (c->s)  open a session: client name, credits, policy, budget, seed, record, seed frame
-    welcome  (s->c)  the session: id, model, frame shape, action names, policy, budget, the bytes reserved
-                     for it and the server's total
-    action   (c->s)  one frame's action; grants one credit; echoes when the previous frame was shown
+    welcome  (s->c)  the session: id, model, frame shape, the model's action space (`controls`, as
+                     `ActionSpace.describe` gives it; `actions`: the names of an index space), policy,
+                     budget, the bytes reserved for it and the server's total
+    action   (c->s)  one frame's action: an index of an index space, or a map {"buttons": [names],
+                     "axes": [values] or {name: value}} (any space); grants one credit; echoes when the
+                     previous frame was shown
     frame    (s->c)  one generated frame (part 1 = pixels) with its timestamps and pose
     control  (c->s)  pause, resume, reset, seed, policy, budget, flush, record, stats, bye
     stats    (s->c)  session and server statistics (memory stats, fps, counters)
@@ -32,7 +38,7 @@ from typing import Any
 
 import msgpack
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2
 MAX_HEADER_BYTES = 8192
 MAX_STR = 256
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -69,6 +75,7 @@ class Welcome:
     model: str = ""
     frame_shape: list = field(default_factory=list)
     actions: list = field(default_factory=list)
+    controls: dict = field(default_factory=dict)  # the model's ActionSpace.describe()
     policy: str = ""
     budget_bytes: int = 0
     policies: list = field(default_factory=list)
@@ -82,7 +89,7 @@ class Welcome:
 @dataclass(frozen=True, slots=True)
 class Action:
     seq: int = 0
-    action: int = 0
+    action: Any = 0             # an index, or {"buttons": [...], "axes": [...] | {...}}; checked by the server
     t_client_ns: int = 0        # when the client polled the keys and sent this action
     shown_seq: int = -1         # the last frame the client displayed ...
     t_shown_ns: int = 0         # ... and when
@@ -92,7 +99,7 @@ class Action:
 class Frame:
     seq: int = 0                # the action seq this frame answers
     index: int = 0              # frame index in the session
-    action: int = 0
+    action: Any = 0             # the action it was made with, in the wire form
     shape: list = field(default_factory=list)
     dtype: str = "uint8"
     t_client_ns: int = 0        # echo of the action's send time
@@ -189,7 +196,8 @@ def decode(raw: bytes | memoryview, limit: int = MAX_HEADER_BYTES) -> Any:
         raise ProtocolError("malformed", f"header must be a map, got {type(obj).__name__}")
     version = obj.get("v", PROTO_VERSION)
     if version != PROTO_VERSION or isinstance(version, bool):
-        raise ProtocolError("version", f"protocol version {version!r} is not supported (this server speaks {PROTO_VERSION})")
+        raise ProtocolError("version", f"protocol version {version!r} is not supported: this side speaks "
+                                       f"{PROTO_VERSION} (structured actions); update the client or server")
     kind = obj.get("k")
     cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:

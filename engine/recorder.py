@@ -66,20 +66,22 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path, model, *, seed_frame: np.ndarray, seed: int, policy: str,
-                 budget_bytes: int | None, prefix_actions: list[int] = (), regenerable: bool = True,
-                 fps: float | None = None, hold: int = 4, preview: bool = True, seed_action: int = 0):
+                 budget_bytes: int | None, prefix_actions=(), regenerable: bool = True,
+                 fps: float | None = None, hold: int = 4, preview: bool = True, seed_action=None):
         self.path = Path(path)
+        space = model.spec.action_space
+        seed_action = space.noop if seed_action is None else space.coerce(seed_action)
         config = {**model_identity(model), "policy": policy, "budget_bytes": budget_bytes,
-                  "chunk_frames": model.spec.chunk_frames, "prefix_actions": [int(a) for a in prefix_actions],
+                  "chunk_frames": model.spec.chunk_frames, "prefix_actions": [space.to_wire(space.coerce(a)) for a in prefix_actions],
                   "regenerable": bool(regenerable), "row0": "seed frame", "torch_threads": _torch_threads()}
         config["config_hash"] = config.get("config_hash") or hashlib.sha256(
             json.dumps({k: config[k] for k in ("model", "spec_hash", "policy", "budget_bytes")}, sort_keys=True).encode()
         ).hexdigest()[:16]
         meta = RolloutMeta(source=f"model:{model.spec.name}", seed=int(seed), frame_shape=tuple(model.spec.frame_shape),
                            fps=model.spec.real_time_fps if fps is None else fps, config=config,
-                           action_space=tuple(model.spec.action_space.names))
+                           action_space=space)
         self._writer = BackgroundRolloutWriter(self.path, meta, copy_frames=False)  # session frames are never reused
-        self._writer.append(np.ascontiguousarray(seed_frame), int(seed_action), None, t_server_end_ns=time.monotonic_ns())
+        self._writer.append(np.ascontiguousarray(seed_frame), seed_action, None, t_server_end_ns=time.monotonic_ns())
         self._hold = hold
         self._preview = preview
         self._pending: dict[int, dict] = {}

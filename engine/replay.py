@@ -25,11 +25,14 @@ def replay_session(rollout, model, *, memory_factory=None) -> Session:
         torch.set_num_threads(int(config["torch_threads"]))
     if tuple(rollout.meta.frame_shape) != tuple(model.spec.frame_shape):
         raise ValueError(f"the recording is {rollout.meta.frame_shape}, the model makes {model.spec.frame_shape}")
+    if rollout.meta.action_space != model.spec.action_space:
+        raise ValueError("the recording's action space is not the model's (a recording regenerates with the model "
+                         "that made it)")
     session = Session(model, np.ascontiguousarray(rollout.frames[0]), policy=config.get("policy", "full"),
                       budget_bytes=config.get("budget_bytes"), seed=rollout.meta.seed,
-                      memory_factory=memory_factory or default_memory_factory, seed_action=int(rollout.actions[0]))
+                      memory_factory=memory_factory or default_memory_factory, seed_action=rollout.actions[0])
     for action in config.get("prefix_actions", []):
-        session.step(int(action))
+        session.step(action)
     return session
 
 
@@ -43,7 +46,7 @@ def regenerate(rollout, model, *, memory_factory=None, on_frame=None, out: str |
     frames = np.empty((max(0, len(rollout) - 1), *model.spec.frame_shape), np.uint8)
     try:
         for t in range(1, len(rollout)):
-            frames[t - 1] = session.step(int(rollout.actions[t])).frame
+            frames[t - 1] = session.step(rollout.actions[t]).frame
             if on_frame is not None:
                 on_frame(t, frames[t - 1])
     finally:

@@ -106,7 +106,7 @@ def generate_chunk(model: WorldModel, memory: AttentionMemory, actions: torch.Te
     The caller brackets this with `memory.begin_chunk(...)` / `memory.end_chunk()`.
 
     Args:
-        actions: int64 `[chunk_frames]` action indices.
+        actions: per-frame actions as the model takes them (`ActionSpace.tensor`).
         context: the session's `FrameContext` (required when `spec.frame_context > 0`); the new frames
             are pushed onto it.
     Returns:

@@ -18,6 +18,8 @@ so sessions opened by a flood cannot hold the slots.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import time
@@ -305,7 +307,8 @@ class Server:
             return self._close(sid, "refused", exc)
         fp = req.footprint
         self._send(sid, P.Welcome(session=sid.hex(), model=self.spec.name, frame_shape=list(self.spec.frame_shape),
-                                  actions=list(self.spec.action_space.names), policy=fp.policy,
+                                  actions=list(self.spec.action_space.names),
+                                  controls=self.spec.action_space.describe(), policy=fp.policy,
                                   budget_bytes=fp.budget_bytes, policies=list(self.config.policies),
                                   chunk_frames=self.spec.chunk_frames, tics_per_step=self.spec.tics_per_step,
                                   step_hz=self.spec.real_time_fps, session_bytes=fp.total,
@@ -317,8 +320,10 @@ class Server:
                                latent_dtype=self._latent_dtype, device=self.model.device)
 
     def _action(self, client: _Client, msg: P.Action) -> None:
-        if not 0 <= msg.action < len(self.spec.action_space):
-            return self._reject(client.sid, P.ProtocolError("bad_field", f"action {msg.action} is not in 0..{len(self.spec.action_space) - 1}"), msg.seq)
+        try:  # checked here, so a bad action is the client's error, never the engine's
+            msg = dataclasses.replace(msg, action=self.spec.action_space.coerce(msg.action))
+        except ValueError as exc:
+            return self._reject(client.sid, P.ProtocolError("bad_field", f"action: {exc}"), msg.seq)
         if client.session.recorder is not None and msg.shown_seq >= 0:
             client.session.recorder.shown(msg.shown_seq, msg.t_shown_ns)
         client.acted = True
@@ -390,7 +395,7 @@ class Server:
         if client.frames == 0:
             client.t_first = time.monotonic()
         client.frames += 1
-        header = P.Frame(seq=msg.seq, index=r.index, action=r.action, shape=list(r.frame.shape),
+        header = P.Frame(seq=msg.seq, index=r.index, action=self.spec.action_space.to_wire(r.action), shape=list(r.frame.shape),
                          t_client_ns=msg.t_client_ns, t_start_ns=r.t_start_ns, t_end_ns=r.t_end_ns,
                          pose=list(r.pose) if r.pose is not None else [], kv_bytes=int(client.session.memory.kv_bytes()),
                          recording=client.session.recorder is not None)

@@ -39,6 +39,7 @@ import torch
 
 from reverie.engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
 from reverie.memory.footprint import RECACHE_CHUNKS
+from reverie.world.actions import ActionValue
 from reverie.world.contract import WorldModel
 from reverie.world.pose import advance_pose
 
@@ -75,7 +76,7 @@ class StepResult:
 
     frame: np.ndarray          # uint8 [H, W, 3], C-contiguous, owned by the caller
     index: int                 # frame index in the session (0 = first generated frame)
-    action: int
+    action: ActionValue        # the action value (an index, or a tuple of floats for a vector space)
     pose: tuple[float, float, float] | None
     t_start_ns: int
     t_end_ns: int
@@ -87,7 +88,7 @@ class ChunkResult:
 
     latents: torch.Tensor      # clean latents [k, tokens, channels] (on the model's device)
     frames: np.ndarray         # uint8 [k, H, W, 3], decoded
-    actions: torch.Tensor      # int64 [k]
+    actions: torch.Tensor      # [k] or [k, dim], as the model takes them (`ActionSpace.tensor`)
     poses: list                # per frame: the dead-reckoned pose after it (None without a pose head or
                                # for a prediction, which moves nothing)
     chunk_index: int           # the noise index it was sampled with
@@ -107,13 +108,13 @@ class Session:
         pose_source: `frame_clock -> pose | None`, the pose passed to `memory.begin_chunk` for each chunk
             (`frame_clock` counts the seed frame as 0, then every observed and generated frame), e.g. the
             real game's pose, or None for no retrieval; default: the session's dead-reckoned `pose`.
-        seed_action: the action committed with the seed frame (default 0, `noop`).
+        seed_action: the action committed with the seed frame (default: the space's `noop`).
     """
 
     def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str = "full",
                  budget_bytes: int | None = None, seed: int = 0, session_id: str = "",
                  memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = RECACHE_CHUNKS,
-                 pose_source: PoseSource | None = None, seed_action: int = 0):
+                 pose_source: PoseSource | None = None, seed_action=None):
         spec = model.spec
         seed_frame = np.asarray(seed_frame)
         if seed_frame.dtype != np.uint8 or seed_frame.shape != tuple(spec.frame_shape):
@@ -127,7 +128,7 @@ class Session:
         self._factory = memory_factory
         self.memory = memory_factory(spec, policy, budget_bytes)
         self.seed_frame = np.array(seed_frame, order="C", copy=True)
-        self.seed_action = self._check_action(seed_action)
+        self.seed_action = spec.action_space.noop if seed_action is None else self._check_action(seed_action)
         self.pose_source = pose_source
         self._recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(1, recache_chunks))
         self._pending: deque[tuple[np.ndarray, tuple | None]] = deque()
@@ -145,13 +146,13 @@ class Session:
         self._pending.clear()
         self._recent.clear()
         self.context.reset()
-        self.history: list[int] = []      # actions since the seed frame (regenerating a recording replays them)
+        self.history: list[ActionValue] = []      # actions since the seed frame (regenerating a recording replays them)
         self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
         k = self.spec.chunk_frames
         with torch.inference_mode():  # the seed frame fills the first chunk of context (held k frames)
             latents = self.model.encode(torch.from_numpy(self.seed_frame)[None].to(self.model.device))
             self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
-                         torch.full((k,), self.seed_action, dtype=torch.long, device=self.model.device))
+                         self.spec.action_space.tensor([self.seed_action] * k, self.model.device))
         self.frame_clock = 1
 
     def _retrieval_pose(self):
@@ -167,19 +168,18 @@ class Session:
         self._recent.append((latents, actions))
         return pose_delta
 
-    def _check_action(self, action) -> int:
-        if not 0 <= int(action) < len(self.spec.action_space):
-            raise ValueError(f"action {action} is outside 0..{len(self.spec.action_space) - 1}")
-        return int(action)
+    def _check_action(self, action) -> ActionValue:
+        """Any form of one action (index, name, map, vector) -> the space's value; ValueError if not in it."""
+        return self.spec.action_space.coerce(action)
 
     def _chunk_actions(self, actions) -> torch.Tensor:
-        """Per-frame actions of one chunk, checked, as int64 `[chunk_frames]` on the model's device."""
-        acts = [self._check_action(a) for a in np.asarray(actions).reshape(-1).tolist()]
+        """Per-frame actions of one chunk, checked, as the model takes them (`ActionSpace.tensor`)."""
+        acts = self.spec.action_space.coerce_many(actions)
         if len(acts) != self.spec.chunk_frames:
             raise ValueError(f"a chunk takes {self.spec.chunk_frames} actions, got {len(acts)}")
         if self._pending:
             raise RuntimeError("between chunks only: generated frames of this chunk are still pending")
-        return torch.tensor(acts, dtype=torch.long, device=self.model.device)
+        return self.spec.action_space.tensor(acts, self.model.device)
 
     def observe(self, frames: np.ndarray, actions) -> None:
         """Commit known frames as history, as if the session had shown them: uint8 `[n, H, W, 3]` with the
@@ -192,15 +192,14 @@ class Session:
         """
         k = self.spec.chunk_frames
         frames = np.asarray(frames)
-        actions = torch.as_tensor(np.asarray(actions, dtype=np.int64))
         if frames.dtype != np.uint8 or frames.shape[1:] != tuple(self.spec.frame_shape):
             raise ValueError(f"frames must be uint8 [n, {', '.join(map(str, self.spec.frame_shape))}], "
                              f"got {frames.dtype} {frames.shape}")
-        if len(frames) % k or actions.shape != (len(frames),):
+        values = self.spec.action_space.coerce_many(actions)
+        if len(frames) % k or len(values) != len(frames):
             raise ValueError(f"need one action per frame and a multiple of {k} frames, got {len(frames)} frames "
-                             f"and {tuple(actions.shape)} actions")
-        if ((actions < 0) | (actions >= len(self.spec.action_space))).any():
-            raise ValueError(f"actions must be in 0..{len(self.spec.action_space) - 1}")
+                             f"and {len(values)} actions")
+        actions = self.spec.action_space.tensor(values)
         if self._pending:
             raise RuntimeError("observe between chunks: generated frames of this chunk are still pending")
         device = self.model.device
@@ -278,15 +277,16 @@ class Session:
         return rec
 
     # --- the hot path ------------------------------------------------------------------------------------
-    def step(self, action: int, *, seq: int | None = None, t_client_ns: int = 0) -> StepResult:
-        """Generate (or hand out the next already generated) frame for `action`.
+    def step(self, action, *, seq: int | None = None, t_client_ns: int = 0) -> StepResult:
+        """Generate (or hand out the next already generated) frame for `action` (any form
+        `ActionSpace.coerce` takes: an index, a name, a `{"buttons", "axes"}` map, a vector).
 
         `seq` and `t_client_ns` (the client's action number and send time) go into the recording."""
         action = self._check_action(action)
         t0 = time.monotonic_ns()
         if not self._pending:
-            chunk = self._generate(torch.full((self.spec.chunk_frames,), action, dtype=torch.long,
-                                              device=self.model.device))
+            chunk = self._generate(self.spec.action_space.tensor([action] * self.spec.chunk_frames,
+                                                                 self.model.device))
             self._pending.extend(zip(chunk.frames, chunk.poses))
         frame, pose = self._pending.popleft()
         result = StepResult(frame=frame, index=self.frame_index, action=action, pose=pose,

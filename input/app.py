@@ -7,6 +7,10 @@ newest frame -> when a frame arrives, poll the keys again and send the next acti
 works while we draw) -> scale, HUD, flip -> report the frame shown (its key-to-display latency). The engine runs
 in its own process; this process never imports torch.
 
+Controls come from the model: the keymap derives from the buttons and keys its action space declares
+(`input.keymap.keymap_for`), and when it declares axes read from the mouse, the mouse is grabbed in
+relative mode and its motion since the last action goes out with the keys (`input.mouse`; G releases it).
+
 With `side_by_side`, the real game (ViZDoom) runs here on the same actions: the neural session starts
 from the real game's first frame, and each neural frame is shown next to the real frame of the same
 action.
@@ -22,10 +26,12 @@ from typing import Callable
 import pygame
 
 from reverie.input.hud import hud_lines
-from reverie.input.keymap import Keymap, action_from_keys, command_for_key, load_keymap
+from reverie.input.keymap import Keymap, action_from_keys, axes_from_motion, command_for_key, keymap_for
+from reverie.input.mouse import MouseAxes
 from reverie.input.net import Connection, Percentiles
 from reverie.input.pacing import StepPacer, parse_rate, resolve_rate
 from reverie.input.window import GameWindow
+from reverie.world.actions import DOOM_ACTIONS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,12 +59,15 @@ class ClientConfig:
     server_timeout_s: float = 15.0
     server_key: str | None = None  # a CURVE server's public key file (`reverie serve --keys`)
     client_key: str | None = None  # this client's CURVE secret key file (None: a one-off pair)
+    mouse_sensitivity: float = 1.0  # multiplies the model's declared scale of each mouse axis
 
     def __post_init__(self) -> None:
         if not 1 <= self.credits <= 2:
             raise ValueError("credits must be 1 or 2")
         if self.tick_hz <= 0:
             raise ValueError("tick_hz must be positive")
+        if not self.mouse_sensitivity > 0:
+            raise ValueError("mouse_sensitivity must be positive")
         parse_rate(self.rate)
 
 
@@ -93,13 +102,22 @@ class GameClient:
     def __init__(self, config: ClientConfig, *, keymap: Keymap | None = None,
                  extra_keys: Callable[[int], set[str]] | None = None):
         self.config = config
-        self.keymap = keymap or load_keymap(config.keymap)
+        self._keymap = keymap
         self.extra_keys = extra_keys  # tests: key names held at iteration i (get_pressed cannot be faked)
         hello = dict(credits=config.credits, seed=config.seed, record=config.record, policy=config.policy,
                      budget_bytes=config.budget_bytes, timeout_s=config.connect_timeout_s,
                      server_key=config.server_key, client_key=config.client_key)
         self.real = None
         self.conn = Connection(config.endpoint, **hello)
+        self.space = self.conn.action_space
+        try:
+            self.keymap = keymap or keymap_for(self.space, config.keymap)
+        except ValueError:
+            self.conn.close()
+            raise
+        if config.side_by_side and self.space != DOOM_ACTIONS:
+            self.conn.close()
+            raise ValueError("side by side needs a model with the real game's controls (Doom's action space)")
         if config.side_by_side:  # restart the session from the real game's first frame
             self.real = _RealGame(self.conn.frame_shape, config.map, config.seed, self.conn.welcome.tics_per_step)
             self.conn.close()
@@ -115,7 +133,10 @@ class GameClient:
         self.recording = config.record
         self.shown_times: deque[float] = deque(maxlen=60)
         self.key_latency = Percentiles(200)   # key change -> its frame on screen (includes waiting for a credit)
-        self._last_action = 0
+        self._last_action = self.space.noop
+        self.mouse = MouseAxes()
+        if any(source.startswith("mouse") for source in self.keymap.axes.values()):
+            self.mouse.grab(True)
         self._change_t: int | None = None
         self._change_seq: dict[int, int] = {}
         self.frames_shown = 0
@@ -141,6 +162,8 @@ class GameClient:
             self.recording = not self.recording
         elif name == "flush":
             conn.control("flush")
+        elif name == "grab":
+            self._say("mouse grabbed (G releases)" if self.mouse.toggle() else "mouse released (G grabs)")
         elif name == "policy":
             policies = list(conn.welcome.policies) or [conn.welcome.policy]
             current = conn.stats.get("policy") or conn.welcome.policy
@@ -170,12 +193,16 @@ class GameClient:
         held = self.window.pressed_keys(self.keymap.keys)
         if self.extra_keys is not None:
             held |= self.extra_keys(i)
-        action = action_from_keys(held, self.keymap)
-        if action != self._last_action:
-            self._last_action, self._change_t = action, time.monotonic_ns()
+        keys = action_from_keys(held, self.keymap, self.space)
+        if keys != self._last_action:
+            self._last_action, self._change_t = keys, time.monotonic_ns()
         now = time.monotonic()
         if not self.paused and self.conn.can_send() and self.pacer.due(now):
             self.pacer.sent(now)
+            action = keys
+            if self.space.axes:  # the mouse motion since the last action goes with the keys
+                axes = axes_from_motion(self.mouse.take(), self.keymap, self.space, self.config.mouse_sensitivity)
+                action = action_from_keys(held, self.keymap, self.space, axes)
             seq = self.conn.send_action(action)
             if self._change_t is not None:
                 self._change_seq[seq], self._change_t = self._change_t, None
@@ -192,6 +219,7 @@ class GameClient:
             while running:
                 t_tick = time.monotonic()
                 for event in pygame.event.get():
+                    self.mouse.on_event(event)
                     if event.type == pygame.QUIT:
                         running = False
                     elif event.type == pygame.KEYDOWN:
@@ -247,6 +275,8 @@ class GameClient:
                 "iterations": i, "rate_hz": self.pacer.hz}
 
     def close(self) -> None:
+        if self.mouse.grabbed:
+            self.mouse.grab(False)
         self.conn.close()
         if self.real:
             self.real.close()

@@ -16,44 +16,48 @@ import time
 from pathlib import Path
 
 from reverie.input.net import Connection
-from reverie.world.actions import DOOM_ACTIONS
+from reverie.world.action_files import parse_actions
+from reverie.world.actions import DOOM_ACTIONS, ActionSpace
 
 #: walk forward, turn, strafe, back: every control pressed, chords included
 PATROL = (["forward"] * 8 + ["forward+turn_left"] * 6 + ["turn_right"] * 4 + ["strafe_left"] * 4
           + ["back+strafe_right"] * 4 + ["forward+turn_right"] * 6 + ["noop"] * 2)
 
 
-def load_actions(source: str | Path | list | None) -> list[int]:
-    """Action indices from a JSON file of names/indices, a list, or None (the PATROL script)."""
-    if source is None:
-        items = PATROL
-    elif isinstance(source, (list, tuple)):
-        items = source
-    else:
-        try:
-            items = json.loads(Path(source).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read the action file {source}: {exc}") from None
-        if not isinstance(items, list) or not items:
-            raise ValueError(f"the action file {source} must hold a non-empty JSON list of action names")
-    return [_index(a) for a in items]
+def load_actions(source: str | Path | list | None) -> list | None:
+    """Action items (names, indices, maps, vectors: checked against the model's space when played) from a
+    JSON action file or a list; None stays None (the bot then plays `patrol(space)`)."""
+    if source is None or isinstance(source, (list, tuple)):
+        return None if source is None else list(source)
+    try:
+        items = json.loads(Path(source).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the action file {source}: {exc}") from None
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"the action file {source} must hold a non-empty JSON list of actions")
+    return items
 
 
-def _index(action) -> int:
-    if isinstance(action, str):
-        return DOOM_ACTIONS.index(action)
-    if isinstance(action, int) and not isinstance(action, bool):
-        DOOM_ACTIONS.name(action)  # raises for an index outside the action space
-        return action
-    raise ValueError(f"an action is a name or an index, got {action!r}")
+def patrol(space: ActionSpace) -> list:
+    """The default script: `PATROL` for Doom's space; for another, each button held 4 frames in turn, with
+    every axis swept through its range."""
+    if space == DOOM_ACTIONS:
+        return parse_actions(PATROL, space)
+    script = [space.from_controls([b]) for b in space.buttons for _ in range(4)]
+    for axis in space.axes:
+        script += [space.from_controls((), {axis.name: axis.low + (axis.high - axis.low) * i / 7}) for i in range(8)]
+    return script + [space.noop] * 2
 
 
-def run_bot(conn: Connection, frames: int, actions: list[int], *, warmup: int = 0,
+def run_bot(conn: Connection, frames: int, actions: list | None, *, warmup: int = 0,
             timeout_s: float = 120.0, on_frame=None) -> dict:
-    """Play `warmup + frames` frames; statistics cover the last `frames` only.
+    """Play `warmup + frames` frames of `actions` (items of an action file, looped; None: `patrol`);
+    statistics cover the last `frames` only. Raises ValueError for an action the model does not have.
 
     Returns a dict: `frames`, `fps`, `latency_p50_ms`, `latency_p95_ms`, `lost`, `errors`.
     """
+    space = conn.action_space
+    actions = patrol(space) if actions is None else parse_actions(actions, space)
     total = warmup + frames
     received = 0
     deadline = time.monotonic() + timeout_s

@@ -1,49 +1,52 @@
-"""Keymaps as data, and the pure functions from held keys to an action.
+"""Keymaps as data, derived from the controls a model declares, and the pure functions from held keys and
+mouse motion to an action.
 
-A keymap is a JSON file (see `input/keymaps/default.json`): `controls` maps each base control of the
-action space (`forward`, `back`, `turn_left`, `turn_right`, `strafe_left`, `strafe_right`) to the key names
-that hold it, `commands` maps client commands (quit, hud, policy, record, reset, pause, flush) to the keys
-that trigger them on press. Key names are pygame's (`pygame.key.name`): "w", "up", "left", "f1",
-"return", ... The functions here never touch pygame, so they are tested without a display.
+A model's `ActionSpace` declares its buttons, default keys for them, and axes with the client source each
+reads (`mouse_x`, `mouse_y`). `keymap_for(space, path)` builds the keymap a session plays with: the space's
+default keys (the default file, `input/keymaps/default.json`, fills in buttons they leave out), your
+keymap file's bindings over them (JSON, the same layout), and the file's `commands` (quit, hud, policy, record, reset, pause, flush, grab). A key a
+model gives to a button is taken from a default command that had it (the command keeps its other keys); in
+a file of your own, binding a button the model lacks, or one key twice, is an error. A file's `axes` map
+rebinds an axis to another source (`{"yaw": "mouse_y"}`). Key names are pygame's (`pygame.key.name`):
+"w", "up", "left", "f1", "return", ... Nothing here touches pygame, so it is tested without a display.
 
-Held keys combine: W + A is `forward+turn_left`; opposing controls held together (W + S) cancel, as the
+Held keys combine: W + A is `forward+turn_left`; opposing buttons held together (W + S) cancel, as the
 real game would.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from reverie.world.actions import CONTROLS, DOOM_ACTIONS, ActionSpace
+from reverie.world.actions import AXIS_SOURCES, DOOM_ACTIONS, ActionSpace, ActionValue
 
-COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush")
+COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush", "grab")
 DEFAULT_KEYMAP_PATH = Path(__file__).with_name("keymaps") / "default.json"
 
 
 class KeymapError(ValueError):
-    """A keymap file that cannot be used (unknown control or command, a key bound twice, bad JSON)."""
+    """A keymap that cannot be used (unknown button or command, a key bound twice, bad JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Keymap:
-    """`controls`: control -> keys that hold it; `commands`: command -> keys that trigger it."""
+    """`controls`: button -> keys that hold it; `commands`: command -> keys that trigger it; `axes`: axis ->
+    the client source it reads (`mouse_x` / `mouse_y`)."""
 
     name: str
     controls: Mapping[str, tuple[str, ...]]
     commands: Mapping[str, tuple[str, ...]]
+    axes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.controls) - set(CONTROLS)
-        if unknown:
-            raise KeymapError(f"unknown control(s) {sorted(unknown)}; controls are {list(CONTROLS)}")
         unknown = set(self.commands) - set(COMMANDS)
         if unknown:
             raise KeymapError(f"unknown command(s) {sorted(unknown)}; commands are {list(COMMANDS)}")
         seen: dict[str, str] = {}
-        for what, table in (("control", self.controls), ("command", self.commands)):
+        for what, table in (("button", self.controls), ("command", self.commands)):
             for target, keys in table.items():
                 if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
                     raise KeymapError(f"{what} '{target}' must map to a list of key names")
@@ -51,44 +54,89 @@ class Keymap:
                     if key in seen:
                         raise KeymapError(f"key '{key}' is bound to both '{seen[key]}' and '{target}'")
                     seen[key] = target
+        for axis, source in self.axes.items():
+            if source not in AXIS_SOURCES:
+                raise KeymapError(f"axis '{axis}' source must be one of {AXIS_SOURCES[1:]}, got {source!r}")
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """Every key name that holds a control (what the client polls each frame)."""
+        """Every key name that holds a button (what the client polls each frame)."""
         return tuple(k for keys in self.controls.values() for k in keys)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Keymap":
         if not isinstance(data, dict):
             raise KeymapError("a keymap is a JSON object with 'controls' and 'commands'")
-        controls = {c: tuple(k.lower() for k in keys) if isinstance(keys, list) else keys
-                    for c, keys in dict(data.get("controls", {})).items()}
-        commands = {c: tuple(k.lower() for k in keys) if isinstance(keys, list) else keys
-                    for c, keys in dict(data.get("commands", {})).items()}
-        return cls(name=str(data.get("name", "custom")), controls=controls, commands=commands)
+
+        def table(key):
+            raw = data.get(key, {})
+            if not isinstance(raw, dict):
+                raise KeymapError(f"'{key}' must be a JSON object")
+            return {c: tuple(k.lower() for k in keys) if isinstance(keys, list) else keys for c, keys in raw.items()}
+
+        axes = data.get("axes", {})
+        if not isinstance(axes, dict):
+            raise KeymapError("'axes' must map axis names to a source (mouse_x, mouse_y)")
+        return cls(name=str(data.get("name", "custom")), controls=table("controls"), commands=table("commands"),
+                   axes=dict(axes))
 
 
-def load_keymap(path: str | Path | None = None) -> Keymap:
-    """Read a keymap file (the default keymap when `path` is None)."""
-    path = Path(path) if path is not None else DEFAULT_KEYMAP_PATH
+def _read(path: Path) -> Keymap:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise KeymapError(f"keymap file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KeymapError(f"keymap file {path} is not valid JSON: {exc}") from None
     return Keymap.from_dict(data)
 
 
+def keymap_for(space: ActionSpace = DOOM_ACTIONS, path: str | Path | None = None) -> Keymap:
+    """The keymap for a model's declared controls (see the module docstring); `path` is your own file."""
+    own = path is not None
+    file = _read(Path(path) if own else DEFAULT_KEYMAP_PATH)
+    extra = set(file.controls) - set(space.buttons)
+    if own and extra:
+        raise KeymapError(f"{path} binds {sorted(extra)}, which this model does not have; its buttons are "
+                          f"{list(space.buttons)}")
+    axis_names = {a.name for a in space.axes}
+    if own and set(file.axes) - axis_names:
+        raise KeymapError(f"{path} binds axes {sorted(set(file.axes) - axis_names)}, which this model does not "
+                          f"have; its axes are {sorted(axis_names)}")
+    if own:  # your file wins over the model's keys
+        controls = {**space.default_keys, **{b: k for b, k in file.controls.items() if b in space.buttons}}
+    else:    # the model's keys win over the default file's, which fills in buttons the model gave none
+        controls = {**{b: k for b, k in file.controls.items() if b in space.buttons}, **space.default_keys}
+    taken = {k for keys in controls.values() for k in keys}
+    commands = dict(file.commands)
+    if not own:  # a model's keys win over the default commands' (which keep their other keys)
+        commands = {c: tuple(k for k in keys if k not in taken) for c, keys in commands.items()}
+    axes = {a.name: file.axes.get(a.name, a.source) for a in space.axes}
+    return Keymap(name=file.name, controls=controls, commands=commands, axes=axes)
+
+
+def load_keymap(path: str | Path | None = None) -> Keymap:
+    """The keymap for Doom's controls (the default model's), from `path` or the default file."""
+    return keymap_for(DOOM_ACTIONS, path)
+
+
 def held_controls(pressed: Iterable[str], keymap: Keymap) -> frozenset[str]:
-    """The controls held by a set of pressed key names."""
+    """The buttons held by a set of pressed key names."""
     pressed = set(pressed)
     return frozenset(c for c, keys in keymap.controls.items() if pressed.intersection(keys))
 
 
-def action_from_keys(pressed: Iterable[str], keymap: Keymap, space: ActionSpace = DOOM_ACTIONS) -> int:
-    """Action index for the pressed key names (opposing controls cancel out)."""
-    return space.from_controls(held_controls(pressed, keymap))
+def axes_from_motion(motion: Mapping[str, float], keymap: Keymap, space: ActionSpace,
+                     sensitivity: float = 1.0) -> dict[str, float]:
+    """Axis values from source motion accumulated since the last action (`{"mouse_x": pixels, ...}`):
+    motion x the axis's scale x the player's sensitivity (clipped to range when the action is made)."""
+    return {a.name: motion.get(keymap.axes.get(a.name, a.source), 0.0) * a.scale * sensitivity for a in space.axes}
+
+
+def action_from_keys(pressed: Iterable[str], keymap: Keymap, space: ActionSpace = DOOM_ACTIONS,
+                     axes: Mapping[str, float] | None = None) -> ActionValue:
+    """The action value for the pressed key names (opposing buttons cancel) and axis values."""
+    return space.from_controls(held_controls(pressed, keymap), axes)
 
 
 def command_for_key(key: str, keymap: Keymap) -> str | None:

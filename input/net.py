@@ -17,6 +17,7 @@ import zmq
 
 from reverie.engine import protocol as P
 from reverie.engine.curve import secure_client
+from reverie.world.actions import ActionSpace
 
 
 SERVER_HEADER_LIMIT = 1 << 20  # stats from the server may be larger than a client's messages
@@ -90,6 +91,11 @@ class Connection:
         self.last_recv = time.monotonic()   # any message from the server (the client's liveness check)
         self.welcome = self._hello(P.Hello(client=client, credits=credits, **hello), seed_frame, timeout_s)
         self.frame_shape = tuple(self.welcome.frame_shape)
+        try:  # what the model declares it takes: buttons, axes (the keymap and the mouse derive from it)
+            self.action_space = ActionSpace.from_description(self.welcome.controls)
+        except ValueError as exc:
+            self.close()
+            raise ServerError("bad_field", f"the server's action space is unusable: {exc}") from None
 
     def _hello(self, msg: P.Hello, seed_frame, timeout_s: float) -> P.Welcome:
         parts = [P.encode(msg)]
@@ -118,13 +124,16 @@ class Connection:
             self.in_flight = 0
         return self.in_flight < self.credits and self.closed_reason is None
 
-    def send_action(self, action: int) -> int:
-        """Send one frame's action (one credit); returns its seq."""
+    def send_action(self, action) -> int:
+        """Send one frame's action (one credit): any form `ActionSpace.coerce` takes (an index, a name, a
+        `{"buttons", "axes"}` map, a value); raises `UnknownActionError` if the model has no such action.
+        Returns its seq."""
+        wire = self.action_space.to_wire(self.action_space.coerce(action))
         if self.in_flight == 0:
             self._last_frame = time.monotonic()
         self.seq += 1
         shown_seq, t_shown = self._shown
-        msg = P.Action(seq=self.seq, action=int(action), t_client_ns=time.monotonic_ns(), shown_seq=shown_seq,
+        msg = P.Action(seq=self.seq, action=wire, t_client_ns=time.monotonic_ns(), shown_seq=shown_seq,
                        t_shown_ns=t_shown)
         self.sock.send(P.encode(msg))
         self.in_flight += 1

@@ -26,7 +26,8 @@ class ModelSpec:
 
     Attributes:
         name: registry name.
-        action_space: the discrete actions the model is conditioned on (per frame).
+        action_space: the controls the model is conditioned on, per frame (`world.actions.ActionSpace`:
+            named buttons, continuous axes, and whether the model takes an index or a vector).
         frame_shape: `(H, W, 3)` of the uint8 frames it produces.
         tokens_per_frame: tokens each frame contributes to every layer's cache.
         latent_shape: `(tokens_per_frame, channels)` of one frame's latent.
@@ -142,7 +143,8 @@ class WorldModel(ABC):
         Args:
             x: noisy latents `[chunk_frames, tokens_per_frame, channels]` at noise level `t`.
             t: the noise level (one of `spec.steps`).
-            actions: int64 `[chunk_frames]` action indices, one per frame.
+            actions: one per frame, as `spec.action_space.tensor` makes them: int64 `[chunk_frames]` indices
+                for an index space, float32 `[chunk_frames, dim]` (buttons 0/1, then axes) for a vector space.
             memory: the session's memory; `view` is called once per layer, `commit` never.
             context: only when `spec.frame_context > 0`: clean latents `[n, tokens_per_frame, channels]`
                 of the frames just before the chunk, oldest first (`n <= frame_context`; None before the

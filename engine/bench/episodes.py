@@ -48,10 +48,11 @@ def random_episode(spec, seed: int, steps: int) -> Episode:
     import random
 
     rng = random.Random(seed)
-    actions, a = [0], 0
+    a = spec.action_space.noop
+    actions = [a]
     while len(actions) < steps:
         if rng.random() < 0.15:
-            a = rng.randrange(len(spec.action_space))
+            a = spec.action_space.sample(rng)
         actions.append(a)
     return Episode(actions)
 

@@ -1,8 +1,9 @@
 """`reverie client`: the pygame window, connected to a running `reverie serve`.
 
-Keys (default keymap, `--keymap FILE` for your own): W/S or Up/Down forward/back, A/D or Left/Right
-turn, Q/E strafe; H or F1 HUD, P cycle the memory policy, R start/stop recording, Enter reset,
-Space pause, F flush the memory, Esc quit.
+Keys (the default model's; another model declares its own, `--keymap FILE` for yours): W/S or Up/Down
+forward/back, A/D or Left/Right turn, Q/E strafe; H or F1 HUD, P cycle the memory policy, R start/stop
+recording, Enter reset, Space pause, F flush the memory, G grab/release the mouse (models with mouse
+axes), Esc quit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keymap", default=None, help="keymap JSON file (default: input/keymaps/default.json)")
+    parser.add_argument("--keymap", default=None,
+                        help="keymap JSON file (default: the model's declared keys and input/keymaps/default.json)")
+    parser.add_argument("--mouse-sensitivity", type=float, default=1.0,
+                        help="multiplies the model's mouse axes (models with mouse axes; default: %(default)s)")
     parser.add_argument("--scale", type=int, default=None, help="window pixels per model pixel (default: ~640 px wide)")
     parser.add_argument("--rate", type=_rate, default="game",
                         help="frames per second to ask for: 'game' (the default: the game's own speed, 35 tics "
@@ -55,6 +59,7 @@ def client_config(args: argparse.Namespace, endpoint: str):
                         hud=not args.no_hud, side_by_side=args.side_by_side, map=args.map, seed=args.seed,
                         record=args.record, policy=args.policy, budget_bytes=args.budget_bytes,
                         max_frames=args.frames, screenshot=args.screenshot, rate=args.rate,
+                        mouse_sensitivity=getattr(args, "mouse_sensitivity", 1.0),
                         server_key=getattr(args, "server_key", None), client_key=getattr(args, "client_key", None))
 
 

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return _regenerate(rollout, args)
     from reverie.input.replay import play_frames
 
-    names = [rollout.meta.action_space[int(a)] for a in rollout.actions]
+    names = rollout.action_names
     shown = play_frames(rollout.frames, names, fps=args.fps or rollout.meta.fps, scale=args.scale,
                         max_frames=args.frames, screenshot=args.screenshot, loop=args.loop,
                         title=f"reverie replay - {rollout.path.name}")

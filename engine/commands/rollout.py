@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from reverie.engine.keyvalues import parse_key_values
     from reverie.engine.rollout import RolloutError, read_rollout
-    from reverie.world.games.drivers import load_action_file
+    from reverie.world.action_files import load_action_file
     from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
@@ -57,17 +57,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"reverie rollout: --context-frames must be in 1..{len(context)}", file=sys.stderr)
         return 2
     try:
-        actions = load_action_file(args.actions) if args.actions else [int(a) for a in context.actions[k:]]
+        model = load_model(args.model, **parse_key_values(args.model_arg))
+    except Exception as exc:
+        print(f"reverie rollout: cannot load model '{args.model}': {exc}", file=sys.stderr)
+        return 2
+    space = model.spec.action_space
+    try:
+        if args.actions:
+            actions = load_action_file(args.actions, space)
+        else:
+            actions = [context.meta.action_space.translate(a, space)
+                       for a in context.meta.action_space.coerce_many(context.actions[k:])]
     except ValueError as exc:
         print(f"reverie rollout: {exc}", file=sys.stderr)
         return 2
     if args.steps is not None:
         actions = actions[:args.steps]
-    try:
-        model = load_model(args.model, **parse_key_values(args.model_arg))
-    except Exception as exc:
-        print(f"reverie rollout: cannot load model '{args.model}': {exc}", file=sys.stderr)
-        return 2
     if tuple(context.meta.frame_shape) != tuple(model.spec.frame_shape):
         print(f"reverie rollout: the context is {context.meta.frame_shape}, the model makes {model.spec.frame_shape}",
               file=sys.stderr)
@@ -80,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def generate_rollout(model, name: str, context, k: int, actions: list[int], args) -> dict:
-    """Commit `k` context frames, generate one frame per action, write everything as a rollout."""
+def generate_rollout(model, name: str, context, k: int, actions: list, args) -> dict:
+    """Commit `k` context frames, generate one frame per action (values of the model's action space), write
+    everything as a rollout. The context's actions are translated into the model's space by button name."""
     import numpy as np
     import torch
 
@@ -90,12 +96,14 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
 
     spec = model.spec
     c = spec.chunk_frames
+    space, theirs = spec.action_space, context.meta.action_space
+    real = [theirs.translate(a, space) for a in theirs.coerce_many(context.actions[:k])]
     session = Session(model, context.frames[0], policy=args.policy, budget_bytes=args.budget_bytes, seed=args.seed,
-                      seed_action=int(context.actions[0]), pose_source=lambda frame_clock: None)
-    session.observe(np.repeat(context.frames[1:k], c, axis=0), np.repeat(context.actions[1:k], c))
+                      seed_action=real[0], pose_source=lambda frame_clock: None)
+    session.observe(np.repeat(context.frames[1:k], c, axis=0), [a for a in real[1:k] for _ in range(c)])
     meta_model = getattr(model, "meta", {}) or {}
     meta = RolloutMeta(source=f"model:{name}", seed=args.seed, frame_shape=spec.frame_shape, map=context.meta.map,
-                       fps=context.meta.fps, action_space=spec.action_space.names,
+                       fps=context.meta.fps, action_space=space,
                        config={"model": name, "config_hash": meta_model.get("config_hash"), "memory_policy": args.policy,
                                "budget_bytes": args.budget_bytes, "context": str(context.path),
                                "context_frames": k, "torch_threads": torch.get_num_threads()})
@@ -103,7 +111,7 @@ def generate_rollout(model, name: str, context, k: int, actions: list[int], args
     with RolloutWriter(args.out, meta) as writer:
         for t in range(k):  # the real history
             pose = context.poses[t]
-            writer.append(context.frames[t], int(context.actions[t]), None if np.isnan(pose).any() else pose)
+            writer.append(context.frames[t], real[t], None if np.isnan(pose).any() else pose)
         for i in range(0, len(actions), c):
             chunk = session.generate(actions[i:i + c])
             for frame, a in zip(chunk.frames, actions[i:i + c]):

@@ -89,7 +89,7 @@ class BackgroundRolloutWriter:
         if self._closing:
             raise RuntimeError("append() after close()")
         frame = np.array(frame, dtype=np.uint8, copy=True) if self._copy else frame
-        self._queue.put(("append", (frame, int(action), pose), kw))
+        self._queue.put(("append", (frame, action, pose), kw))
 
     def close(self, preview: bool = True, *, wait: bool = True, timeout: float | None = None, **kw) -> dict | None:
         """Finish: the queued steps are written, then the rollout (and preview) finalised, on the thread.

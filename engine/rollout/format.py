@@ -2,7 +2,8 @@
 
 A rollout is one directory:
 
-    meta.json            format, version, source, seed, map, fps, frame shape, action space, config
+    meta.json            format, version, source, seed, map, fps, frame shape, action space (its
+                         description, `controls`; and the action names of an index space), config
                          (and its sha256);
                          after a normal close also complete=true, steps, frames_sha256, preview
     frames.npy           uint8 [T, H, W, 3], lossless (while recording: frames.npy.partial, same layout)
@@ -16,7 +17,8 @@ with the action `noop` unless a caller says otherwise. A steps.jsonl row:
      "wall_ns": ..., "t_client_send_ns": ..., "t_server_start_ns": ..., "t_server_end_ns": ...,
      "t_client_shown_ns": ..., "extra": {...}}
 
-Only `t`, `action`, `name`, `pose`, `done` and `wall_ns` are always present; the other timestamps are
+`action` is the action's index in an index space (Doom's), or its vector (buttons 0/1, then axes) in a
+vector space; `name` is its readable label. Only `t`, `action`, `name`, `pose`, `done` and `wall_ns` are always present; the other timestamps are
 optional (missing -> -1 when read) and `extra` carries per-step JSON such as cache statistics.
 
 The frames file starts with a 128-byte `.npy` header reserved when recording begins, so frames are
@@ -32,6 +34,9 @@ import json
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import Any
+
+from reverie.world.actions import DOOM_ACTIONS, ActionSpace
 
 FORMAT = "reverie-rollout"
 VERSION = 1
@@ -59,8 +64,8 @@ class RolloutMeta:
 
     source: "game" (the real game) or "model:<name>"; seed: the episode seed; map: the map name (or None);
     fps: playback rate; frame_shape: (H, W, 3); config: any JSON-able settings (game config and
-    exploration driver, or model, memory policy and budget...); action_space: the action names the
-    indices refer to.
+    exploration driver, or model, memory policy and budget...); action_space: the `ActionSpace` the
+    actions are in (default: Doom's; a tuple of action names is accepted for Doom's, as old rollouts hold).
     """
 
     source: str
@@ -69,7 +74,7 @@ class RolloutMeta:
     map: str | None = None
     fps: float = 35.0
     config: dict = field(default_factory=dict)
-    action_space: tuple[str, ...] = ()
+    action_space: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not _SOURCE.match(self.source):
@@ -80,11 +85,7 @@ class RolloutMeta:
         object.__setattr__(self, "frame_shape", shape)
         if not self.fps > 0:
             raise ValueError("fps must be positive")
-        if not self.action_space:
-            from reverie.world.actions import DOOM_ACTIONS
-
-            object.__setattr__(self, "action_space", DOOM_ACTIONS.names)
-        object.__setattr__(self, "action_space", tuple(self.action_space))
+        object.__setattr__(self, "action_space", _space(self.action_space))
 
     @property
     def config_sha256(self) -> str:
@@ -95,7 +96,8 @@ class RolloutMeta:
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "source": self.source, "seed": int(self.seed),
                 "map": self.map, "fps": float(self.fps), "frame_shape": list(self.frame_shape),
-                "dtype": "uint8", "action_space": list(self.action_space), "config": self.config,
+                "dtype": "uint8", "action_space": list(self.action_space.names),
+                "controls": self.action_space.describe(), "config": self.config,
                 "config_sha256": self.config_sha256}
 
     @classmethod
@@ -107,11 +109,25 @@ class RolloutMeta:
         if data.get("dtype", "uint8") != "uint8":
             raise RolloutError(f"{META}: frames must be uint8, got {data.get('dtype')!r}")
         try:
+            space = (ActionSpace.from_description(data["controls"]) if "controls" in data
+                     else tuple(data.get("action_space") or ()))
             return cls(source=data["source"], seed=int(data["seed"]), frame_shape=tuple(data["frame_shape"]),
                        map=data.get("map"), fps=float(data.get("fps", 35.0)), config=dict(data.get("config") or {}),
-                       action_space=tuple(data.get("action_space") or ()))
+                       action_space=space)
         except (KeyError, TypeError, ValueError) as exc:
             raise RolloutError(f"{META}: bad or missing field: {exc}") from None
+
+
+def _space(space) -> ActionSpace:
+    """The action space a rollout's actions are in: Doom's unless it says otherwise."""
+    if space is None or isinstance(space, ActionSpace) and space == DOOM_ACTIONS:
+        return DOOM_ACTIONS
+    if isinstance(space, ActionSpace):
+        return space
+    names = tuple(space)
+    if names in ((), DOOM_ACTIONS.names):
+        return DOOM_ACTIONS
+    raise ValueError(f"action names {list(names)[:4]}... are not Doom's; give the ActionSpace")
 
 
 def npy_header(n_frames: int, frame_shape: tuple[int, int, int]) -> bytes:

@@ -19,7 +19,8 @@ class Rollout:
     """A loaded rollout. T = number of steps (rows).
 
     frames: uint8 [T, H, W, 3]     (frame t was produced by action t; row 0 is the first frame)
-    actions: int64 [T]             indices into `meta.action_space` (world.actions.DOOM_ACTIONS)
+    actions: int64 [T] | float32 [T, dim]   in `meta.action_space` (`ActionSpace.array`): indices into
+                                   Doom's (or another index space), or vectors of a vector space
     poses: float64 [T, 3]          (x, y, angle_degrees); NaN where the source had no pose
     done: bool [T]                 the episode ended at this step
     times: {name: int64 [T]}       TIME_FIELDS in nanoseconds; -1 where a step did not record it
@@ -49,7 +50,8 @@ class Rollout:
 
     @property
     def action_names(self) -> list[str]:
-        return [self.meta.action_space[int(a)] for a in self.actions]
+        space = self.meta.action_space
+        return [space.label(v) for v in space.coerce_many(self.actions)]
 
     def summary(self) -> dict:
         """The JSON-able summary `reverie inspect --json` prints."""
@@ -78,7 +80,24 @@ def _read_meta(path: Path) -> tuple[RolloutMeta, dict]:
     return RolloutMeta.from_json(raw), raw
 
 
-def _parse_row(line: str, t: int, n_actions: int, names) -> dict:
+def _parse_action(a, name, space):
+    """The action value of a step row (its index, or its vector), checked against its name."""
+    if space.encoding == "index":
+        if not isinstance(a, int) or isinstance(a, bool) or not 0 <= a < len(space):
+            raise ValueError(f"bad action {a!r}")
+        if name != space.names[a]:
+            raise ValueError(f"action name {name!r} does not match index {a} ({space.names[a]!r})")
+        return a
+    if not isinstance(a, list) or len(a) != space.dim or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in a):
+        raise ValueError(f"bad action {str(a)[:40]}: a vector of {space.dim} numbers")
+    value = space.coerce(a)
+    if tuple(float(v) for v in a) != value:
+        raise ValueError(f"action {str(a)[:40]} is outside the action space (buttons 0/1, axes in range)")
+    return value
+
+
+def _parse_row(line: str, t: int, space) -> dict:
     row = json.loads(line)
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
@@ -87,11 +106,7 @@ def _parse_row(line: str, t: int, n_actions: int, names) -> dict:
         raise ValueError(f"missing field(s) {missing}")
     if row["t"] != t:
         raise ValueError(f"step index {row['t']} where {t} was expected")
-    a = row["action"]
-    if not isinstance(a, int) or isinstance(a, bool) or not 0 <= a < n_actions:
-        raise ValueError(f"bad action {a!r}")
-    if row["name"] != names[a]:
-        raise ValueError(f"action name {row['name']!r} does not match index {a} ({names[a]!r})")
+    row["action"] = _parse_action(row["action"], row["name"], space)
     pose = row["pose"]
     if pose is not None and (not isinstance(pose, list) or len(pose) != 3
                              or not all(isinstance(v, (int, float)) for v in pose)):
@@ -113,7 +128,7 @@ def _read_steps(path: Path, meta: RolloutMeta, strict: bool) -> list[dict]:
         try:
             if torn_tail and t == len(lines) - 1:
                 raise ValueError("line is cut short (no newline)")
-            rows.append(_parse_row(line, t, len(meta.action_space), meta.action_space))
+            rows.append(_parse_row(line, t, meta.action_space))
         except (ValueError, TypeError) as exc:
             if strict:
                 raise RolloutError(f"{path / STEPS}: line {t + 1} is corrupt: {exc}") from None
@@ -178,7 +193,7 @@ def read_rollout(path: str | Path, *, mmap: bool = False, verify: bool = True) -
         raise RolloutError(f"{file}: frames do not match the sha256 in {META} (corrupt frames)")
     poses = np.array([r["pose"] if r["pose"] is not None else [np.nan] * 3 for r in rows], np.float64).reshape(n, 3)
     times = {k: np.array([int(r.get(k, -1)) for r in rows], np.int64) for k in TIME_FIELDS}
-    return Rollout(path=path, meta=meta, frames=frames, actions=np.array([r["action"] for r in rows], np.int64),
+    return Rollout(path=path, meta=meta, frames=frames, actions=meta.action_space.array([r["action"] for r in rows]),
                    poses=poses, done=np.array([bool(r["done"]) for r in rows], bool), times=times,
                    extras=[r.get("extra") for r in rows], complete=complete, frames_sha256=sha,
                    has_preview=(path / PREVIEW).exists(), info={"rows_in_file": len(rows), "frames_in_file": n_frames})

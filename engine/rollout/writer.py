@@ -36,7 +36,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 class RolloutWriter:
     """Writes one rollout directory. `out_dir` must not exist or be empty.
 
-    append(frame uint8 [H, W, 3], action int, pose (x, y, angle) | None, done=False, extra=None,
+    append(frame uint8 [H, W, 3], action (any form `meta.action_space.coerce` takes), pose (x, y, angle) | None, done=False, extra=None,
            name=None, **timestamps_ns) -> step index
     close(preview=True) -> dict summary (steps, frames_sha256, seconds spent on the preview)
     """
@@ -50,7 +50,7 @@ class RolloutWriter:
         self.fsync = fsync
         self._shape = meta.frame_shape
         self._frame_bytes = int(np.prod(self._shape))
-        self._names = meta.action_space
+        self._space = meta.action_space
         self._hash = hashlib.sha256()
         self._steps = 0
         self._closed = False
@@ -63,7 +63,7 @@ class RolloutWriter:
     def steps(self) -> int:
         return self._steps
 
-    def append(self, frame: np.ndarray, action: int, pose=None, *, done: bool = False, extra: dict | None = None,
+    def append(self, frame: np.ndarray, action, pose=None, *, done: bool = False, extra: dict | None = None,
                **timestamps: int) -> int:
         """Record one step: the frame produced by `action`. Returns the step index."""
         if self._closed:
@@ -71,13 +71,12 @@ class RolloutWriter:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.shape != self._shape:
             raise ValueError(f"frame must be uint8 {self._shape}, got {frame.dtype} {frame.shape}")
-        action = int(action)
-        if not 0 <= action < len(self._names):
-            raise ValueError(f"action index {action} is outside 0..{len(self._names) - 1}")
+        action = self._space.coerce(action)
         unknown = set(timestamps) - set(TIME_FIELDS)
         if unknown:
             raise ValueError(f"unknown timestamp field(s) {sorted(unknown)}; known: {TIME_FIELDS}")
-        row = {"t": self._steps, "action": action, "name": self._names[action],
+        row = {"t": self._steps, "action": action if isinstance(action, int) else list(action),
+               "name": self._space.label(action),
                "pose": None if pose is None else [float(v) for v in pose], "done": bool(done)}
         row["wall_ns"] = int(timestamps.pop("wall_ns", None) or time.time_ns())
         row.update({k: int(v) for k, v in timestamps.items() if v is not None})

@@ -28,14 +28,15 @@ def test_unknown_fields_are_ignored_and_missing_fields_defaulted():
     (b"\xc1", "malformed"),                                                    # never-used msgpack byte
     (b"", "malformed"),
     (msgpack.packb([1, 2, 3]), "malformed"),                                   # not a map
-    (msgpack.packb({"k": "action", "v": 2}), "version"),
+    (msgpack.packb({"k": "action", "v": 2, "shown_seq": True}), "bad_field"),  # bool is not an int here
+    (msgpack.packb({"k": "action", "v": 1}), "version"),                      # a version-1 client
+    (msgpack.packb({"k": "action", "v": 3}), "version"),
     (msgpack.packb({"k": "action", "v": "1"}), "version"),
-    (msgpack.packb({"k": "teleport", "v": 1}), "unknown_kind"),
-    (msgpack.packb({"v": 1}), "unknown_kind"),
-    (msgpack.packb({"k": "action", "v": 1, "seq": "nine"}), "bad_field"),
-    (msgpack.packb({"k": "action", "v": 1, "action": True}), "bad_field"),     # bool is not an int here
-    (msgpack.packb({"k": "hello", "v": 1, "client": "x" * 1000}), "bad_field"),
-    (msgpack.packb({"k": "action", "v": 1, "seq": 2**64 - 1}), "bad_field"),
+    (msgpack.packb({"k": "teleport", "v": 2}), "unknown_kind"),
+    (msgpack.packb({"v": 2}), "unknown_kind"),
+    (msgpack.packb({"k": "action", "v": 2, "seq": "nine"}), "bad_field"),
+    (msgpack.packb({"k": "hello", "v": 2, "client": "x" * 1000}), "bad_field"),
+    (msgpack.packb({"k": "action", "v": 2, "seq": 2**64 - 1}), "bad_field"),
     (msgpack.packb({1: 2}), "malformed"),                                      # non-string keys
     (b"\x91" * 5000, "malformed"),                                             # deep nesting
     (b"\x80" * (P.MAX_HEADER_BYTES + 1), "oversize"),

@@ -121,6 +121,7 @@ def test_bad_messages_get_error_replies_and_other_sessions_keep_playing():
         cases = [
             ([b"\xc1"], "malformed"),
             ([msgpack.packb({"k": "action", "v": 99})], "version"),
+            ([msgpack.packb({"k": "hello", "v": 1})], "version"),                       # a version-1 client
             ([b"\x80" * (P.MAX_HEADER_BYTES + 10)], "oversize"),
             ([P.encode(P.Action(seq=1))], "no_session"),
             ([P.encode(P.Frame())], "unexpected"),
@@ -136,12 +137,13 @@ def test_bad_messages_get_error_replies_and_other_sessions_keep_playing():
             assert run_bot(good, 1, [1])["frames"] == 1
         bad.send_multipart([P.encode(P.Hello())])
         assert isinstance(recv(bad)[0], P.Welcome)
-        bad.send_multipart([P.encode(P.Action(seq=1, action=99))])
-        assert recv(bad)[0].code == "bad_field"
+        for action in (99, True, "fly", {"buttons": ["jump"]}, {"axes": {"yaw": 1.0}}, [1.0] * 6, None):
+            bad.send_multipart([P.encode(P.Action(seq=1, action=action))])
+            assert recv(bad)[0].code == "bad_field", action
         bad.send_multipart([P.encode(P.Action(seq=1)), b"extra"])
         assert recv(bad)[0].code == "malformed"
         bad.close()
-        assert st.server.counters["errors"] >= len(cases) + 2
+        assert st.server.counters["errors"] >= len(cases) + 8
 
 
 def test_a_silent_client_is_freed_after_its_ttl():

@@ -15,19 +15,29 @@ import torch
 from reverie.kernels import attend
 from reverie.kernels.view import KVSegment, KVView, RopeSpec
 from reverie.memory.footprint import RECACHE_CHUNKS, Footprint, session_buffer_bytes
+from reverie.world.actions import DOOM_ACTIONS, ActionSpace, Axis
 from reverie.world.contract import ModelSpec, WorldModel
+
+#: A keyboard + mouse space (multi-hot buttons, two mouse axes): what a plug-in like Matrix-Game declares.
+KEYS_MOUSE = ActionSpace(buttons=("forward", "back", "left", "right", "jump"),
+                         axes=(Axis("yaw", -2.0, 2.0, source="mouse_x", scale=0.05),
+                               Axis("pitch", -1.0, 1.0, source="mouse_y", scale=-0.05)),
+                         opposing=(("forward", "back"), ("left", "right")),
+                         keys=(("forward", ("w",)), ("back", ("s",)), ("left", ("a",)), ("right", ("d",)),
+                               ("jump", ("space",))))
 
 
 class TinyWorld(WorldModel):
     def __init__(self, h: int = 16, w: int = 16, patch: int = 4, layers: int = 2, heads: int = 2,
-                 head_dim: int = 8, seed: int = 0, pose_head: bool = True, chunk_frames: int = 1):
+                 head_dim: int = 8, seed: int = 0, pose_head: bool = True, chunk_frames: int = 1,
+                 action_space: ActionSpace = DOOM_ACTIONS):
         tokens = (h // patch) * (w // patch)
         channels = patch * patch * 3
         self.patch = patch
         self.spec = ModelSpec(name="tinyworld", frame_shape=(h, w, 3), tokens_per_frame=tokens,
                               latent_shape=(tokens, channels), layers=layers, heads=heads, head_dim=head_dim,
                               chunk_frames=chunk_frames, steps=(1.0, 0.5), rope=RopeSpec(dims=4),
-                              has_pose_head=pose_head)
+                              has_pose_head=pose_head, action_space=action_space)
         g = torch.Generator().manual_seed(seed)
         width = heads * head_dim
 
@@ -37,7 +47,8 @@ class TinyWorld(WorldModel):
         self.w_in = rnd(channels, width)
         self.w_qkv = [rnd(width, 3 * width) for _ in range(layers)]
         self.w_out = [rnd(width, width, scale=0.5) for _ in range(layers)]
-        self.act = torch.randn(len(self.spec.action_space), width, generator=g) * 0.3
+        vector = action_space.encoding == "vector"  # a projection of the vector, or one row per index
+        self.act = torch.randn(action_space.dim if vector else len(action_space), width, generator=g) * 0.3
         self.t_emb = torch.randn(width, generator=g) * 0.3
         self.w_head = rnd(width, channels)
         self.w_pose = rnd(width, 3, scale=0.1)
@@ -59,7 +70,8 @@ class TinyWorld(WorldModel):
         s = self.spec
         n = x.shape[0] * s.tokens_per_frame
         hdn = x.reshape(n, -1) @ self.w_in
-        hdn = hdn + self.act[actions].repeat_interleave(s.tokens_per_frame, 0) + t * self.t_emb
+        act = actions.float() @ self.act if actions.is_floating_point() else self.act[actions]
+        hdn = hdn + act.repeat_interleave(s.tokens_per_frame, 0) + t * self.t_emb
         for layer in range(s.layers):
             q, k, v = (hdn @ self.w_qkv[layer]).reshape(n, 3, s.heads, s.head_dim).permute(1, 2, 0, 3)
             out = attend(q, memory.view(layer, q, k, v))

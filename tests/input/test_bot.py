@@ -2,28 +2,37 @@ import json
 
 import pytest
 
-from reverie.input.bot import PATROL, load_actions, main
+from reverie.input.bot import PATROL, load_actions, main, patrol
 from serving import ServerThread
-from reverie.world.actions import DOOM_ACTIONS, UnknownActionError
+from reverie.world.action_files import parse_actions
+from reverie.world.actions import DOOM_ACTIONS, ActionSpace, Axis
 
 
 def test_action_scripts(tmp_path):
-    assert load_actions(None) == [DOOM_ACTIONS.index(a) for a in PATROL]
-    assert load_actions(["forward", "turn_left+forward", 0, 26]) == [1, 7, 0, 26]
+    assert load_actions(None) is None                                  # the bot plays patrol(space)
+    assert parse_actions(load_actions(["forward", "turn_left+forward", 0, 26])) == [1, 7, 0, 26]
     path = tmp_path / "a.json"
-    path.write_text(json.dumps(["back", "noop"]))
-    assert load_actions(path) == [2, 0]
-    with pytest.raises(UnknownActionError):
-        load_actions(["jump"])
-    with pytest.raises(UnknownActionError):
-        load_actions([27])
-    with pytest.raises(ValueError, match="name or an index"):
-        load_actions([1.5])
+    path.write_text(json.dumps(["back", {"buttons": ["forward"], "repeat": 2}, "noop"]))
+    assert parse_actions(load_actions(path)) == [2, 1, 1, 0]
+    for bad, match in ((["jump"], "step 0.*jump"), ([27], "outside"), ([1.5], "got float"),
+                       ([{"buttons": ["back"], "repeat": 0}], "repeat")):
+        with pytest.raises(ValueError, match=match):
+            parse_actions(bad)
     path.write_text("{}")
     with pytest.raises(ValueError, match="non-empty JSON list"):
         load_actions(path)
     with pytest.raises(ValueError, match="cannot read"):
         load_actions(tmp_path / "missing.json")
+
+
+def test_patrol_presses_every_control_of_any_space():
+    assert patrol(DOOM_ACTIONS) == [DOOM_ACTIONS.index(a) for a in PATROL]
+    space = ActionSpace(buttons=("forward", "jump"), axes=(Axis("yaw", -2.0, 2.0, source="mouse_x"),))
+    script = patrol(space)
+    assert script == [space.coerce(a) for a in script]                 # every step is a valid value
+    assert {b for a in script for b in space.held(a)[0]} == {"forward", "jump"}
+    yaws = [space.held(a)[1][0] for a in script]
+    assert min(yaws) == -2.0 and max(yaws) == 2.0
 
 
 def test_bot_process_entry_point_prints_json(capsys):

@@ -119,3 +119,44 @@ def test_a_vanished_server_is_reported_not_waited_on_forever():
     st.thread.join(5)
     with pytest.raises(ConnectionError, match="stopped answering|closed the session"):
         client.run()
+
+
+def _motion(rel):
+    pygame.event.post(pygame.event.Event(pygame.MOUSEMOTION, rel=rel, pos=(0, 0), buttons=(0, 0, 0)))
+
+
+def test_mouse_motion_goes_out_with_the_keys_and_g_releases_it():
+    from tinyworld import KEYS_MOUSE, TinyWorld
+
+    with ServerThread(model=TinyWorld(action_space=KEYS_MOUSE), budget_bytes=100_000) as st:
+        client = GameClient(ClientConfig(endpoint=st.endpoint, scale=2, hud=False, max_frames=6, rate="max",
+                                         mouse_sensitivity=2.0), extra_keys=lambda i: {"w", "space"})
+        assert client.mouse.grabbed                  # the model reads the mouse: grabbed from the start
+        sent = []
+        send = client.conn.send_action
+        client.conn.send_action = lambda a: (sent.append(a), send(a))[1]
+        for rel in ((5, 0), (3, -4)):                # two motions before the first action: summed
+            _motion(rel)
+        client.run()
+        buttons, axes = KEYS_MOUSE.held(sent[0])
+        assert buttons == ("forward", "jump")        # space is the model's jump, not pause
+        assert axes == pytest.approx((8 * 0.05 * 2, -4 * -0.05 * 2))
+        assert all(KEYS_MOUSE.held(a)[1] == (0.0, 0.0) for a in sent[1:])   # each motion is sent once
+        assert KEYS_MOUSE.held(KEYS_MOUSE.coerce(client.conn.latest.header.action))[0] == ("forward", "jump")
+
+        client = GameClient(ClientConfig(endpoint=st.endpoint, scale=2, hud=False, max_frames=4, rate="max"))
+        sent = []
+        send = client.conn.send_action
+        client.conn.send_action = lambda a: (sent.append(a), send(a))[1]
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_g, mod=0, unicode="g", scancode=0))
+        _motion((50, 50))                            # after G: the cursor is free, the mouse moves nothing
+        client.run()
+        assert not client.mouse.grabbed and all(KEYS_MOUSE.held(a)[1] == (0.0, 0.0) for a in sent)
+
+
+def test_side_by_side_needs_the_real_games_controls():
+    from tinyworld import KEYS_MOUSE, TinyWorld
+
+    with ServerThread(model=TinyWorld(action_space=KEYS_MOUSE), budget_bytes=100_000) as st:
+        with pytest.raises(ValueError, match="real game's controls"):
+            GameClient(ClientConfig(endpoint=st.endpoint, side_by_side=True))

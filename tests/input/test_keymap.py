@@ -21,7 +21,7 @@ def test_default_keymap_maps_held_keys_to_actions(keys, name):
 
 
 def test_commands_are_bound():
-    assert {command_for_key(k, KM) for k in ("escape", "h", "p", "r", "return", "space", "f")} == set(COMMANDS)
+    assert {command_for_key(k, KM) for k in ("escape", "h", "p", "r", "return", "space", "f", "g")} == set(COMMANDS)
     assert command_for_key("w", KM) is None
 
 
@@ -43,7 +43,8 @@ def test_custom_keymap_file(tmp_path):
 
 
 @pytest.mark.parametrize("data, match", [
-    ({"controls": {"jump": ["j"]}}, "unknown control"),
+    ({"controls": {"jump": ["j"]}}, "does not have"),
+    ({"axes": {"yaw": "mouse_x"}}, "does not have"),
     ({"commands": {"fly": ["j"]}}, "unknown command"),
     ({"controls": {"forward": ["w"], "back": ["w"]}}, "bound to both"),
     ({"controls": {"forward": "w"}}, "list of key names"),
@@ -63,3 +64,29 @@ def test_missing_or_broken_keymap_file(tmp_path):
     with pytest.raises(KeymapError, match="not valid JSON"):
         load_keymap(tmp_path / "x.json")
     assert isinstance(KM, Keymap)
+
+
+def test_a_models_declared_controls_make_its_keymap(tmp_path):
+    from reverie.input.keymap import axes_from_motion, keymap_for
+    from tinyworld import KEYS_MOUSE
+
+    km = keymap_for(KEYS_MOUSE)
+    assert km.controls["jump"] == ("space",) and km.controls["forward"] == ("w",)
+    assert "turn_left" not in km.controls                       # the default file's Doom buttons do not apply
+    assert command_for_key("space", km) is None and command_for_key("pause", km) == "pause"  # jump took space
+    assert km.axes == {"yaw": "mouse_x", "pitch": "mouse_y"}
+    assert KEYS_MOUSE.held(action_from_keys({"w", "space", "s"}, km, KEYS_MOUSE))[0] == ("jump",)  # w+s cancel
+    axes = axes_from_motion({"mouse_x": 10.0, "mouse_y": 4.0}, km, KEYS_MOUSE, sensitivity=2.0)
+    assert axes == pytest.approx({"yaw": 1.0, "pitch": -0.4})
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"controls": {"jump": ["j"]}, "axes": {"yaw": "mouse_y", "pitch": "mouse_x"},
+                                "commands": {"quit": ["escape"]}}))
+    mine = keymap_for(KEYS_MOUSE, path)
+    assert mine.controls["jump"] == ("j",) and mine.controls["left"] == ("a",)
+    assert axes_from_motion({"mouse_x": 10.0, "mouse_y": 4.0}, mine, KEYS_MOUSE)["yaw"] == pytest.approx(0.2)
+    for data, match in (({"controls": {"turn_left": ["a"]}}, "does not have"),
+                        ({"axes": {"yaw": "stick"}}, "source"),
+                        ({"controls": {"jump": ["w"]}}, "bound to both")):
+        path.write_text(json.dumps(data))
+        with pytest.raises(KeymapError, match=match):
+            keymap_for(KEYS_MOUSE, path)

@@ -21,7 +21,6 @@ the reset frame and its action has no effect. So `driver.act` is not called for 
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from reverie.world.actions import DOOM_ACTIONS, NOOP, UnknownActionError
+from reverie.world.action_files import load_action_file, parse_actions
+from reverie.world.actions import DOOM_ACTIONS, NOOP
 
 A = DOOM_ACTIONS.index
 FORWARD, TURN_LEFT, TURN_RIGHT = A("forward"), A("turn_left"), A("turn_right")
@@ -321,42 +321,6 @@ class ActionFileDriver(Driver):
 
     def describe(self) -> dict:
         return {**super().describe(), "path": self.path, "steps": len(self.actions)}
-
-
-def parse_actions(items) -> list[int]:
-    """Names (any control order) or indices -> action indices; raises ValueError naming the bad step."""
-    out = []
-    for i, item in enumerate(items):
-        try:
-            if isinstance(item, str):
-                out.append(DOOM_ACTIONS.index(item))
-            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-                DOOM_ACTIONS.name(int(item))
-                out.append(int(item))
-            else:
-                raise UnknownActionError(f"expected an action name, got {item!r}")
-        except UnknownActionError as exc:
-            raise ValueError(f"step {i}: {exc}") from None
-    if not out:
-        raise ValueError("the action list is empty")
-    return out
-
-
-def load_action_file(path: str | Path) -> list[int]:
-    """Read a JSON list of action names (one per step) -> action indices, with clear errors."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"action file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"action file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"action file {path} must hold a JSON list of action names")
-    try:
-        return parse_actions(data)
-    except ValueError as exc:
-        raise ValueError(f"action file {path}: {exc}") from None
 
 
 @dataclass(frozen=True)

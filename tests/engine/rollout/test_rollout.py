@@ -63,6 +63,20 @@ def test_write_read_round_trip(tmp_path):
     assert s["steps"] == 10 and s["frame_shape"] == list(SHAPE) and s["source"] == "game" and s["complete"]
 
 
+def test_rollouts_from_before_declared_controls_read_as_doom(tmp_path):
+    """Rollouts written before action spaces were declared hold only Doom's action names."""
+    _write(tmp_path / "r")
+    meta = json.loads((tmp_path / "r" / META).read_text())
+    assert meta["controls"] == DOOM_ACTIONS.describe()
+    del meta["controls"]
+    (tmp_path / "r" / META).write_text(json.dumps(meta))
+    assert read_rollout(tmp_path / "r").meta.action_space == DOOM_ACTIONS
+    meta["action_space"] = ["noop", "jump"]                      # names of no space we know
+    (tmp_path / "r" / META).write_text(json.dumps(meta))
+    with pytest.raises(RolloutError, match="not Doom's"):
+        read_rollout(tmp_path / "r")
+
+
 def test_model_source_and_missing_pose(tmp_path):
     w = RolloutWriter(tmp_path / "m", _meta(source="model:default"))
     w.append(_frames(1)[0], 0, None)

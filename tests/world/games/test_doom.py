@@ -102,7 +102,7 @@ def test_turn_controls_turn(maze, name, sign):
 
 def test_action_space_round_trips_through_the_game_buttons():
     game = DoomGame(DoomConfig())
-    assert game._table == [DOOM_ACTIONS.buttons(i) for i in range(len(DOOM_ACTIONS))]
+    assert game._table == [DOOM_ACTIONS.button_vector(i) for i in range(len(DOOM_ACTIONS))]
     for i in range(len(DOOM_ACTIONS)):
         held = tuple(c for c, b in zip(CONTROLS, game._table[i]) if b)
         assert DOOM_ACTIONS.from_controls(held) == i
