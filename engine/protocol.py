@@ -79,7 +79,8 @@ class Welcome:
     policy: str = ""
     budget_bytes: int = 0
     policies: list = field(default_factory=list)
-    chunk_frames: int = 1
+    chunk_frames: int = 1       # latent frames per chunk ...
+    frames_per_latent: int = 1  # ... of this many frames each (a chunk is chunk_frames x frames_per_latent)
     tics_per_step: int = 1      # real-game tics per frame (side-by-side steps the real game this much)
     step_hz: float = 0.0        # frames per second at which the model runs at the game's speed (0: unknown)
     session_bytes: int = 0      # every byte reserved for this session (KV cache, archive, buffers)

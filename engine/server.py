@@ -150,7 +150,7 @@ class Server:
         self._memory_factory = memory_factory
         self._footprint = footprint
         with torch.inference_mode():  # what the session's kept latents are made of
-            probe = torch.zeros((1, *self.spec.frame_shape), dtype=torch.uint8, device=model.device)
+            probe = torch.zeros((self.spec.frames_per_latent, *self.spec.frame_shape), dtype=torch.uint8, device=model.device)
             self._latent_dtype = model.encode(probe).dtype
         self._zmq = zmq
         self._own_ctx = context is None
@@ -310,7 +310,8 @@ class Server:
                                   actions=list(self.spec.action_space.names),
                                   controls=self.spec.action_space.describe(), policy=fp.policy,
                                   budget_bytes=fp.budget_bytes, policies=list(self.config.policies),
-                                  chunk_frames=self.spec.chunk_frames, tics_per_step=self.spec.tics_per_step,
+                                  chunk_frames=self.spec.chunk_frames,
+                                  frames_per_latent=self.spec.frames_per_latent, tics_per_step=self.spec.tics_per_step,
                                   step_hz=self.spec.real_time_fps, session_bytes=fp.total,
                                   total_budget_bytes=self.total.bytes))
 

@@ -1,8 +1,10 @@
 """One player's game: a shared model, the session's own memory, and its recorder.
 
-`Session.step(action)` returns the next frame (uint8 `[H, W, 3]`) for one per-frame action. With
-`spec.chunk_frames == k > 1` the session generates `k` frames at once with the action held for the chunk
-and hands them out one per `step`.
+`Session.step(action)` returns the next frame (uint8 `[H, W, 3]`) for one per-frame action. When a chunk
+makes `n = spec.frames_per_chunk > 1` frames (`chunk_frames` latent frames of `frames_per_latent` frames
+each), the session generates them at once with the action of the step that started the chunk held for all
+`n` (the lowest latency a player can get from a chunked model) and hands them out one per `step`;
+`generate` / `predict` take all `n` per-frame actions, for runs whose actions are known ahead.
 
 A session starts from a seed frame: the frame is encoded and committed to memory (the clean pass, no
 denoising), so the first generated frame already has context; `observe` commits further known frames
@@ -84,11 +86,12 @@ class StepResult:
 
 @dataclass(frozen=True, slots=True)
 class ChunkResult:
-    """One chunk of `spec.chunk_frames` frames, as `Session.generate` / `Session.predict` made it."""
+    """One chunk (`spec.chunk_frames` latents, `spec.frames_per_chunk` frames), as `Session.generate` /
+    `Session.predict` made it."""
 
-    latents: torch.Tensor      # clean latents [k, tokens, channels] (on the model's device)
-    frames: np.ndarray         # uint8 [k, H, W, 3], decoded
-    actions: torch.Tensor      # [k] or [k, dim], as the model takes them (`ActionSpace.tensor`)
+    latents: torch.Tensor      # clean latents [chunk_frames, tokens, channels] (on the model's device)
+    frames: np.ndarray         # uint8 [frames_per_chunk, H, W, 3], decoded
+    actions: torch.Tensor      # as the model takes them (`ModelSpec.bind_actions`)
     poses: list                # per frame: the dead-reckoned pose after it (None without a pose head or
                                # for a prediction, which moves nothing)
     chunk_index: int           # the noise index it was sampled with
@@ -148,11 +151,12 @@ class Session:
         self.context.reset()
         self.history: list[ActionValue] = []      # actions since the seed frame (regenerating a recording replays them)
         self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
-        k = self.spec.chunk_frames
-        with torch.inference_mode():  # the seed frame fills the first chunk of context (held k frames)
-            latents = self.model.encode(torch.from_numpy(self.seed_frame)[None].to(self.model.device))
+        k, f = self.spec.chunk_frames, self.spec.frames_per_latent
+        with torch.inference_mode():  # the seed frame fills the first chunk of context (held for all of it)
+            seed = torch.from_numpy(self.seed_frame)[None].expand(f, *self.seed_frame.shape).contiguous()
+            latents = self.model.encode(seed.to(self.model.device))
             self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
-                         self.spec.action_space.tensor([self.seed_action] * k, self.model.device))
+                         self._bind([self.seed_action] * self.spec.frames_per_chunk))
         self.frame_clock = 1
 
     def _retrieval_pose(self):
@@ -172,43 +176,46 @@ class Session:
         """Any form of one action (index, name, map, vector) -> the space's value; ValueError if not in it."""
         return self.spec.action_space.coerce(action)
 
+    def _bind(self, values: list) -> torch.Tensor:
+        """A chunk's per-frame action values as the model takes them, on its device."""
+        return self.spec.bind_actions(values).to(self.model.device)
+
     def _chunk_actions(self, actions) -> torch.Tensor:
-        """Per-frame actions of one chunk, checked, as the model takes them (`ActionSpace.tensor`)."""
+        """Per-frame actions of one chunk, checked, as the model takes them (`ModelSpec.bind_actions`)."""
         acts = self.spec.action_space.coerce_many(actions)
-        if len(acts) != self.spec.chunk_frames:
-            raise ValueError(f"a chunk takes {self.spec.chunk_frames} actions, got {len(acts)}")
+        if len(acts) != self.spec.frames_per_chunk:
+            raise ValueError(f"a chunk takes {self.spec.frames_per_chunk} actions (one per frame), got {len(acts)}")
         if self._pending:
             raise RuntimeError("between chunks only: generated frames of this chunk are still pending")
-        return self.spec.action_space.tensor(acts, self.model.device)
+        return self._bind(acts)
 
     def observe(self, frames: np.ndarray, actions) -> None:
         """Commit known frames as history, as if the session had shown them: uint8 `[n, H, W, 3]` with the
-        action that produced each (`n` a multiple of `spec.chunk_frames`; committed one chunk at a time).
+        action that produced each (`n` a multiple of `spec.frames_per_chunk`; committed one chunk at a time).
 
         The frames are encoded and committed clean (no denoising) and the pose moves by the model's pose
         deltas for them, so the next `step` continues from the last one. They are not generated frames:
         `frame_index` and `history` do not count them, a recording does not hold them, and the session is no
         longer `replayable` from its seed frame and actions. Call it between chunks (nothing pending).
         """
-        k = self.spec.chunk_frames
+        k, n = self.spec.chunk_frames, self.spec.frames_per_chunk
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.shape[1:] != tuple(self.spec.frame_shape):
             raise ValueError(f"frames must be uint8 [n, {', '.join(map(str, self.spec.frame_shape))}], "
                              f"got {frames.dtype} {frames.shape}")
         values = self.spec.action_space.coerce_many(actions)
-        if len(frames) % k or len(values) != len(frames):
-            raise ValueError(f"need one action per frame and a multiple of {k} frames, got {len(frames)} frames "
+        if len(frames) % n or len(values) != len(frames):
+            raise ValueError(f"need one action per frame and a multiple of {n} frames, got {len(frames)} frames "
                              f"and {len(values)} actions")
-        actions = self.spec.action_space.tensor(values)
         if self._pending:
             raise RuntimeError("observe between chunks: generated frames of this chunk are still pending")
         device = self.model.device
         with torch.inference_mode():
-            for i in range(0, len(frames), k):
-                latents = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + k])).to(device))
-                delta = self._commit(latents, actions[i:i + k].to(device))
+            for i in range(0, len(frames), n):
+                latents = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + n])).to(device))
+                delta = self._commit(latents, self._bind(values[i:i + n]))
                 self._integrate(delta, k)
-                self.frame_clock += k
+                self.frame_clock += n
         if len(frames):
             self.replayable = False
 
@@ -285,8 +292,7 @@ class Session:
         action = self._check_action(action)
         t0 = time.monotonic_ns()
         if not self._pending:
-            chunk = self._generate(self.spec.action_space.tensor([action] * self.spec.chunk_frames,
-                                                                 self.model.device))
+            chunk = self._generate(self._bind([action] * self.spec.frames_per_chunk))
             self._pending.extend(zip(chunk.frames, chunk.poses))
         frame, pose = self._pending.popleft()
         result = StepResult(frame=frame, index=self.frame_index, action=action, pose=pose,
@@ -299,7 +305,7 @@ class Session:
         return result
 
     def generate(self, actions) -> ChunkResult:
-        """Generate and commit the next chunk for per-frame `actions` (`spec.chunk_frames` of them), as one
+        """Generate and commit the next chunk for per-frame `actions` (`spec.frames_per_chunk` of them), as one
         `ChunkResult`. Its frames are not handed out by `step`, counted in `frame_index` / `history` or
         recorded, so the session is no longer `replayable`. Call it between chunks (nothing pending)."""
         chunk = self._generate(self._chunk_actions(actions))
@@ -317,20 +323,21 @@ class Session:
         self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
         x0 = sample_chunk(self.model, self.memory, acts, seed=self.seed, chunk_index=index, context=self.context)
         self.memory.end_chunk()
-        return ChunkResult(x0, self._decode(x0), acts, [None] * len(acts), index)
+        return ChunkResult(x0, self._decode(x0), acts, [None] * self.spec.frames_per_chunk, index)
 
     @torch.inference_mode()
     def _generate(self, actions: torch.Tensor) -> ChunkResult:
-        k = self.spec.chunk_frames
+        k, n = self.spec.chunk_frames, self.spec.frames_per_chunk
         index = self.chunk_index
         self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
         x0, pose_delta = generate_chunk(self.model, self.memory, actions, seed=self.seed, chunk_index=index,
                                         context=self.context)
         self.memory.end_chunk()
         self.chunk_index += 1
-        self.frame_clock += k
+        self.frame_clock += n
         self._recent.append((x0, actions))  # x0 is not touched again: no copy
-        return ChunkResult(x0, self._decode(x0), actions, self._integrate(pose_delta, k), index)
+        poses = [p for p in self._integrate(pose_delta, k) for _ in range(self.spec.frames_per_latent)]
+        return ChunkResult(x0, self._decode(x0), actions, poses, index)
 
     def _decode(self, x0: torch.Tensor) -> np.ndarray:
         """uint8 `[k, H, W, 3]` frames on the host (the one host sync per chunk)."""

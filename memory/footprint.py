@@ -120,9 +120,11 @@ def session_buffer_bytes(spec, recache_chunks: int = RECACHE_CHUNKS,
     c = spec.chunk_frames
     latent = math.prod(spec.latent_shape) * torch.empty((), dtype=latent_dtype).element_size()
     frame = math.prod(spec.frame_shape)
-    return {"recache": max(1, recache_chunks) * c * (latent + INDEX_BYTES),
+    space = spec.action_space
+    action = INDEX_BYTES if space.encoding == "index" else 4 * space.dim  # int64, or float32 [dim]
+    return {"recache": max(1, recache_chunks) * (c * latent + spec.actions_per_chunk * action),
             "frame_context": (spec.frame_context + c) * latent if spec.frame_context else 0,
-            "seed_frame": frame, "frames_out": c * frame, "bookkeeping": BOOKKEEPING_BYTES}
+            "seed_frame": frame, "frames_out": spec.frames_per_chunk * frame, "bookkeeping": BOOKKEEPING_BYTES}
 
 
 def _view_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:

@@ -282,6 +282,17 @@ class ActionSpace:
             return [self.coerce(actions)]
         return [self.coerce(a) for a in actions]
 
+    def aggregate(self, values: Sequence[ActionValue]) -> ActionValue:
+        """One action for several frames (a latent that covers them): the buttons held in any of them
+        (opposing ones cancelling) and the mean of each axis."""
+        held: set[str] = set()
+        axes = np.zeros(len(self.axes))
+        for v in values:
+            buttons, moved = self.held(v)
+            held.update(buttons)
+            axes += moved if self.axes else 0.0
+        return self.from_controls(held, list(axes / max(1, len(values))) if self.axes else None)
+
     def sample(self, rng) -> ActionValue:
         """A random action (`rng`: a `random.Random`): a uniform index, or each button held with
         probability 1/2 and each axis uniform in its range."""

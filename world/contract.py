@@ -18,6 +18,7 @@ from reverie.world.actions import DOOM_ACTIONS, GAME_TICS_PER_SECOND, ActionSpac
 
 
 SAMPLERS = ("renoise", "euler")
+ACTION_BINDINGS = ("per_frame", "aggregate")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,7 +33,14 @@ class ModelSpec:
         tokens_per_frame: tokens each frame contributes to every layer's cache.
         latent_shape: `(tokens_per_frame, channels)` of one frame's latent.
         layers, heads, head_dim: attention geometry of the cached layers.
-        chunk_frames: frames generated per step of the loop (1 = per-frame actions).
+        chunk_frames: latent frames generated per step of the loop (1 = per-frame actions when
+            `frames_per_latent` is 1).
+        frames_per_latent: video frames one latent frame stands for (temporal compression, e.g. 4 for a
+            causal video VAE): `encode` takes `T * frames_per_latent` frames and returns `T` latents,
+            `decode` the reverse. Memory, budgets and positions count latent frames.
+        action_binding: how the per-frame actions of a chunk reach the model when a latent covers several
+            frames: "per_frame" (all `frames_per_chunk` of them) or "aggregate" (one per latent frame: the
+            buttons held in any of its frames, opposing ones cancelling, and the mean of each axis).
         frame_context: how many of the latest frames' clean latents the model takes directly, besides
             memory (frame stacking; 0 = none). The engine keeps them per session and passes them as
             `context` to `denoise` and `commit`; models with 0 are never passed `context`.
@@ -62,6 +70,8 @@ class ModelSpec:
     heads: int
     head_dim: int
     chunk_frames: int = 1
+    frames_per_latent: int = 1
+    action_binding: str = "per_frame"
     frame_context: int = 0
     steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     sampler: str = "renoise"
@@ -75,6 +85,10 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be >= 1")
+        if self.frames_per_latent < 1:
+            raise ValueError("frames_per_latent must be >= 1")
+        if self.action_binding not in ACTION_BINDINGS:
+            raise ValueError(f"action_binding must be one of {ACTION_BINDINGS}, got '{self.action_binding}'")
         if self.tics_per_step < 1:
             raise ValueError("tics_per_step must be >= 1")
         if self.frame_context < 0:
@@ -93,8 +107,26 @@ class ModelSpec:
             raise ValueError("rope.dims cannot exceed head_dim")
 
     @property
+    def frames_per_chunk(self) -> int:
+        """Video frames (and per-frame actions) one step of the loop makes."""
+        return self.chunk_frames * self.frames_per_latent
+
+    @property
+    def actions_per_chunk(self) -> int:
+        """Actions `denoise` / `commit` receive per chunk (see `action_binding`)."""
+        return self.chunk_frames if self.action_binding == "aggregate" else self.frames_per_chunk
+
+    def bind_actions(self, values: list) -> torch.Tensor:
+        """A chunk's `frames_per_chunk` per-frame action values -> what the model takes (CPU tensor)."""
+        space = self.action_space
+        if self.action_binding == "aggregate" and self.frames_per_latent > 1:
+            f = self.frames_per_latent
+            values = [space.aggregate(values[i:i + f]) for i in range(0, len(values), f)]
+        return space.tensor(values)
+
+    @property
     def kv_bytes_per_frame(self) -> int:
-        """Bytes of full-precision K+V one frame adds across all layers."""
+        """Bytes of full-precision K+V one (latent) frame adds across all layers."""
         itemsize = torch.empty((), dtype=self.kv_dtype).element_size()
         return 2 * self.layers * self.heads * self.head_dim * self.tokens_per_frame * itemsize
 
@@ -129,11 +161,11 @@ class WorldModel(ABC):
 
     @abstractmethod
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 `[T, H, W, 3]` frames -> float latents `[T, tokens_per_frame, channels]`."""
+        """uint8 `[T * frames_per_latent, H, W, 3]` frames -> float latents `[T, tokens_per_frame, channels]`."""
 
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents `[T, tokens_per_frame, channels]` -> uint8 frames `[T, H, W, 3]`."""
+        """Latents `[T, tokens_per_frame, channels]` -> uint8 frames `[T * frames_per_latent, H, W, 3]`."""
 
     @abstractmethod
     def denoise(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory: AttentionMemory,
@@ -143,8 +175,9 @@ class WorldModel(ABC):
         Args:
             x: noisy latents `[chunk_frames, tokens_per_frame, channels]` at noise level `t`.
             t: the noise level (one of `spec.steps`).
-            actions: one per frame, as `spec.action_space.tensor` makes them: int64 `[chunk_frames]` indices
-                for an index space, float32 `[chunk_frames, dim]` (buttons 0/1, then axes) for a vector space.
+            actions: `spec.actions_per_chunk` of them (one per video frame, or one per latent frame with
+                `action_binding="aggregate"`), as `spec.bind_actions` makes them: int64 `[n]` indices for
+                an index space, float32 `[n, dim]` (buttons 0/1, then axes) for a vector space.
             memory: the session's memory; `view` is called once per layer, `commit` never.
             context: only when `spec.frame_context > 0`: clean latents `[n, tokens_per_frame, channels]`
                 of the frames just before the chunk, oldest first (`n <= frame_context`; None before the

@@ -98,7 +98,7 @@ def measure_fps(model, frames: int, seed: int) -> tuple[float, str]:
     spec = model.spec
     session = Session(model, np.full(spec.frame_shape, 128, np.uint8), seed=seed,
                       memory_factory=lambda spec, policy, budget: MemoryManager.create(spec))
-    acts = [0] * spec.chunk_frames
+    acts = [spec.action_space.noop] * spec.frames_per_chunk
     warm = 8
     t0 = 0.0
     for i in range(warm + frames):
@@ -106,7 +106,7 @@ def measure_fps(model, frames: int, seed: int) -> tuple[float, str]:
             t0 = time.perf_counter()
         session.generate(acts)
     elapsed = time.perf_counter() - t0
-    return frames * spec.chunk_frames / elapsed, str(session.memory.stats().get("policy", ""))
+    return frames * spec.frames_per_chunk / elapsed, str(session.memory.stats().get("policy", ""))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,7 +95,7 @@ def generate_rollout(model, name: str, context, k: int, actions: list, args) -> 
     from reverie.engine.session import Session
 
     spec = model.spec
-    c = spec.chunk_frames
+    c = spec.frames_per_chunk
     space, theirs = spec.action_space, context.meta.action_space
     real = [theirs.translate(a, space) for a in theirs.coerce_many(context.actions[:k])]
     session = Session(model, context.frames[0], policy=args.policy, budget_bytes=args.budget_bytes, seed=args.seed,

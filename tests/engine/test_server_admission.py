@@ -113,7 +113,7 @@ def test_hellos_are_rate_limited_per_peer_and_in_all_with_a_clear_message():
 
 
 def test_sessions_that_never_play_or_send_garbage_are_closed_and_free_their_slots():
-    with ServerThread(max_sessions=2, pending_ttl_s=0.3, max_strikes=4) as st:
+    with ServerThread(max_sessions=2, pending_ttl_s=1.0, max_strikes=4) as st:
         idle = Connection(st.endpoint)                      # opens a session and never asks for a frame
         noisy = raw_socket(st.endpoint)
         noisy.send_multipart([P.encode(P.Hello())])
@@ -123,7 +123,7 @@ def test_sessions_that_never_play_or_send_garbage_are_closed_and_free_their_slot
         deadline = time.monotonic() + 5
         while st.server.clients and time.monotonic() < deadline:
             idle.poll(50)
-        assert not st.server.clients and "no action within 0.3 s" in (idle.closed_reason or "")
+        assert not st.server.clients and "no action within 1 s" in (idle.closed_reason or "")
         assert st.server.counters["sessions_unused"] == 1 and st.server.counters["sessions_struck"] == 1
         with Connection(st.endpoint) as a, Connection(st.endpoint) as b:   # both slots are free again
             assert run_bot(a, 2, [1])["frames"] == 2 and run_bot(b, 2, [1])["frames"] == 2

@@ -30,14 +30,16 @@ KEYS_MOUSE = ActionSpace(buttons=("forward", "back", "left", "right", "jump"),
 class TinyWorld(WorldModel):
     def __init__(self, h: int = 16, w: int = 16, patch: int = 4, layers: int = 2, heads: int = 2,
                  head_dim: int = 8, seed: int = 0, pose_head: bool = True, chunk_frames: int = 1,
-                 action_space: ActionSpace = DOOM_ACTIONS):
+                 action_space: ActionSpace = DOOM_ACTIONS, frames_per_latent: int = 1,
+                 action_binding: str = "per_frame"):
         tokens = (h // patch) * (w // patch)
         channels = patch * patch * 3
         self.patch = patch
         self.spec = ModelSpec(name="tinyworld", frame_shape=(h, w, 3), tokens_per_frame=tokens,
                               latent_shape=(tokens, channels), layers=layers, heads=heads, head_dim=head_dim,
                               chunk_frames=chunk_frames, steps=(1.0, 0.5), rope=RopeSpec(dims=4),
-                              has_pose_head=pose_head, action_space=action_space)
+                              has_pose_head=pose_head, action_space=action_space,
+                              frames_per_latent=frames_per_latent, action_binding=action_binding)
         g = torch.Generator().manual_seed(seed)
         width = heads * head_dim
 
@@ -54,9 +56,11 @@ class TinyWorld(WorldModel):
         self.w_pose = rnd(width, 3, scale=0.1)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        f = self.spec.frames_per_latent  # a stand-in temporal encoder: a latent is the mean of its frames
         t, h, w, c = frames.shape
+        t //= f
         p = self.patch
-        x = frames.float().div(127.5).sub(1.0).reshape(t, h // p, p, w // p, p, c)
+        x = frames.float().reshape(t, f, h, w, c).mean(1).div(127.5).sub(1.0).reshape(t, h // p, p, w // p, p, c)
         return x.permute(0, 1, 3, 2, 4, 5).reshape(t, (h // p) * (w // p), p * p * c)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -64,6 +68,9 @@ class TinyWorld(WorldModel):
         h, w, c = self.spec.frame_shape
         p = self.patch
         x = latents.reshape(t, h // p, w // p, p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, c)
+        f = self.spec.frames_per_latent  # ... and its decoder a brightness ramp over the latent's frames
+        ramp = torch.arange(f, dtype=x.dtype).mul(0.05).reshape(1, f, 1, 1, 1)
+        x = (x[:, None] + ramp).reshape(t * f, h, w, c)
         return x.add(1.0).mul(127.5).clamp(0, 255).round().to(torch.uint8)
 
     def _forward(self, x, t, actions, memory, commit: bool):
@@ -71,6 +78,7 @@ class TinyWorld(WorldModel):
         n = x.shape[0] * s.tokens_per_frame
         hdn = x.reshape(n, -1) @ self.w_in
         act = actions.float() @ self.act if actions.is_floating_point() else self.act[actions]
+        act = act.reshape(x.shape[0], -1, act.shape[-1]).mean(1)  # per-frame actions: their mean per latent
         hdn = hdn + act.repeat_interleave(s.tokens_per_frame, 0) + t * self.t_emb
         for layer in range(s.layers):
             q, k, v = (hdn @ self.w_qkv[layer]).reshape(n, 3, s.heads, s.head_dim).permute(1, 2, 0, 3)
