@@ -145,6 +145,10 @@ class Server:
 
         self.model = model
         self.spec = model.spec
+        if self.spec.layers == 0 and (config.policy, config.policies) != ("none", ("none",)):
+            log.info("model %s has no attention cache: memory policies do not apply, sessions use policy 'none'",
+                     self.spec.name)
+            config = dataclasses.replace(config, policy="none", policies=("none",))
         self.config = config
         self._seed_frame = seed_frame
         self._memory_factory = memory_factory

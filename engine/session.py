@@ -103,7 +103,8 @@ class Session:
     Args:
         model: a stateless `WorldModel` (shared between sessions).
         seed_frame: uint8 `[H, W, 3]` with `H, W` = `model.spec.frame_shape[:2]`.
-        policy, budget_bytes: the memory configuration, built by `memory_factory`.
+        policy, budget_bytes: the memory configuration, built by `memory_factory` (default policy: `full`,
+            or `none` for a model without an attention cache).
         seed: noise seed; the same seed, seed frame and actions give the same frames.
         memory_factory: builds the memory (at start and on `rebuild_memory`); it may return a wrapper
             around a real memory (shadow mode, probes).
@@ -114,7 +115,7 @@ class Session:
         seed_action: the action committed with the seed frame (default: the space's `noop`).
     """
 
-    def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str = "full",
+    def __init__(self, model: WorldModel, seed_frame: np.ndarray, *, policy: str | None = None,
                  budget_bytes: int | None = None, seed: int = 0, session_id: str = "",
                  memory_factory: MemoryFactory = default_memory_factory, recache_chunks: int = RECACHE_CHUNKS,
                  pose_source: PoseSource | None = None, seed_action=None):
@@ -126,10 +127,10 @@ class Session:
         self.spec = spec
         self.id = session_id
         self.seed = int(seed)
-        self.policy = policy
+        self.policy = policy if policy is not None else ("full" if spec.layers else "none")
         self.budget_bytes = budget_bytes
         self._factory = memory_factory
-        self.memory = memory_factory(spec, policy, budget_bytes)
+        self.memory = memory_factory(spec, self.policy, budget_bytes)
         self.seed_frame = np.array(seed_frame, order="C", copy=True)
         self.seed_action = spec.action_space.noop if seed_action is None else self._check_action(seed_action)
         self.pose_source = pose_source

@@ -38,9 +38,11 @@ import torch
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 from reverie.memory.layout import Layout, plan_layout, resolve_budget, token_bytes
+from reverie.memory.no_cache import NO_CACHE, check_no_cache
 from reverie.memory.policies import resolve
 from reverie.memory.scorers import QUERY_SAMPLES
 
+DEFAULT_POLICY = "dual"        # what `MemoryManager.create` gives a cached model that names no policy
 RECACHE_CHUNKS = 8             # clean chunks a session keeps to re-commit (`engine.session.Session`'s default)
 INDEX_BYTES = 8                # int64 frame id / token index
 SCORE_BYTES = 4                # float32 score / count / bias
@@ -71,7 +73,7 @@ class Footprint:
                 "total_bytes": self.total, "host_bytes": self.host_bytes}
 
 
-def session_bytes(spec, policy: str = "dual", budget_bytes: int | None = None, *, budget_frac: float | None = None,
+def session_bytes(spec, policy: str | None = None, budget_bytes: int | None = None, *, budget_frac: float | None = None,
                   horizon_frames: int | None = None, recache_chunks: int = RECACHE_CHUNKS,
                   latent_dtype: torch.dtype = torch.float32, device="cpu", **overrides) -> Footprint:
     """The bytes a session of a model with geometry `spec` holds under `policy` and the budget arguments
@@ -82,6 +84,14 @@ def session_bytes(spec, policy: str = "dual", budget_bytes: int | None = None, *
         BudgetError: the policy cannot fit the budget, or grows without bound (nothing to reserve).
         UnknownPolicyError: unknown policy name or override.
     """
+    policy = (DEFAULT_POLICY if spec.layers else NO_CACHE) if policy is None else policy
+    check_no_cache(spec, policy)
+    if spec.layers == 0:  # no cache: the session's own buffers, its frame context among them
+        buffers = session_buffer_bytes(spec, recache_chunks, latent_dtype)
+        if budget_bytes and budget_bytes < buffers["frame_context"]:
+            raise BudgetError(f"model '{spec.name}' keeps {spec.frame_context} context frame(s), "
+                              f"{buffers['frame_context']} bytes, over the budget of {budget_bytes}")
+        return Footprint(policy=NO_CACHE, budget_bytes=int(budget_bytes or 0), parts=(("kv", 0), *buffers.items()))
     cfg = resolve(policy, **overrides)
     budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)
     layout = plan_layout(spec, cfg, budget, horizon_frames)

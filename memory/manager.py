@@ -27,17 +27,24 @@ from reverie.memory import accounting
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
+from reverie.memory.footprint import DEFAULT_POLICY, session_buffer_bytes
 from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
 from reverie.memory.layer_store import (LayerStore, build_segments, new_stores, segment_names, slot_tokens,
                                         stacked_pool_positions)
 from reverie.memory.layout import Layout, plan_layout, resolve_budget
 from reverie.memory.merge import TokenMerger
+from reverie.memory.no_cache import NO_CACHE, NoCache, check_no_cache
 from reverie.memory.policies import resolve
 from reverie.memory.positions import Clock, make_position_policy
 from reverie.memory.scorers import make_scorer
 from reverie.memory.spatial import FrameArchive
 from reverie.memory.timing import SectionTimer
 from reverie.memory.tokens import Tokens
+
+
+def default_policy(spec) -> str:
+    """The policy a session gets when it names none: `dual`, or `none` for a model without a cache."""
+    return DEFAULT_POLICY if spec.layers > 0 else NO_CACHE
 
 
 class MemoryManager:
@@ -86,12 +93,13 @@ class MemoryManager:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, spec, policy: str = "dual", budget_bytes: int | None = None, budget_frac: float | None = None,
+    def create(cls, spec, policy: str | None = None, budget_bytes: int | None = None, budget_frac: float | None = None,
                horizon_frames: int | None = None, device="cpu", **overrides) -> "MemoryManager":
         """Build a session's memory for a model with geometry `spec` (`world.contract.ModelSpec`).
 
         Args:
-            policy: a name from `memory.available_policies()`.
+            policy: a name from `memory.available_policies()` (default: `default_policy(spec)`, `dual`; a
+                model without an attention cache gets a `memory.no_cache.NoCache`, policy `none`).
             budget_bytes: hard cap on cached K/V bytes over all layers (quantization scales included).
             budget_frac: alternatively, a fraction of the full cache at `horizon_frames`
                 (`budget_frac * horizon_frames * spec.kv_bytes_per_frame`).
@@ -103,6 +111,10 @@ class MemoryManager:
             BudgetError: the policy cannot fit the budget (or the budget arguments contradict each other).
             UnknownPolicyError: unknown policy name or override.
         """
+        policy = default_policy(spec) if policy is None else policy
+        check_no_cache(spec, policy)
+        if spec.layers == 0:
+            return NoCache(spec, budget_bytes, session_buffer_bytes(spec)["frame_context"])
         cfg = resolve(policy, **overrides)
         budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)
         layout = plan_layout(spec, cfg, budget, horizon_frames)

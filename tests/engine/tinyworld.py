@@ -194,3 +194,37 @@ def list_memory_bytes(spec, policy, budget_bytes, *, recache_chunks: int = RECAC
         raise BudgetError("a ListMemory without a budget grows without bound")
     parts = {"kv": budget_bytes, **session_buffer_bytes(spec, recache_chunks, latent_dtype)}
     return Footprint(policy=policy, budget_bytes=budget_bytes, parts=tuple(parts.items()))
+
+
+class TinyStack(TinyWorld):
+    """A frame-stacking model with no attention cache (DIAMOND's shape): its history is its last
+    `frame_context` clean latents, which the engine keeps and passes as `context`."""
+
+    def __init__(self, frame_context: int = 2, **kw):
+        super().__init__(**kw)
+        from dataclasses import replace
+
+        self.spec = replace(self.spec, name="tinystack", layers=0, frame_context=frame_context, has_pose_head=False)
+
+    def _mix(self, x, t, actions, context):
+        s = self.spec
+        n = x.shape[0] * s.tokens_per_frame
+        hdn = x.reshape(n, -1) @ self.w_in
+        act = actions.float() @ self.act if actions.is_floating_point() else self.act[actions]
+        hdn = hdn + act.reshape(x.shape[0], -1, act.shape[-1]).mean(1).repeat_interleave(s.tokens_per_frame, 0)
+        if context is not None:  # the stacked frames, averaged, in place of attention
+            hdn = hdn + (context.mean(0) @ self.w_in).repeat(x.shape[0], 1)
+        return hdn + t * self.t_emb
+
+    @torch.inference_mode()
+    def denoise(self, x, t, actions, memory, context=None):
+        hdn = self._mix(x, t, actions, context)
+        return (x * (1 - t) + torch.tanh(hdn @ self.w_head).reshape(x.shape) * t).clamp(-1, 1)
+
+    @torch.inference_mode()
+    def commit(self, x0, actions, memory, context=None):
+        return None
+
+
+def build_stack(**kwargs) -> TinyStack:
+    return TinyStack(**kwargs)
