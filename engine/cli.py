@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("reverie.engine.commands.rollout", "run a model on a rollout's actions and write a rollout"),
     "train": ("reverie.engine.commands.train", "train a world model"),
     "train-salience": ("reverie.engine.commands.train_salience", "distil the learned salience head"),
+    "check-model": ("reverie.engine.commands.check_model", "check that a world model keeps the engine's contract"),
     "bench": ("reverie.engine.commands.bench", "benchmarks; each prints a JSON object as its last line with --json"),
 }
 

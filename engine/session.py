@@ -213,7 +213,7 @@ class Session:
         device = self.model.device
         with torch.inference_mode():
             for i in range(0, len(frames), n):
-                latents = self.model.encode(torch.from_numpy(np.ascontiguousarray(frames[i:i + n])).to(device))
+                latents = self.model.encode(torch.from_numpy(np.array(frames[i:i + n])).to(device))
                 delta = self._commit(latents, self._bind(values[i:i + n]))
                 self._integrate(delta, k)
                 self.frame_clock += n

@@ -50,18 +50,23 @@ def _resolve(target: str) -> Callable[..., WorldModel]:
     return getattr(module, attr)
 
 
-def load_model(name: str, **kwargs) -> WorldModel:
-    """Build the model registered under `name` (keyword arguments go to its factory)."""
+def get_factory(name: str) -> Callable[..., WorldModel]:
+    """The factory registered under `name` (or `module:attr`), without calling it."""
     if name in _REGISTERED:
-        factory = _REGISTERED[name]
-    else:
-        target = _BUILTIN.get(name) or _entry_points().get(name)
-        if target is None:
-            raise UnknownModelError(f"unknown model '{name}'; available: {', '.join(available()) or 'none'}")
-        try:
-            factory = _resolve(target)
-        except (ImportError, AttributeError) as exc:
-            raise UnknownModelError(f"model '{name}' ({target}) could not be loaded: {exc}") from exc
+        return _REGISTERED[name]
+    target = _BUILTIN.get(name) or _entry_points().get(name) or (name if ":" in name else None)
+    if target is None:
+        raise UnknownModelError(f"unknown model '{name}'; available: {', '.join(available()) or 'none'}")
+    try:
+        return _resolve(target)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownModelError(f"model '{name}' ({target}) could not be loaded: {exc}") from exc
+
+
+def load_model(name: str, **kwargs) -> WorldModel:
+    """Build the model registered under `name` (keyword arguments go to its factory); `module:attr` names a
+    factory directly (test and development models)."""
+    factory = get_factory(name)
     model = factory(**kwargs)
     if not isinstance(model, WorldModel):
         raise TypeError(f"model factory for '{name}' returned {type(model).__name__}, not a WorldModel")

@@ -6,7 +6,9 @@ frame to disk. The two sessions are open together and take turns in blocks of `-
 a machine whose load drifts during the bench affects both alike. After `--warmup` frames it measures:
 
     fps             frames received per second
-    latency_p50/95  action sent (keys polled) -> frame received, milliseconds
+    latency_p50/95  action sent (keys polled) -> frame received, milliseconds, per displayed frame: with a
+                    chunk of several frames, the step that starts a chunk waits for all of it and the
+                    others are handed out at once (`frames_per_chunk` in the JSON)
     fps_recording   fps of the second run, the server writing the rollout as it plays
 
 The recording is read back to check it is whole. Human table first; with `--json` the last line is
@@ -71,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
               "recorded_steps": recorded_steps, "recording_complete": recording_complete,
               "model": welcome.model, "model_kwargs": json.loads(kwargs), "resolution": list(welcome.frame_shape),
               "policy": welcome.policy, "budget_bytes": welcome.budget_bytes, "credits": args.credits,
-              "warmup": args.warmup, "server_startup_s": round(startup_s, 2)}
+              "warmup": args.warmup, "server_startup_s": round(startup_s, 2),
+              "frames_per_chunk": welcome.chunk_frames * welcome.frames_per_latent,
+              "real_time_fps": round(welcome.step_hz, 2)}
     print(f"{'run':<12}{'frames':>8}{'fps':>8}{'p50 ms':>9}{'p95 ms':>9}")
     for name, r in runs.items():
         print(f"{name:<12}{r['frames']:>8}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.1f}{r['latency_p95_ms']:>9.1f}")

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     frames = args.budget_frames
     if frames is None:
         from reverie.memory.layout import DEFAULT_BUDGET_FRAMES as frames
-    budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame
+    budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame or None  # None: a model with no cache
     try:
         config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
                               budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,

@@ -74,3 +74,25 @@ def test_a_chunked_recording_regenerates_and_the_server_sends_frames_one_by_one(
             seen = []
             result = run_bot(conn, 24, None, on_frame=lambda f: seen.append(f.header.index))
         assert result["frames"] == 24 and seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+def test_reverie_rollout_runs_a_chunked_keys_and_mouse_model(tmp_path, capsys):
+    import json
+
+    from reverie.engine.cli import main
+    from tinyworld import build_chunked
+
+    s = session(build_chunked())
+    s.start_recording(tmp_path / "ctx")
+    for i in range(24):
+        s.step({"buttons": ["forward"], "axes": {"yaw": 0.1}})
+    s.stop_recording()
+    moves = tmp_path / "moves.json"
+    moves.write_text(json.dumps([{"buttons": ["jump"], "axes": {"pitch": -0.5}, "repeat": 20}, "left"]))
+    args = ["rollout", "--model", "tinyworld:build_chunked", "--context", str(tmp_path / "ctx"), "--context-frames",
+            "13", "--actions", str(moves), "--out", str(tmp_path / "out"), "--no-preview", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["generated"] == 12 and summary["steps"] == 25    # 21 actions: one whole chunk of 12
+    out = read_rollout(tmp_path / "out")
+    assert out.meta.action_space == KEYS_MOUSE and out.action_names[13] == "jump pitch=-0.5"

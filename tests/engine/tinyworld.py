@@ -228,3 +228,8 @@ class TinyStack(TinyWorld):
 
 def build_stack(**kwargs) -> TinyStack:
     return TinyStack(**kwargs)
+
+
+def build_chunked(**kwargs) -> TinyWorld:
+    """Keys + mouse, 4 frames per latent, 3 latents per chunk (Matrix-Game 2.0's shape)."""
+    return TinyWorld(chunk_frames=3, frames_per_latent=4, action_space=KEYS_MOUSE, **kwargs)

@@ -1,5 +1,6 @@
-"""The plug-in example: installed from its own pyproject (offline, no deps), found through the entry point,
-run through the engine's loop and `reverie bench model`."""
+"""The reference plug-ins (the tiny example, the Matrix-Game-2.0-shaped and the DIAMOND-shaped models):
+installed from their own pyprojects (offline, no deps), found through the entry point, run through the
+engine's loop, `reverie check-model`, `reverie bench model` and `reverie bench play`."""
 
 import json
 import os
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = {"plugin": "example-tiny", "plugin-matrix": "matrix-shaped", "plugin-diamond": "diamond-shaped"}
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +20,13 @@ def installed(tmp_path_factory):
 
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
-    source = build / "plugin"  # a copy, so the build leaves nothing in the checkout
-    shutil.copytree(ROOT / "examples" / "plugin", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    sources = []
+    for folder in PLUGINS:  # copies, so the builds leave nothing in the checkout
+        shutil.copytree(ROOT / "examples" / folder, build / folder,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        sources.append(str(build / folder))
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-           "--target", str(target), str(source)]
+           "--target", str(target), *sources]
     env = dict(os.environ, PIP_NO_CACHE_DIR="1", TMPDIR=str(build))
     subprocess.run(cmd, check=True, capture_output=True, timeout=180, env=env)
     return target
@@ -31,13 +36,32 @@ def _env(site: Path) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
 
 
-def test_entry_point_is_discovered_and_loads(installed, monkeypatch):
+def test_entry_points_are_discovered_and_load(installed, monkeypatch):
     monkeypatch.syspath_prepend(str(installed))
     from reverie.world.registry import available, load_model
 
-    assert "example-tiny" in available()
-    model = load_model("example-tiny")
-    assert model.spec.name == "example-tiny"
+    assert set(PLUGINS.values()) <= set(available())
+    for name in PLUGINS.values():
+        assert load_model(name).spec.name == name
+
+
+@pytest.mark.parametrize("name", PLUGINS.values())
+def test_each_reference_plugin_passes_check_model(installed, name):
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "check-model", name, "--seconds", "0.5",
+                          "--json"], capture_output=True, text=True, timeout=300, env=_env(installed))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["model"] == name
+
+
+def test_bench_play_runs_the_chunked_keys_and_mouse_plugin(installed):
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "bench", "play", "--model", "matrix-shaped",
+                          "--frames", "36", "--warmup", "12", "--block", "12", "--policy", "deep-sink", "--json"],
+                         capture_output=True, text=True, timeout=300, env=_env(installed))
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["model"] == "matrix-shaped" and result["frames"] == 36 and result["frames_per_chunk"] == 12
+    assert result["recording_complete"] and result["latency_p95_ms"] >= result["latency_p50_ms"] > 0
 
 
 def test_example_script_runs_the_loop(installed):

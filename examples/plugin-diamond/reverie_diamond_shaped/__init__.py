@@ -1,0 +1,1 @@
+"""A DIAMOND-shaped plug-in for reverie (see model.py)."""
