@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="example-tiny", help="entry-point name of the model")
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--policy", default="dual", help="memory policy")
+    parser.add_argument("--policy", default=None, help="memory policy (default: dual; none for a model without a cache)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -37,14 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     from reverie.world.registry import available, load_model
 
     if args.name not in available():
-        print(f"'{args.name}' is not installed; run: pip install --no-deps --no-build-isolation ./examples/plugin",
+        print(f"'{args.name}' is not installed; run: pip install --no-deps --no-build-isolation ./examples/plugin "
+              "(or ./examples/plugin-matrix, ./examples/plugin-diamond)",
               file=sys.stderr)
         return 1
     model = load_model(args.name)
     spec = model.spec
-    session = Session(model, np.full(spec.frame_shape, 128, np.uint8), policy=args.policy)
+    from reverie.memory.manager import default_policy
+
+    session = Session(model, np.full(spec.frame_shape, 128, np.uint8), policy=args.policy or default_policy(spec))
     memory = session.memory
-    forward = spec.action_space.index("forward")
+    space = spec.action_space
+    forward = space.coerce("forward") if "forward" in space.buttons else space.noop
     t0 = time.perf_counter()
     video = np.stack([session.step(forward).frame for _ in range(args.frames)])
     elapsed = time.perf_counter() - t0
