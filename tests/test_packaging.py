@@ -22,6 +22,27 @@ def test_every_package_folder_is_installed_under_reverie():
     assert cfg["package-dir"] == {f"reverie.{top}": top for top in FOLDERS}
 
 
+def test_every_data_file_in_a_package_ships_in_the_wheel():
+    """Weights and keymaps live in subfolders of the packages; package-data must name each of them, or a
+    non-editable install (`pip install .`, a wheel) has no bundled model."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {pkg: ROOT / cfg["package-dir"].get(pkg, "/".join(pkg.split(".")[1:])) for pkg in cfg["packages"]}
+    for pkg in cfg["packages"]:  # a sub-package's folder follows its parent's mapping
+        top = "reverie." + pkg.split(".")[1]
+        dirs[pkg] = ROOT / cfg["package-dir"][top] / Path(*pkg.split(".")[2:])
+    tracked = subprocess.run(["git", "ls-files", *FOLDERS], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    data = [f for f in tracked if not f.endswith(".py")]
+    assert data, "no data files found (weights, keymaps)"
+    for f in data:
+        owners = [pkg for pkg, d in dirs.items() if (ROOT / f).is_relative_to(d)]
+        pkg = max(owners, key=lambda p: len(str(dirs[p])))
+        rel = str((ROOT / f).relative_to(dirs[pkg]))
+        assert any(fnmatch.fnmatch(rel, pat) for pat in cfg["package-data"].get(pkg, [])), f"{f} is not in package-data"
+
+
 def test_reverie_works_beside_foreign_packages_of_the_same_names(tmp_path):
     """A user with Hugging Face's `kernels` (and packages called memory, world, engine, input) installed
     first on the path: reverie's own modules still load and attend, and theirs stay importable."""
