@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from reverie.input.net import Connection
-from reverie.world.action_files import parse_actions
+from reverie.world.action_files import parse_actions, read_json
 from reverie.world.actions import DOOM_ACTIONS, ActionSpace
 
 #: walk forward, turn, strafe, back: every control pressed, chords included
@@ -29,10 +29,7 @@ def load_actions(source: str | Path | list | None) -> list | None:
     JSON action file or a list; None stays None (the bot then plays `patrol(space)`)."""
     if source is None or isinstance(source, (list, tuple)):
         return None if source is None else list(source)
-    try:
-        items = json.loads(Path(source).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the action file {source}: {exc}") from None
+    items = read_json(source, "action file")
     if not isinstance(items, list) or not items:
         raise ValueError(f"the action file {source} must hold a non-empty JSON list of actions")
     return items

@@ -16,11 +16,11 @@ real game would.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from reverie.world.action_files import read_json
 from reverie.world.actions import AXIS_SOURCES, DOOM_ACTIONS, ActionSpace, ActionValue
 
 COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush", "grab")
@@ -82,13 +82,7 @@ class Keymap:
 
 
 def _read(path: Path) -> Keymap:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KeymapError(f"keymap file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise KeymapError(f"keymap file {path} is not valid JSON: {exc}") from None
-    return Keymap.from_dict(data)
+    return Keymap.from_dict(read_json(path, "keymap file", KeymapError))
 
 
 def keymap_for(space: ActionSpace = DOOM_ACTIONS, path: str | Path | None = None) -> Keymap:

@@ -36,15 +36,20 @@ def parse_actions(items: list[Any], space: ActionSpace = DOOM_ACTIONS) -> list[A
     return out
 
 
-def load_action_file(path: str | Path, space: ActionSpace = DOOM_ACTIONS) -> list[ActionValue]:
-    """Read a JSON action file (see the module docstring) into action values, with clear errors."""
+def read_json(path: str | Path, what: str, error: type[ValueError] = ValueError):
+    """The JSON in `path`, or `error` saying that the `what` file (e.g. "action file") is missing or broken."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"action file {path} does not exist") from None
+        return json.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise error(f"{what} {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"action file {path} is not valid JSON: {exc}") from None
+        raise error(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def load_action_file(path: str | Path, space: ActionSpace = DOOM_ACTIONS) -> list[ActionValue]:
+    """Read a JSON action file (see the module docstring) into action values, with clear errors."""
+    data = read_json(path, "action file")
     if not isinstance(data, list):
         raise ValueError(f"action file {path} must hold a JSON list of actions")
     try:

@@ -21,7 +21,7 @@ def test_action_scripts(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="non-empty JSON list"):
         load_actions(path)
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_actions(tmp_path / "missing.json")
 
 
