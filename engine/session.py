@@ -359,11 +359,14 @@ class Session:
 
     # --- reporting ---------------------------------------------------------------------------------------
     def stats(self) -> dict:
-        """JSON-able statistics: memory stats plus the session's own counters."""
+        """JSON-able statistics: memory stats plus the session's own counters. `frame_index` counts video
+        frames; the memory's figures (`frames_committed`, bytes per frame) count latent frames, each
+        `frames_per_latent` video frames."""
         try:
             mem = dict(self.memory.stats())
         except Exception as exc:  # a stats bug must not take the session down
             mem = {"error": str(exc)}
         mem.setdefault("kv_bytes", int(self.memory.kv_bytes()))
         return {"session": self.id, "policy": self.policy, "budget_bytes": self.budget_bytes,
-                "frame_index": self.frame_index, "seed": self.seed, "paused": self.paused, "memory": mem}
+                "frame_index": self.frame_index, "seed": self.seed, "paused": self.paused,
+                "frames_per_latent": self.spec.frames_per_latent, "memory": mem}
