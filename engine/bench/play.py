@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="server torch threads (default: cores - 1)")
     parser.add_argument("--block", type=int, default=50, help="frames per turn of each run (default: %(default)s)")
     parser.add_argument("--actions", default=None, help="JSON action file for the bot (default: a patrol script)")
+    parser.add_argument("--cluster", type=int, default=0, metavar="REPLICAS",
+                        help="serve through the cluster gateway with this many replicas on a local Ray (needs ray)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
                  "--budget-frames", str(args.budget_frames), "--ttl", "600"]
         if args.threads:
             extra += ["--threads", str(args.threads)]
+        if args.cluster:
+            extra += ["--cluster", "--replicas", str(args.cluster)]
         t0 = time.monotonic()
         proc, code = start_server(model, kwargs, endpoint, extra)
         if code is not None:
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               "policy": welcome.policy, "budget_bytes": welcome.budget_bytes, "credits": args.credits,
               "warmup": args.warmup, "server_startup_s": round(startup_s, 2),
               "frames_per_chunk": welcome.chunk_frames * welcome.frames_per_latent,
-              "real_time_fps": round(welcome.step_hz, 2)}
+              "real_time_fps": round(welcome.step_hz, 2), "cluster_replicas": args.cluster}
     print(f"{'run':<12}{'frames':>8}{'fps':>8}{'p50 ms':>9}{'p95 ms':>9}")
     for name, r in runs.items():
         print(f"{name:<12}{r['frames']:>8}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.1f}{r['latency_p95_ms']:>9.1f}")

@@ -56,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --keys: admit only clients whose public keys are in DIR (default: any client "
                              "that has the server's public key)")
     parser.add_argument("--log-level", default="INFO")
+    cluster = parser.add_argument_group("cluster (needs Ray: pip install \"reverie[cluster]\")")
+    cluster.add_argument("--cluster", nargs="?", const="", default=None, metavar="ADDRESS",
+                         help="serve through a gateway in front of replicas placed by Ray, on the cluster at ADDRESS "
+                              "(without one: RAY_ADDRESS, else a local cluster)")
+    cluster.add_argument("--replicas", type=int, default=1, help="model replicas (default: %(default)s)")
+    cluster.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray gives each replica (default: %(default)s)")
+    cluster.add_argument("--replica-gpus", type=float, default=0.0, help="GPUs Ray gives each replica (default: %(default)s)")
+    cluster.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (off by default)")
 
 
 def load_world(name: str, kwargs: dict):
@@ -116,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from reverie.engine.server import Server, ServerConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if args.cluster is not None:
+        from reverie.engine.cluster.serve import run_cluster
+
+        return run_cluster(args)
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
     try:
         kwargs = json.loads(args.model_kwargs)

@@ -55,6 +55,14 @@ class TinyWorld(WorldModel):
         self.w_head = rnd(width, channels)
         self.w_pose = rnd(width, 3, scale=0.1)
 
+    def seed_frame(self):
+        """The start frame a server gives a session whose client sends none (a gradient)."""
+        import numpy as np
+
+        h, w, _ = self.spec.frame_shape
+        y, x = np.mgrid[0:h, 0:w]
+        return np.stack([x * 255 // max(1, w - 1), y * 255 // max(1, h - 1), (x + y) % 256], -1).astype(np.uint8)
+
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         f = self.spec.frames_per_latent  # a stand-in temporal encoder: a latent is the mean of its frames
         t, h, w, c = frames.shape

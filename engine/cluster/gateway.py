@@ -1,0 +1,262 @@
+"""The gateway: one client-facing socket, session affinity, and admission across replicas.
+
+Clients speak the ordinary protocol (`engine.protocol`) to the gateway's ROUTER; `reverie client`,
+`reverie play --connect` and the bot need nothing new. A hello is priced as the replicas' own servers
+price it (`memory.session_bytes`: every byte the session will hold) and sent to the serving replica with
+the most room for it, over a DEALER of its own (the client's routing id, so the replica's per-peer limits
+still see one peer per client). From then on the session is pinned: every message of that client goes to
+that replica and every message back is relayed unchanged, one ZeroMQ hop each way. The replica's server
+admits the session again by the same bytes (the second phase), so the two cannot disagree for long. When
+no replica has room the client is refused with a message that says so. A `stats` reply gains `cluster`:
+sessions and bytes per replica. When a replica dies, each of its sessions is told (`error` code
+`replica_lost`) and closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from reverie.engine import protocol as P
+from reverie.engine.curve import CurveError, CurveServer, is_loopback
+
+log = logging.getLogger("reverie.cluster")
+CLIENT_HEADER_LIMIT = P.MAX_HEADER_BYTES
+REPLY_HEADER_LIMIT = 1 << 20
+
+
+@dataclass(eq=False)
+class _Route:
+    client: bytes
+    replica: str
+    dealer: object
+    price: int
+    ttl_s: float
+    welcomed: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+class Gateway:
+    """Relay sessions between clients on `endpoint` and the replicas of `pool` (`pool.ReplicaPool`).
+
+    `endpoint` follows the single server's rule: loopback needs no keys, anything else needs
+    `curve_secret` (and optionally `allow_clients`), or `CurveError`.
+    """
+
+    def __init__(self, pool, endpoint: str = "tcp://127.0.0.1:5555", *, curve_secret: str | None = None,
+                 allow_clients: str | None = None, context=None) -> None:
+        import zmq
+
+        if curve_secret is None and not is_loopback(endpoint):
+            raise CurveError(f"binding {endpoint} lets other machines connect, so it needs CURVE keys "
+                             "(`reverie keys --out keys/`, then `--keys keys/server.key_secret`)")
+        self._zmq = zmq
+        self.pool = pool
+        self._own_ctx = context is None
+        self.ctx = context or zmq.Context()
+        self._curve = CurveServer(self.ctx, curve_secret, allow_clients) if curve_secret else None
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if self._curve is not None:
+            self._curve.apply(self.sock)
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.routes: dict[bytes, _Route] = {}
+        self._by_dealer: dict[object, _Route] = {}
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self._dead: deque = deque()
+        pool.on_dead = self._dead.append  # called from the pool's watcher thread; handled in the loop
+        self._stop = False
+        self._last_sweep = time.monotonic()
+        self.counters = {"sessions_routed": 0, "refused": 0, "replica_lost": 0, "relayed_in": 0, "relayed_out": 0}
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def serve_forever(self, poll_ms: int = 20) -> None:
+        try:
+            while not self._stop:
+                self.run_once(poll_ms)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run_once(self, poll_ms: int = 20) -> None:
+        while self._dead:
+            self._replica_lost(self._dead.popleft())
+        now = time.monotonic()
+        if now - self._last_sweep > 0.5:
+            self._last_sweep = now
+            self._sweep()
+        zmq = self._zmq
+        for sock, _ in self.poller.poll(poll_ms):
+            if sock is self.sock:
+                for _ in range(256):
+                    try:
+                        parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._from_client(parts)
+            else:
+                for _ in range(256):
+                    route = self._by_dealer.get(sock)
+                    if route is None:  # dropped meanwhile (bye, refusal, a lost replica): its socket is closed
+                        break
+                    try:
+                        parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._from_replica(route, parts)
+
+    # --- client -> replica ---------------------------------------------------------------------------
+    def _from_client(self, parts) -> None:
+        cid = parts[0].bytes
+        route = self.routes.get(cid)
+        if route is not None:
+            self.counters["relayed_in"] += 1
+            route.last_seen = time.monotonic()
+            route.dealer.send_multipart(parts[1:], copy=False)
+            return
+        if len(parts) < 2:
+            return self._reply(cid, P.Error(code="malformed", message="empty message"))
+        try:
+            msg = P.decode(parts[1].buffer, CLIENT_HEADER_LIMIT)
+        except P.ProtocolError as exc:
+            return self._reply(cid, P.Error(code=exc.code, message=str(exc)))
+        if not isinstance(msg, P.Hello):
+            return self._reply(cid, P.Error(code="no_session", message="no session for this client: send hello first"))
+        self._open(cid, msg, parts)
+
+    def _open(self, cid: bytes, hello: P.Hello, parts) -> None:
+        serving = self.pool.serving()
+        if not serving:
+            return self._refuse(cid, "no replica is serving")
+        try:
+            price = self.price(hello, serving[0].info)
+        except Exception as exc:  # unknown policy, a budget the policy cannot fit: the client's request
+            return self._refuse(cid, f"cannot start a session: {exc}")
+        choice, why = None, []
+        for h in serving:
+            held = [r for r in self.routes.values() if r.replica == h.name]
+            free = h.load.get("total_bytes", 0) - sum(r.price for r in held)
+            if len(held) >= h.load.get("max_sessions", 0):
+                why.append(f"{h.name}: all {len(held)} session slots taken")
+            elif free < price:
+                why.append(f"{h.name}: {free:,} bytes free")
+            elif choice is None or free > choice[1]:
+                choice = (h, free)
+        if choice is None:
+            return self._refuse(cid, f"no replica has room for a session of {price:,} bytes ({'; '.join(why)})")
+        h = choice[0]
+        dealer = self._dealer(cid, h.info)
+        route = _Route(cid, h.name, dealer, price, ttl_s=float(h.info["config"].get("ttl_s", 10.0)))
+        self.routes[cid] = route
+        self._by_dealer[dealer] = route
+        self.poller.register(dealer, self._zmq.POLLIN)
+        dealer.send_multipart(parts[1:], copy=False)
+        self.counters["sessions_routed"] += 1
+
+    def price(self, hello: P.Hello, info: dict) -> int:
+        """Every byte the session `hello` asks for will hold on a replica described by `info`."""
+        from reverie.memory import session_bytes
+
+        return session_bytes(info["spec"], hello.policy or info["policy"], hello.budget_bytes or info["budget_bytes"],
+                             recache_chunks=info["recache_chunks"], latent_dtype=info["latent_dtype"],
+                             device=info["device"]).total
+
+    def _dealer(self, cid: bytes, info: dict):
+        zmq = self._zmq
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.ROUTING_ID, cid)
+        dealer.setsockopt(zmq.LINGER, 0)
+        if info.get("public_key"):  # a replica on another node: CURVE, with its key from Ray
+            import zmq.utils.z85  # noqa: F401  (the key text is a Z85 certificate)
+
+            public, secret = zmq.curve_keypair()
+            dealer.curve_serverkey = _public_key(info["public_key"])
+            dealer.curve_publickey, dealer.curve_secretkey = public, secret
+        dealer.connect(info["endpoint"])
+        return dealer
+
+    # --- replica -> client ---------------------------------------------------------------------------
+    def _from_replica(self, route: _Route, parts) -> None:
+        self.counters["relayed_out"] += 1
+        out = [route.client, *parts]
+        try:
+            msg = P.decode(parts[0].buffer, REPLY_HEADER_LIMIT)
+        except P.ProtocolError:
+            msg = None
+        if isinstance(msg, P.Stats):
+            data = dict(msg.data)
+            data["cluster"] = self.cluster_stats()
+            out = [route.client, P.encode(P.Stats(data)), *parts[1:]]
+        self.sock.send_multipart(out, copy=False)
+        if isinstance(msg, P.Welcome):
+            route.welcomed = True
+        elif isinstance(msg, P.Bye) or (isinstance(msg, P.Error) and not route.welcomed):
+            self._drop(route)  # closed, or never opened (the replica refused the hello)
+
+    def _sweep(self) -> None:
+        """Routes of clients silent past the replica's ttl: it closed their sessions without a word."""
+        now = time.monotonic()
+        for route in [r for r in self.routes.values() if now - r.last_seen > r.ttl_s + 1.0]:
+            self._drop(route)
+
+    # --- failures, stats -----------------------------------------------------------------------------
+    def _replica_lost(self, handle) -> None:
+        lost = [r for r in self.routes.values() if r.replica == handle.name]
+        for route in lost:
+            self._reply(route.client, P.Error(code="replica_lost", message=f"the replica holding this session "
+                                              f"({handle.name}) stopped; the session is closed"))
+            self._reply(route.client, P.Bye(reason="replica lost"))
+            self._drop(route)
+        self.counters["replica_lost"] += len(lost)
+        log.warning("%s lost with %d sessions", handle.name, len(lost))
+
+    def cluster_stats(self) -> dict:
+        """Per replica: sessions routed there, the bytes reserved for them, its total, node, state."""
+        out = {}
+        for h in list(self.pool.replicas.values()):
+            held = [r for r in self.routes.values() if r.replica == h.name]
+            out[h.name] = {"sessions": len(held), "reserved_bytes": sum(r.price for r in held),
+                           "total_bytes": h.load.get("total_bytes"), "node": h.info.get("node_ip"),
+                           "state": "draining" if h.draining else ("serving" if h.alive else "dead")}
+        return out
+
+    def _refuse(self, cid: bytes, message: str) -> None:
+        self.counters["refused"] += 1
+        self._reply(cid, P.Error(code="refused", message=message))
+
+    def _reply(self, cid: bytes, msg) -> None:
+        self.sock.send_multipart([cid, P.encode(msg)])
+
+    def _drop(self, route: _Route) -> None:
+        self.routes.pop(route.client, None)
+        self._by_dealer.pop(route.dealer, None)
+        try:
+            self.poller.unregister(route.dealer)
+        except KeyError:
+            pass
+        route.dealer.close(linger=0)
+
+    def close(self) -> None:
+        for route in list(self.routes.values()):
+            self._drop(route)
+        self.sock.close(linger=0)
+        if self._curve is not None:
+            self._curve.stop()
+        if self._own_ctx:
+            self.ctx.term()
+
+
+def _public_key(certificate_text: str) -> bytes:
+    """The Z85 public key in a ZeroMQ certificate file's text (`engine.curve.make_keys` writes them)."""
+    for line in certificate_text.splitlines():
+        line = line.strip()
+        if line.startswith("public-key"):
+            return line.split("=", 1)[1].strip().strip('"').encode()
+    raise CurveError("the replica's certificate holds no public key")

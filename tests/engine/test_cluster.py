@@ -1,0 +1,128 @@
+"""Serving through the cluster gateway: replicas placed by Ray (a local Ray here), sessions spread and pinned,
+admission across replicas by the bytes a session holds, a dead replica's sessions told, CURVE on the
+gateway. Skipped without Ray (`pip install "reverie[cluster]"`)."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from reverie.engine.cluster.gateway import Gateway  # noqa: E402
+from reverie.engine.cluster.pool import ReplicaPool  # noqa: E402
+from reverie.engine.cluster.serve import ray_init  # noqa: E402
+from reverie.engine.curve import CurveError, make_keys  # noqa: E402
+from reverie.input.bot import run_bot  # noqa: E402
+from reverie.input.net import Connection, ServerError  # noqa: E402
+from reverie.memory import session_bytes  # noqa: E402
+from tinyworld import TinyWorld  # noqa: E402
+
+HERE = str(Path(__file__).parent)
+BUDGET = 64 * TinyWorld().spec.kv_bytes_per_frame
+PRICE = session_bytes(TinyWorld().spec, "window", BUDGET).total
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)
+    ray_init("", runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}}, num_cpus=4)
+    yield
+    ray.shutdown()
+
+
+def fields(tmp_path, sessions_per_replica: float, **kw) -> dict:
+    return dict(policy="window", policies=("window", "full"), budget_bytes=BUDGET,
+                total_budget_bytes=int(PRICE * sessions_per_replica), max_sessions=4, ttl_s=20.0,
+                pending_ttl_s=10.0, record_dir=str(tmp_path), **kw)
+
+
+class GatewayThread:
+    def __init__(self, pool, **kw):
+        self.gateway = Gateway(pool, "tcp://127.0.0.1:0", **kw)
+        self.endpoint = self.gateway.endpoint
+        self.thread = threading.Thread(target=self.gateway.serve_forever, kwargs={"poll_ms": 5}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.gateway.stop()
+        self.thread.join(timeout=10)
+
+
+def replica_of(conn, gw) -> str:
+    return gw.gateway.routes[conn.sock.getsockopt(__import__("zmq").ROUTING_ID)].replica
+
+
+def test_sessions_spread_over_replicas_stay_pinned_and_are_refused_when_none_has_room(local_ray, tmp_path):
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 2.5), replicas=2, cpus=1, threads=1)
+    try:
+        with GatewayThread(pool) as gw:
+            conns = [Connection(gw.endpoint, timeout_s=30) for _ in range(4)]
+            for c in conns:
+                assert run_bot(c, 3, [1, 3])["frames"] == 3
+            placed = [replica_of(c, gw) for c in conns]
+            assert sorted(placed) == ["replica-0", "replica-0", "replica-1", "replica-1"]  # the most room first
+            for c in conns:                                  # more frames: each stays where it started
+                assert run_bot(c, 3, [7])["frames"] == 3
+            assert [replica_of(c, gw) for c in conns] == placed
+            with pytest.raises(ServerError, match="no replica has room"):
+                Connection(gw.endpoint, timeout_s=30)
+            conns[0].control("stats")
+            deadline = time.monotonic() + 5
+            while "cluster" not in conns[0].stats and time.monotonic() < deadline:
+                conns[0].poll(50)
+            cluster = conns[0].stats["cluster"]
+            assert {name: r["sessions"] for name, r in cluster.items()} == {"replica-0": 2, "replica-1": 2}
+            assert all(r["reserved_bytes"] == 2 * PRICE and r["state"] == "serving" for r in cluster.values())
+            conns[1].close()                                 # a bye frees its place for a new player
+            deadline = time.monotonic() + 5
+            while len(gw.gateway.routes) > 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with Connection(gw.endpoint, timeout_s=30) as late:
+                assert run_bot(late, 2, None)["frames"] == 2 and replica_of(late, gw) == placed[1]
+            for c in conns:
+                c.close()
+    finally:
+        pool.shutdown()
+
+
+def test_a_dead_replicas_sessions_are_told_and_the_others_play_on(local_ray, tmp_path):
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 1.5), replicas=2, cpus=1, threads=1)
+    try:
+        with GatewayThread(pool) as gw:
+            a, b = Connection(gw.endpoint, timeout_s=30), Connection(gw.endpoint, timeout_s=30)
+            run_bot(a, 2, [1]), run_bot(b, 2, [1])
+            victim = pool.replicas[replica_of(a, gw)]
+            t0 = time.monotonic()
+            ray.kill(victim.actor)
+            while a.closed_reason is None and time.monotonic() - t0 < 5:
+                a.poll(50)
+            told = time.monotonic() - t0
+            assert a.closed_reason is not None and told < 2.0, told
+            assert any(e.code == "replica_lost" for e in a.errors)
+            assert run_bot(b, 5, [3])["frames"] == 5       # the other replica's player is not disturbed
+            assert gw.gateway.cluster_stats()[victim.name]["state"] == "dead"
+            a.close(), b.close()
+    finally:
+        pool.shutdown()
+
+
+def test_the_gateway_needs_keys_beyond_loopback_and_refuses_clients_without_them(local_ray, tmp_path):
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 2), replicas=1, cpus=1, threads=1)
+    try:
+        with pytest.raises(CurveError, match="CURVE"):
+            Gateway(pool, "tcp://0.0.0.0:0")
+        public, secret = make_keys(tmp_path / "keys")
+        with GatewayThread(pool, curve_secret=str(secret)) as gw:
+            with pytest.raises(TimeoutError):
+                Connection(gw.endpoint, timeout_s=1.5)     # no key: no handshake, nothing reaches a replica
+            assert gw.gateway.routes == {}
+            with Connection(gw.endpoint, server_key=str(public), timeout_s=30) as c:
+                assert run_bot(c, 2, [1])["frames"] == 2
+    finally:
+        pool.shutdown()

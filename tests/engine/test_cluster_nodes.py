@@ -1,0 +1,60 @@
+"""The gateway on a simulated two-node Ray cluster (`ray.cluster_utils.Cluster`): one replica per node,
+sessions spread over the nodes, and a node removed mid-stream: its sessions are told within 2 s, the
+other node's players are not disturbed. Skipped without Ray."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from reverie.engine.cluster.pool import ReplicaPool  # noqa: E402
+from reverie.input.bot import run_bot  # noqa: E402
+from reverie.input.net import Connection  # noqa: E402
+from test_cluster import GatewayThread, fields, replica_of  # noqa: E402
+
+HERE = str(Path(__file__).parent)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
+             log_to_driver=False)
+    yield cluster, worker
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_replicas_spread_over_nodes_and_a_lost_node_only_stops_its_own_sessions(two_nodes, tmp_path):
+    cluster, worker = two_nodes
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 2.5), replicas=2, cpus=1, threads=1,
+                       dead_after_s=1.0)
+    try:
+        actor_nodes = {h.name: h.info["node_id"] for h in pool.replicas.values()}
+        assert len(set(actor_nodes.values())) == 2, actor_nodes          # one replica per node
+        with GatewayThread(pool) as gw:
+            conns = [Connection(gw.endpoint, timeout_s=60) for _ in range(2)]
+            for c in conns:
+                assert run_bot(c, 3, [1])["frames"] == 3
+            placed = {replica_of(c, gw): c for c in conns}
+            assert set(placed) == set(actor_nodes)                            # spread: one session per replica
+            on_worker = next(n for n, node in actor_nodes.items() if node == worker.node_id)
+            lost, kept = placed[on_worker], next(c for n, c in placed.items() if n != on_worker)
+            t0 = time.monotonic()
+            cluster.remove_node(worker)
+            while lost.closed_reason is None and time.monotonic() - t0 < 5:
+                lost.poll(50)
+            assert lost.closed_reason is not None and time.monotonic() - t0 < 2.0
+            assert any(e.code == "replica_lost" for e in lost.errors)
+            assert run_bot(kept, 5, [3])["frames"] == 5
+            for c in conns:
+                c.close()
+    finally:
+        pool.shutdown()
