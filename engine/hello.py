@@ -30,6 +30,8 @@ class SessionRequest:
     record: bool
     seed_frame: np.ndarray
     footprint: Footprint
+    history: np.ndarray | None = None   # uint8 [n, H, W, 3] committed after the seed frame (a resume)
+    history_actions: tuple = ()         # their action values
 
 
 def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budget: int | None,
@@ -41,8 +43,14 @@ def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budge
     when the hello brings none (and may have none to give)."""
     if msg.credits < 1:
         raise P.ProtocolError("bad_field", "credits must be >= 1")
-    if len(extra) > 1 or (msg.seed_frame and len(extra) != 1):
-        raise P.ProtocolError("malformed", "a hello carries at most one seed frame part")
+    if msg.history and not msg.seed_frame:
+        raise P.ProtocolError("malformed", "a hello with history needs its seed frame")
+    parts = 1 + bool(msg.history)  # the seed frame, then the history
+    if len(extra) > parts or (msg.seed_frame and len(extra) != parts):
+        raise P.ProtocolError("malformed", "a hello carries at most a seed frame part and then a history part")
+    history, history_actions = None, ()
+    if msg.history:
+        history, history_actions = _history(msg, extra[1], spec)
     if msg.seed_frame or extra:
         shape = P.frame_shape(msg.seed_frame) if msg.seed_frame else ()
         if tuple(shape) != tuple(spec.frame_shape):
@@ -63,4 +71,25 @@ def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budge
     except Exception as exc:  # e.g. memory.BudgetError, unknown policy: the client's request, not ours
         raise P.ProtocolError("refused", f"cannot start a session: {exc}") from None
     return SessionRequest(policy=policy, budget_bytes=budget, credits=msg.credits, seed=msg.seed,
-                          record=msg.record, seed_frame=seed_frame, footprint=price)
+                          record=msg.record, seed_frame=seed_frame, footprint=price, history=history,
+                          history_actions=history_actions)
+
+
+MAX_HISTORY = 256
+
+
+def _history(msg: P.Hello, part, spec) -> tuple[np.ndarray, tuple]:
+    """The history part of a hello: `msg.history` frames of the model's shape and one action each."""
+    n = msg.history
+    if not 0 < n <= MAX_HISTORY:
+        raise P.ProtocolError("bad_field", f"history must be 1..{MAX_HISTORY} frames, got {n}")
+    size = n * int(np.prod(spec.frame_shape))
+    if len(part.buffer) != size:
+        raise P.ProtocolError("bad_field", f"history part has {len(part.buffer)} bytes, expected {size}")
+    if len(msg.history_actions) != n:
+        raise P.ProtocolError("bad_field", f"history needs one action per frame ({n}), got {len(msg.history_actions)}")
+    try:
+        actions = tuple(spec.action_space.coerce(a) for a in msg.history_actions)
+    except ValueError as exc:
+        raise P.ProtocolError("bad_field", f"history action: {exc}") from None
+    return np.frombuffer(part.buffer, np.uint8).reshape(n, *spec.frame_shape), actions

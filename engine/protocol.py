@@ -14,7 +14,8 @@ ignored; missing fields take their defaults; a field of the wrong type, an unkno
 an `error` message (and counts).
 
 Kinds (direction):
-    hello    (c->s)  open a session: client name, credits, policy, budget, seed, record, seed frame
+    hello    (c->s)  open a session: client name, credits, policy, budget, seed, record, seed frame, and
+                     optionally frames to commit after it as history (a session resumed elsewhere)
     welcome  (s->c)  the session: id, model, frame shape, the model's action space (`controls`, as
                      `ActionSpace.describe` gives it; `actions`: the names of an index space), policy,
                      budget, the bytes reserved for it and the server's total
@@ -67,6 +68,8 @@ class Hello:
     seed: int = 0
     record: bool = False        # record this session from its first frame
     seed_frame: list = field(default_factory=list)  # [H, W, 3] of the seed frame in part 1, or []
+    history: int = 0            # frames shown after the seed frame, in part 2 (n x H x W x 3), committed
+    history_actions: list = field(default_factory=list)  # ... as context: their actions, wire form (a resume)
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,6 +294,9 @@ class Server:
             session = Session(self.model, req.seed_frame, policy=req.policy, budget_bytes=req.budget_bytes,
                               seed=req.seed or self.config.seed, session_id=sid.hex(),
                               memory_factory=self._memory_factory, recache_chunks=self.config.recache_chunks)
+            if req.history is not None:  # a session resumed from elsewhere: its last frames, re-committed
+                n = len(req.history) - len(req.history) % self.spec.frames_per_chunk
+                session.observe(req.history[len(req.history) - n:], list(req.history_actions)[len(req.history) - n:])
         except Exception as exc:  # e.g. memory.BudgetError, unknown policy: the client's request, not ours
             return self._reject(sid, P.ProtocolError("refused", f"cannot start a session: {exc}"))
         self.admission.admit(sid, req.footprint.total)

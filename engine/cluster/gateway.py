@@ -8,16 +8,25 @@ still see one peer per client). From then on the session is pinned: every messag
 that replica and every message back is relayed unchanged, one ZeroMQ hop each way. The replica's server
 admits the session again by the same bytes (the second phase), so the two cannot disagree for long. When
 no replica has room the client is refused with a message that says so. A `stats` reply gains `cluster`:
-sessions and bytes per replica. When a replica dies, each of its sessions is told (`error` code
-`replica_lost`) and closed.
+sessions and bytes per replica.
+
+Failover: the gateway keeps each session's hello and the last frames it relayed (`HISTORY_FRAMES`, with
+their actions). When a replica dies, each of its sessions is told (`error` code `failover`) and resumed on
+the replica with the most room: a hello with the same settings whose seed frame and history are those last
+frames, which the new replica re-encodes into its memory (a recache); the client's unanswered actions are
+sent again, so the player sees a pause and the same scene, not a new game. A session no replica has room
+for is told `replica_lost` and closed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from reverie.engine import protocol as P
 from reverie.engine.curve import CurveError, CurveServer, is_loopback
@@ -25,6 +34,7 @@ from reverie.engine.curve import CurveError, CurveServer, is_loopback
 log = logging.getLogger("reverie.cluster")
 CLIENT_HEADER_LIMIT = P.MAX_HEADER_BYTES
 REPLY_HEADER_LIMIT = 1 << 20
+HISTORY_FRAMES = 16  # frames a session keeps here to resume from (the gateway's only per-session bytes)
 
 
 @dataclass(eq=False)
@@ -34,8 +44,13 @@ class _Route:
     dealer: object
     price: int
     ttl_s: float
+    hello: P.Hello
+    hello_parts: list
     welcomed: bool = False
+    resuming: bool = False
     last_seen: float = field(default_factory=time.monotonic)
+    shown: deque = field(default_factory=lambda: deque(maxlen=HISTORY_FRAMES))  # (pixels, action) relayed
+    unanswered: deque = field(default_factory=lambda: deque(maxlen=4))         # (seq, raw action header)
 
 
 class Gateway:
@@ -72,7 +87,8 @@ class Gateway:
         pool.on_dead = self._dead.append  # called from the pool's watcher thread; handled in the loop
         self._stop = False
         self._last_sweep = time.monotonic()
-        self.counters = {"sessions_routed": 0, "refused": 0, "replica_lost": 0, "relayed_in": 0, "relayed_out": 0}
+        self.counters = {"sessions_routed": 0, "refused": 0, "failovers": 0, "replica_lost": 0, "relayed_in": 0,
+                         "relayed_out": 0}
 
     # --- the loop ------------------------------------------------------------------------------------
     def serve_forever(self, poll_ms: int = 20) -> None:
@@ -119,7 +135,15 @@ class Gateway:
         if route is not None:
             self.counters["relayed_in"] += 1
             route.last_seen = time.monotonic()
-            route.dealer.send_multipart(parts[1:], copy=False)
+            if len(parts) == 2:  # keep the actions in flight, to send again if the replica dies
+                try:
+                    msg = P.decode(parts[1].buffer, CLIENT_HEADER_LIMIT)
+                except P.ProtocolError:
+                    msg = None  # the replica answers it
+                if isinstance(msg, P.Action):
+                    route.unanswered.append((msg.seq, parts[1].bytes))
+            if not route.resuming:
+                route.dealer.send_multipart(parts[1:], copy=False)
             return
         if len(parts) < 2:
             return self._reply(cid, P.Error(code="malformed", message="empty message"))
@@ -139,6 +163,24 @@ class Gateway:
             price = self.price(hello, serving[0].info)
         except Exception as exc:  # unknown policy, a budget the policy cannot fit: the client's request
             return self._refuse(cid, f"cannot start a session: {exc}")
+        h, why = self._choose(serving, price)
+        if h is None:
+            return self._refuse(cid, why)
+        ttl = float(h.info["config"].get("ttl_s", 10.0))
+        route = _Route(cid, h.name, None, price, ttl_s=ttl, hello=hello, hello_parts=[p.bytes for p in parts[1:]])
+        self._connect(route, h, route.hello_parts)
+        self.counters["sessions_routed"] += 1
+
+    def _connect(self, route: _Route, h, parts: list) -> None:
+        """Route `route` to replica `h` over a new DEALER and send it `parts` (a hello)."""
+        route.replica, route.dealer = h.name, self._dealer(route.client, h.info)
+        self.routes[route.client] = route
+        self._by_dealer[route.dealer] = route
+        self.poller.register(route.dealer, self._zmq.POLLIN)
+        route.dealer.send_multipart(parts, copy=False)
+
+    def _choose(self, serving: list, price: int):
+        """The serving replica with the most free bytes that fit `price` and a free slot, or (None, why)."""
         choice, why = None, []
         for h in serving:
             held = [r for r in self.routes.values() if r.replica == h.name]
@@ -150,15 +192,8 @@ class Gateway:
             elif choice is None or free > choice[1]:
                 choice = (h, free)
         if choice is None:
-            return self._refuse(cid, f"no replica has room for a session of {price:,} bytes ({'; '.join(why)})")
-        h = choice[0]
-        dealer = self._dealer(cid, h.info)
-        route = _Route(cid, h.name, dealer, price, ttl_s=float(h.info["config"].get("ttl_s", 10.0)))
-        self.routes[cid] = route
-        self._by_dealer[dealer] = route
-        self.poller.register(dealer, self._zmq.POLLIN)
-        dealer.send_multipart(parts[1:], copy=False)
-        self.counters["sessions_routed"] += 1
+            return None, f"no replica has room for a session of {price:,} bytes ({'; '.join(why)})"
+        return choice[0], ""
 
     def price(self, hello: P.Hello, info: dict) -> int:
         """Every byte the session `hello` asks for will hold on a replica described by `info`."""
@@ -194,6 +229,17 @@ class Gateway:
             data = dict(msg.data)
             data["cluster"] = self.cluster_stats()
             out = [route.client, P.encode(P.Stats(data)), *parts[1:]]
+        elif isinstance(msg, P.Frame) and len(parts) == 2:
+            route.shown.append((parts[1].bytes, msg.action))
+            while route.unanswered and route.unanswered[0][0] <= msg.seq:
+                route.unanswered.popleft()
+        elif isinstance(msg, P.Welcome) and route.resuming:  # the client has its welcome: resume quietly
+            route.resuming, route.welcomed = False, True
+            for _, raw in route.unanswered:
+                route.dealer.send(raw)
+            return
+        elif isinstance(msg, P.Error) and route.resuming:
+            return self._lost(route, f"could not resume it: {msg.message}")
         self.sock.send_multipart(out, copy=False)
         if isinstance(msg, P.Welcome):
             route.welcomed = True
@@ -209,13 +255,39 @@ class Gateway:
     # --- failures, stats -----------------------------------------------------------------------------
     def _replica_lost(self, handle) -> None:
         lost = [r for r in self.routes.values() if r.replica == handle.name]
-        for route in lost:
-            self._reply(route.client, P.Error(code="replica_lost", message=f"the replica holding this session "
-                                              f"({handle.name}) stopped; the session is closed"))
-            self._reply(route.client, P.Bye(reason="replica lost"))
-            self._drop(route)
-        self.counters["replica_lost"] += len(lost)
         log.warning("%s lost with %d sessions", handle.name, len(lost))
+        for route in lost:
+            self._resume(route, handle.name)
+
+    def _resume(self, route: _Route, dead: str) -> None:
+        """Move a session of a dead replica to the one with the most room, from its last shown frames."""
+        self._drop(route)
+        h, why = self._choose(self.pool.serving(), route.price)
+        if h is None or not route.welcomed:
+            return self._lost(route, f"the replica holding it ({dead}) stopped and {why or 'it never opened'}")
+        if route.shown:
+            frames = [np.frombuffer(px, np.uint8) for px, _ in route.shown]
+            shape = list(route.hello.seed_frame or self._frame_shape(h))
+            hello = dataclasses.replace(route.hello, seed_frame=shape, history=len(frames) - 1,
+                                        history_actions=[a for _, a in list(route.shown)[1:]])
+            parts = [P.encode(hello), frames[0].tobytes()] + ([b"".join(f.tobytes() for f in frames[1:])]
+                                                             if len(frames) > 1 else [])
+        else:
+            parts = route.hello_parts
+        route.resuming, route.welcomed = True, False
+        self._reply(route.client, P.Error(code="failover", message=f"the replica holding this session ({dead}) "
+                                          f"stopped; resuming it on {h.name} from its last {len(route.shown)} frames"))
+        self._connect(route, h, parts)
+        self.counters["failovers"] += 1
+
+    def _frame_shape(self, h) -> tuple:
+        return tuple(h.info["spec"].frame_shape)
+
+    def _lost(self, route: _Route, why: str) -> None:
+        self._reply(route.client, P.Error(code="replica_lost", message=f"session closed: {why}"))
+        self._reply(route.client, P.Bye(reason="replica lost"))
+        self._drop(route)
+        self.counters["replica_lost"] += 1
 
     def cluster_stats(self) -> dict:
         """Per replica: sessions routed there, the bytes reserved for them, its total, node, state."""
@@ -235,7 +307,8 @@ class Gateway:
         self.sock.send_multipart([cid, P.encode(msg)])
 
     def _drop(self, route: _Route) -> None:
-        self.routes.pop(route.client, None)
+        if self.routes.get(route.client) is route:
+            self.routes.pop(route.client)
         self._by_dealer.pop(route.dealer, None)
         try:
             self.poller.unregister(route.dealer)

@@ -207,3 +207,39 @@ def test_without_a_default_seed_frame_a_hello_must_bring_one():
             Connection(st.endpoint)
         with Connection(st.endpoint, seed_frame=seed_frame((16, 16, 3))) as c:
             assert run_bot(c, 2, [1])["frames"] == 2
+
+
+def test_a_hello_may_bring_history_to_resume_from_and_bad_history_is_refused():
+    import numpy as np
+
+    from serving import seed_frame
+
+    frame = seed_frame((16, 16, 3))
+    history = np.stack([frame // 2, frame // 3, frame // 4])
+    with ServerThread() as st:
+        ok = raw_socket(st.endpoint)
+        ok.send_multipart([P.encode(P.Hello(seed_frame=[16, 16, 3], history=3, history_actions=[1, 3, "forward"])),
+                           frame.tobytes(), history.tobytes()])
+        assert isinstance(recv(ok)[0], P.Welcome)
+        (client,) = st.server.clients.values()
+        assert client.session.memory.frames_committed == 4 and not client.session.replayable
+        ok.close()
+        cases = [
+            ([P.encode(P.Hello(history=1, history_actions=[1])), history[:1].tobytes()], "malformed"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3], history=3, history_actions=[1, 1, 1])), frame.tobytes()],
+             "malformed"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3], history=3, history_actions=[1, 1, 1])), frame.tobytes(),
+              history[:2].tobytes()], "bad_field"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3], history=3, history_actions=[1, 1])), frame.tobytes(),
+              history.tobytes()], "bad_field"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3], history=3, history_actions=[1, 1, 99])), frame.tobytes(),
+              history.tobytes()], "bad_field"),
+            ([P.encode(P.Hello(seed_frame=[16, 16, 3], history=999, history_actions=[1] * 999)), frame.tobytes(),
+              b"x"], "bad_field"),
+        ]
+        for parts, code in cases:
+            bad = raw_socket(st.endpoint)
+            bad.send_multipart(parts)
+            msg = recv(bad)[0]
+            assert isinstance(msg, P.Error) and msg.code == code, (code, msg)
+            bad.close()
