@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("reverie.engine.commands.play", "play the default neural game (local server + pygame client)"),
     "serve": ("reverie.engine.commands.serve", "serve a world model over ZeroMQ"),
     "client": ("reverie.engine.commands.client", "connect the pygame client to a server"),
+    "cluster": ("reverie.engine.commands.cluster", "scale or inspect a running `reverie serve --cluster`"),
     "keys": ("reverie.engine.commands.keys", "make a CURVE key pair for serving beyond loopback"),
     "record": ("reverie.engine.commands.record", "record rollouts of the real game (Doom)"),
     "inspect": ("reverie.engine.commands.inspect", "validate and summarise a rollout directory"),

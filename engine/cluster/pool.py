@@ -60,7 +60,7 @@ class ReplicaPool:
         actors = [self._actor.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0,
                                       scheduling_strategy="SPREAD").remote(
                       name, self.model, self.model_kwargs, self.config, self.gateway_ip, self.threads,
-                      self.budget_frames)
+                      self.budget_frames, self._host_share())
                   for name in names]
         infos = ray.get([a.info.remote() for a in actors], timeout=self.start_timeout_s)
         handles = [ReplicaHandle(n, a, i) for n, a, i in zip(names, actors, infos)]
@@ -68,6 +68,14 @@ class ReplicaPool:
             h.load = load
         log.info("started %s", ", ".join(f"{h.name} on {h.info['node_ip']} at {h.info['endpoint']}" for h in handles))
         return handles
+
+    def _host_share(self) -> float:
+        """What part of a node's memory one replica counts on: its CPUs over the node's (the smallest node's,
+        to be safe). A GPU replica counts on its own device's memory, so all of it."""
+        if self.gpus:
+            return 1.0
+        cpus = [n["Resources"].get("CPU", 0) for n in self._ray.nodes() if n.get("Alive")]
+        return min(1.0, self.cpus / max(1.0, min(c for c in cpus if c) if any(cpus) else 1.0))
 
     def scale(self, n: int) -> None:
         """Run `n` replicas: start the missing ones, or drain the newest surplus (stopped once empty)."""

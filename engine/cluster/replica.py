@@ -23,10 +23,12 @@ class Replica:
         gateway_ip: the gateway's node address: the same node binds loopback, another binds with CURVE.
         threads: torch threads for this replica.
         budget_frames: the per-session budget in frames of this model, when `config` names no bytes.
+        host_share: the part of its node's memory this replica may count on when `config` names no total
+            (replicas sharing a node must not each claim the same free memory).
     """
 
     def __init__(self, name: str, model: str, model_kwargs: dict, config: dict, gateway_ip: str,
-                 threads: int | None = None, budget_frames: int | None = None) -> None:
+                 threads: int | None = None, budget_frames: int | None = None, host_share: float = 1.0) -> None:
         import torch
 
         from reverie.engine.commands.serve import load_world, seed_frame_source
@@ -37,6 +39,11 @@ class Replica:
             torch.set_num_threads(threads)
         self.name = name
         self.node_ip, self.node_id = _node_ip(), _node_id()
+        if config.get("total_budget_bytes") is None and host_share < 1.0:
+            from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION
+
+            frac = config.get("total_budget_frac", DEFAULT_TOTAL_FRACTION) * host_share
+            config = {**config, "total_budget_frac": frac}
         world = load_world(model, model_kwargs)
         if config.get("budget_bytes") is None and budget_frames:  # the per-session budget, in the model's frames
             config = {**config, "budget_bytes": budget_frames * world.spec.kv_bytes_per_frame or None}

@@ -37,12 +37,13 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 2
     import json
 
+    from reverie.engine.cluster.control import ControlLoop, start_control
     from reverie.engine.cluster.gateway import Gateway
     from reverie.engine.cluster.pool import ReplicaPool
     from reverie.engine.curve import CurveError
 
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    ray_init(args.cluster, args.dashboard)
+    ray_init(args.cluster, args.dashboard, namespace="reverie")
     try:
         pool = ReplicaPool(args.model, json.loads(args.model_kwargs), server_fields(args, policies, args.budget_bytes),
                            replicas=args.replicas, cpus=args.replica_cpus, gpus=args.replica_gpus,
@@ -56,6 +57,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         pool.shutdown()
         print(f"reverie serve --cluster: {exc}", file=sys.stderr)
         return 2
+    control = ControlLoop(start_control(args.replicas), pool, lambda: {"endpoint": gateway.endpoint,
+                                                                      "replicas": gateway.cluster_stats()})
     signal.signal(signal.SIGINT, lambda *_: gateway.stop())
     signal.signal(signal.SIGTERM, lambda *_: gateway.stop())
     print(f"reverie serve: {args.model} on {gateway.endpoint} through a gateway, {len(pool.replicas)} replicas: "
@@ -64,6 +67,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     try:
         gateway.serve_forever()
     finally:
+        control.stop()
         pool.shutdown()
     print("reverie serve --cluster: stopped", file=sys.stderr)
     return 0

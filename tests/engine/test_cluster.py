@@ -154,3 +154,63 @@ def test_the_gateway_needs_keys_beyond_loopback_and_refuses_clients_without_them
                 assert run_bot(c, 2, [1])["frames"] == 2
     finally:
         pool.shutdown()
+
+
+def test_scaling_while_serving_adds_replicas_and_drains_the_newest(local_ray, tmp_path, capsys):
+    from reverie.engine.cli import main
+    from reverie.engine.cluster.control import ControlLoop, start_control
+
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 2.5), replicas=1, cpus=1, threads=1)
+    control = None
+    try:
+        with GatewayThread(pool) as gw:
+            control = ControlLoop(start_control(1), pool, lambda: {"replicas": gw.gateway.cluster_stats()},
+                                  every_s=0.2)
+            first = Connection(gw.endpoint, timeout_s=30)
+            run_bot(first, 2, [1])
+            assert main(["cluster", "scale", "2"]) == 0             # the command reaches the running gateway
+            deadline = time.monotonic() + 60
+            while len(pool.serving()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [h.name for h in pool.serving()] == ["replica-0", "replica-1"]
+            second = Connection(gw.endpoint, timeout_s=30)          # the new replica has the most room
+            run_bot(second, 2, [1])
+            assert replica_of(second, gw) == "replica-1"
+            assert main(["cluster", "scale", "1"]) == 0
+            deadline = time.monotonic() + 10
+            while len(pool.serving()) > 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [h.name for h in pool.serving()] == ["replica-0"]
+            assert run_bot(second, 3, [3])["frames"] == 3           # draining: its session plays on ...
+            third = Connection(gw.endpoint, timeout_s=30)           # ... but new ones go elsewhere
+            run_bot(third, 1, [1])
+            assert replica_of(third, gw) == "replica-0"
+            second.close()                                          # its last session ends: it stops
+            deadline = time.monotonic() + 10
+            while "replica-1" in pool.replicas and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "replica-1" not in pool.replicas
+            deadline, status = time.monotonic() + 5, {}
+            while set(status.get("replicas", ())) != {"replica-0"} and time.monotonic() < deadline:
+                capsys.readouterr()                                 # the gateway reports every 0.2 s here
+                assert main(["cluster", "status"]) == 0
+                status = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+            assert status["wanted_replicas"] == 1 and set(status["replicas"]) == {"replica-0"}
+            first.close(), third.close()
+    finally:
+        if control is not None:
+            control.stop()
+        pool.shutdown()
+
+
+def test_replicas_sharing_a_node_split_its_memory(local_ray, tmp_path):
+    from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
+
+    config = {**fields(tmp_path, 1), "total_budget_bytes": None}
+    pool = ReplicaPool("tinyworld:build", {}, config, replicas=1, cpus=1, threads=1)   # 1 of the node's 4 CPUs
+    try:
+        whole = total_budget(None, "cpu", DEFAULT_TOTAL_FRACTION).bytes
+        (replica,) = pool.replicas.values()
+        assert 0.2 < replica.load["total_bytes"] / whole < 0.3
+    finally:
+        pool.shutdown()
