@@ -45,12 +45,13 @@ def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budge
         raise P.ProtocolError("bad_field", "credits must be >= 1")
     if msg.history and not msg.seed_frame:
         raise P.ProtocolError("malformed", "a hello with history needs its seed frame")
-    parts = 1 + bool(msg.history)  # the seed frame, then the history
+    parts = 1 + max(0, msg.history)  # the seed frame, then one part per history frame
     if len(extra) > parts or (msg.seed_frame and len(extra) != parts):
-        raise P.ProtocolError("malformed", "a hello carries at most a seed frame part and then a history part")
+        raise P.ProtocolError("malformed", "a hello carries at most a seed frame part and then one part per "
+                                           "history frame")
     history, history_actions = None, ()
     if msg.history:
-        history, history_actions = _history(msg, extra[1], spec)
+        history, history_actions = _history(msg, extra[1:], spec)
     if msg.seed_frame or extra:
         shape = P.frame_shape(msg.seed_frame) if msg.seed_frame else ()
         if tuple(shape) != tuple(spec.frame_shape):
@@ -78,18 +79,19 @@ def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budge
 MAX_HISTORY = 256
 
 
-def _history(msg: P.Hello, part, spec) -> tuple[np.ndarray, tuple]:
-    """The history part of a hello: `msg.history` frames of the model's shape and one action each."""
+def _history(msg: P.Hello, parts, spec) -> tuple[np.ndarray, tuple]:
+    """The history parts of a hello: `msg.history` frames of the model's shape and one action each."""
     n = msg.history
     if not 0 < n <= MAX_HISTORY:
         raise P.ProtocolError("bad_field", f"history must be 1..{MAX_HISTORY} frames, got {n}")
-    size = n * int(np.prod(spec.frame_shape))
-    if len(part.buffer) != size:
-        raise P.ProtocolError("bad_field", f"history part has {len(part.buffer)} bytes, expected {size}")
+    size = int(np.prod(spec.frame_shape))
+    if any(len(p.buffer) != size for p in parts):
+        raise P.ProtocolError("bad_field", f"each history part must be one frame of {size} bytes")
     if len(msg.history_actions) != n:
         raise P.ProtocolError("bad_field", f"history needs one action per frame ({n}), got {len(msg.history_actions)}")
     try:
         actions = tuple(spec.action_space.coerce(a) for a in msg.history_actions)
     except ValueError as exc:
         raise P.ProtocolError("bad_field", f"history action: {exc}") from None
-    return np.frombuffer(part.buffer, np.uint8).reshape(n, *spec.frame_shape), actions
+    frames = np.stack([np.frombuffer(p.buffer, np.uint8).reshape(spec.frame_shape) for p in parts])
+    return frames, actions

@@ -68,7 +68,7 @@ class Hello:
     seed: int = 0
     record: bool = False        # record this session from its first frame
     seed_frame: list = field(default_factory=list)  # [H, W, 3] of the seed frame in part 1, or []
-    history: int = 0            # frames shown after the seed frame, in part 2 (n x H x W x 3), committed
+    history: int = 0            # frames shown after the seed frame, in parts 2.. (one H x W x 3 each), committed
     history_actions: list = field(default_factory=list)  # ... as context: their actions, wire form (a resume)
 
 

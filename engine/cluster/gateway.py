@@ -34,6 +34,7 @@ from reverie.engine.curve import CurveError, CurveServer, is_loopback
 log = logging.getLogger("reverie.cluster")
 CLIENT_HEADER_LIMIT = P.MAX_HEADER_BYTES
 REPLY_HEADER_LIMIT = 1 << 20
+RESUME_TIMEOUT_S = 10.0
 HISTORY_FRAMES = 16  # frames a session keeps here to resume from (the gateway's only per-session bytes)
 
 
@@ -48,6 +49,7 @@ class _Route:
     hello_parts: list
     welcomed: bool = False
     resuming: bool = False
+    resume_t: float = 0.0
     last_seen: float = field(default_factory=time.monotonic)
     shown: deque = field(default_factory=lambda: deque(maxlen=HISTORY_FRAMES))  # (pixels, action) relayed
     unanswered: deque = field(default_factory=lambda: deque(maxlen=4))         # (seq, raw action header)
@@ -251,6 +253,8 @@ class Gateway:
         now = time.monotonic()
         for route in [r for r in self.routes.values() if now - r.last_seen > r.ttl_s + 1.0]:
             self._drop(route)
+        for route in [r for r in self.routes.values() if r.resuming and now - r.resume_t > RESUME_TIMEOUT_S]:
+            self._lost(route, f"the replica it moved to ({route.replica}) did not take it within {RESUME_TIMEOUT_S:g} s")
 
     # --- failures, stats -----------------------------------------------------------------------------
     def _replica_lost(self, handle) -> None:
@@ -270,11 +274,10 @@ class Gateway:
             shape = list(route.hello.seed_frame or self._frame_shape(h))
             hello = dataclasses.replace(route.hello, seed_frame=shape, history=len(frames) - 1,
                                         history_actions=[a for _, a in list(route.shown)[1:]])
-            parts = [P.encode(hello), frames[0].tobytes()] + ([b"".join(f.tobytes() for f in frames[1:])]
-                                                             if len(frames) > 1 else [])
+            parts = [P.encode(hello), *(f.tobytes() for f in frames)]  # seed frame, then one part per frame
         else:
             parts = route.hello_parts
-        route.resuming, route.welcomed = True, False
+        route.resuming, route.welcomed, route.resume_t = True, False, time.monotonic()
         self._reply(route.client, P.Error(code="failover", message=f"the replica holding this session ({dead}) "
                                           f"stopped; resuming it on {h.name} from its last {len(route.shown)} frames"))
         self._connect(route, h, parts)

@@ -18,6 +18,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "longrun": ("reverie.engine.bench.longrun", "memory and speed flatness over thousands of frames"),
     "kernels": ("reverie.engine.bench.kernels", "attention and cache kernels per backend"),
     "play": ("reverie.engine.bench.play", "end-to-end server + bot client over TCP loopback"),
+    "cluster": ("reverie.engine.bench.cluster", "many players through the gateway on a simulated Ray cluster, a node removed"),
 }
 
 

@@ -59,3 +59,18 @@ def test_replicas_spread_over_nodes_and_a_lost_nodes_session_resumes_on_the_othe
                 c.close()
     finally:
         pool.shutdown()
+
+
+def test_bench_cluster_runs_a_short_failover(capsys):
+    """`reverie bench cluster` (its own simulated cluster, so after the fixture's is gone): a short run."""
+    import json
+
+    from reverie.engine.cli import main
+
+    if ray.is_initialized():
+        ray.shutdown()
+    assert main(["bench", "cluster", "--sessions", "2", "--seconds", "6", "--warmup-s", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["served"] == 2 and result["lost"] == 0 and result["refused"] == 1
+    assert all(0 <= t < 2.0 for t in result["failover_resume_s"])
+    assert result["latency_p50_ms"] > 0 and result["direct_latency_p50_ms"] > 0
