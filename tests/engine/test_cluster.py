@@ -41,8 +41,8 @@ def fields(tmp_path, sessions_per_replica: float, **kw) -> dict:
 
 
 class GatewayThread:
-    def __init__(self, pool, **kw):
-        self.gateway = Gateway(pool, "tcp://127.0.0.1:0", **kw)
+    def __init__(self, pool, endpoint="tcp://127.0.0.1:0", **kw):
+        self.gateway = Gateway(pool, endpoint, **kw)
         self.endpoint = self.gateway.endpoint
         self.thread = threading.Thread(target=self.gateway.serve_forever, kwargs={"poll_ms": 5}, daemon=True)
 
@@ -146,11 +146,12 @@ def test_the_gateway_needs_keys_beyond_loopback_and_refuses_clients_without_them
         with pytest.raises(CurveError, match="CURVE"):
             Gateway(pool, "tcp://0.0.0.0:0")
         public, secret = make_keys(tmp_path / "keys")
-        with GatewayThread(pool, curve_secret=str(secret)) as gw:
+        with GatewayThread(pool, endpoint="tcp://0.0.0.0:0", curve_secret=str(secret)) as gw:
+            endpoint = "tcp://127.0.0.1:" + gw.endpoint.rsplit(":", 1)[1]   # bound on every interface
             with pytest.raises(TimeoutError):
-                Connection(gw.endpoint, timeout_s=1.5)     # no key: no handshake, nothing reaches a replica
+                Connection(endpoint, timeout_s=1.5)        # no key: no handshake, nothing reaches a replica
             assert gw.gateway.routes == {}
-            with Connection(gw.endpoint, server_key=str(public), timeout_s=30) as c:
+            with Connection(endpoint, server_key=str(public), timeout_s=30) as c:
                 assert run_bot(c, 2, [1])["frames"] == 2
     finally:
         pool.shutdown()
@@ -214,3 +215,33 @@ def test_replicas_sharing_a_node_split_its_memory(local_ray, tmp_path):
         assert 0.2 < replica.load["total_bytes"] / whole < 0.3
     finally:
         pool.shutdown()
+
+
+def test_a_replica_on_another_node_binds_its_address_with_curve_and_the_gateway_reaches_it(tmp_path):
+    """The cross-node path without Ray: a replica told the gateway is elsewhere binds its node's address with
+    its own CURVE keys; a plain client cannot reach it; the gateway, given its public key, can."""
+    from reverie.engine.cluster.pool import ReplicaHandle
+    from reverie.engine.cluster.replica import Replica
+    from reverie.engine.curve import is_loopback
+
+    replica = Replica("replica-x", "tinyworld:build", {}, fields(tmp_path, 2), gateway_ip="203.0.113.9", threads=1)
+    try:
+        info = replica.info()
+        if is_loopback(info["endpoint"]):
+            pytest.skip("this machine's node address is loopback")
+        assert info["public_key"] and "public-key" in info["public_key"]
+        with pytest.raises(TimeoutError):
+            Connection(info["endpoint"], timeout_s=1.5)                  # no key: nothing reaches its server
+        handle = ReplicaHandle("replica-x", None, info, load=replica.load())
+
+        class OnePool:
+            replicas = {"replica-x": handle}
+            on_dead = None
+
+            def serving(self):
+                return [handle]
+
+        with GatewayThread(OnePool()) as gw, Connection(gw.endpoint, timeout_s=30) as c:
+            assert run_bot(c, 2, [1])["frames"] == 2
+    finally:
+        replica.stop()
