@@ -245,3 +245,19 @@ def test_a_replica_on_another_node_binds_its_address_with_curve_and_the_gateway_
             assert run_bot(c, 2, [1])["frames"] == 2
     finally:
         replica.stop()
+
+
+def test_the_control_loop_replaces_a_dead_replica(local_ray, tmp_path):
+    from reverie.engine.cluster.control import ControlLoop, start_control
+
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 2), replicas=2, cpus=1, threads=1, dead_after_s=1.0)
+    control = ControlLoop(start_control(2), pool, lambda: {}, every_s=0.2)
+    try:
+        ray.kill(pool.replicas["replica-0"].actor)
+        deadline = time.monotonic() + 60
+        while [h.name for h in pool.serving()] != ["replica-1", "replica-2"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [h.name for h in pool.serving()] == ["replica-1", "replica-2"]   # Ray placed a new one
+    finally:
+        control.stop()
+        pool.shutdown()
