@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from reverie.engine.cluster.gateway import Gateway
     from reverie.engine.cluster.pool import ReplicaPool
+    from reverie.engine.ratelimit import Rate
     from reverie.input.net import Connection, ServerError
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         probe.shutdown()
         pool = ReplicaPool(args.model, kwargs, _fields(args.sessions_per_replica * price), replicas=args.nodes,
                            cpus=1, threads=1, dead_after_s=1.0)
-        gateway = Gateway(pool, "tcp://127.0.0.1:0")
+        gateway = Gateway(pool, "tcp://127.0.0.1:0", all_rate=Rate(burst=64, per_s=64.0))  # the bench opens many
         serve = threading.Thread(target=gateway.serve_forever, kwargs={"poll_ms": 2}, daemon=True)
         serve.start()
         rate = args.rate

@@ -16,12 +16,18 @@ the replica with the most room: a hello with the same settings whose seed frame 
 frames, which the new replica re-encodes into its memory (a recache); the client's unanswered actions are
 sent again, so the player sees a pause and the same scene, not a new game. A session no replica has room
 for is told `replica_lost` and closed.
+
+Bad input: hellos are rate-limited per peer and in all before any socket is made for them; a client part
+larger than a frame and a header drops its connection (`MAXMSGSIZE`, as on a server); a message from a
+client without a session gets an error; a hello no replica welcomes within 10 s is closed. A session's own
+bad messages are its replica's to judge (strikes, ttl), as on a single server.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,11 +36,12 @@ import numpy as np
 
 from reverie.engine import protocol as P
 from reverie.engine.curve import CurveError, CurveServer, is_loopback
+from reverie.engine.ratelimit import Limiter, Rate
 
 log = logging.getLogger("reverie.cluster")
 CLIENT_HEADER_LIMIT = P.MAX_HEADER_BYTES
 REPLY_HEADER_LIMIT = 1 << 20
-RESUME_TIMEOUT_S = 10.0
+WELCOME_TIMEOUT_S = 10.0  # a replica that does not answer a hello (opening or resuming) in this long
 HISTORY_FRAMES = 16  # frames a session keeps here to resume from (the gateway's only per-session bytes)
 
 
@@ -49,7 +56,7 @@ class _Route:
     hello_parts: list
     welcomed: bool = False
     resuming: bool = False
-    resume_t: float = 0.0
+    pending_since: float = field(default_factory=time.monotonic)  # opened or resumed, not yet welcomed
     last_seen: float = field(default_factory=time.monotonic)
     shown: deque = field(default_factory=lambda: deque(maxlen=HISTORY_FRAMES))  # (pixels, action) relayed
     unanswered: deque = field(default_factory=lambda: deque(maxlen=4))         # (seq, raw action header)
@@ -63,7 +70,8 @@ class Gateway:
     """
 
     def __init__(self, pool, endpoint: str = "tcp://127.0.0.1:5555", *, curve_secret: str | None = None,
-                 allow_clients: str | None = None, context=None) -> None:
+                 allow_clients: str | None = None, peer_rate: Rate = Rate(burst=2, per_s=0.2),
+                 all_rate: Rate = Rate(burst=8, per_s=4.0), context=None) -> None:
         import zmq
 
         if curve_secret is None and not is_loopback(endpoint):
@@ -76,6 +84,10 @@ class Gateway:
         self._curve = CurveServer(self.ctx, curve_secret, allow_clients) if curve_secret else None
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        serving = pool.serving()  # no part a client sends is larger than a frame (a seed frame) and a header
+        frame_bytes = max((math.prod(h.info["spec"].frame_shape) for h in serving), default=0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 16, frame_bytes + P.MAX_HEADER_BYTES))
+        self.limiter = Limiter(peer_rate, all_rate)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
         if self._curve is not None:
             self._curve.apply(self.sock)
@@ -90,7 +102,7 @@ class Gateway:
         self._stop = False
         self._last_sweep = time.monotonic()
         self.counters = {"sessions_routed": 0, "refused": 0, "failovers": 0, "replica_lost": 0, "relayed_in": 0,
-                         "relayed_out": 0}
+                         "relayed_out": 0, "rate_limited": 0}
 
     # --- the loop ------------------------------------------------------------------------------------
     def serve_forever(self, poll_ms: int = 20) -> None:
@@ -158,6 +170,10 @@ class Gateway:
         self._open(cid, msg, parts)
 
     def _open(self, cid: bytes, hello: P.Hello, parts) -> None:
+        ok, why = self.limiter.acquire(cid, time.monotonic())  # before any socket is made for it
+        if not ok:
+            self.counters["rate_limited"] += 1
+            return self._reply(cid, P.Error(code="rate_limited", message=why))
         serving = self.pool.serving()
         if not serving:
             return self._refuse(cid, "no replica is serving")
@@ -253,8 +269,8 @@ class Gateway:
         now = time.monotonic()
         for route in [r for r in self.routes.values() if now - r.last_seen > r.ttl_s + 1.0]:
             self._drop(route)
-        for route in [r for r in self.routes.values() if r.resuming and now - r.resume_t > RESUME_TIMEOUT_S]:
-            self._lost(route, f"the replica it moved to ({route.replica}) did not take it within {RESUME_TIMEOUT_S:g} s")
+        for route in [r for r in self.routes.values() if not r.welcomed and now - r.pending_since > WELCOME_TIMEOUT_S]:
+            self._lost(route, f"its replica ({route.replica}) did not welcome it within {WELCOME_TIMEOUT_S:g} s")
 
     # --- failures, stats -----------------------------------------------------------------------------
     def _replica_lost(self, handle) -> None:
@@ -277,7 +293,7 @@ class Gateway:
             parts = [P.encode(hello), *(f.tobytes() for f in frames)]  # seed frame, then one part per frame
         else:
             parts = route.hello_parts
-        route.resuming, route.welcomed, route.resume_t = True, False, time.monotonic()
+        route.resuming, route.welcomed, route.pending_since = True, False, time.monotonic()
         self._reply(route.client, P.Error(code="failover", message=f"the replica holding this session ({dead}) "
                                           f"stopped; resuming it on {h.name} from its last {len(route.shown)} frames"))
         self._connect(route, h, parts)

@@ -261,3 +261,40 @@ def test_the_control_loop_replaces_a_dead_replica(local_ray, tmp_path):
     finally:
         control.stop()
         pool.shutdown()
+
+
+def test_the_gateway_survives_garbage_and_hello_floods_and_its_player_plays_on(local_ray, tmp_path):
+    import random
+
+    import msgpack
+    import zmq
+
+    from reverie.engine import protocol as P
+    from serving import raw_socket
+
+    pool = ReplicaPool("tinyworld:build", {}, fields(tmp_path, 4), replicas=1, cpus=1, threads=1)
+    try:
+        with GatewayThread(pool) as gw, Connection(gw.endpoint, timeout_s=30) as player:
+            run_bot(player, 2, [1])
+            rng = random.Random(0)
+            socks = [raw_socket(gw.endpoint) for _ in range(3)]
+            garbage = [b"\xc1", b"", msgpack.packb([1, 2]), msgpack.packb({"k": "action", "v": 2, "seq": "x"}),
+                       P.encode(P.Action(seq=1)), P.encode(P.Frame()), bytes(70_000)]
+            for i in range(300):                                  # bounded: 300 bad messages
+                socks[i % 3].send_multipart([rng.choice(garbage)] + ([b"x"] if i % 7 == 0 else []))
+            flood = []
+            for _ in range(20):                                   # 20 hellos from 20 peers at once
+                s = raw_socket(gw.endpoint)
+                s.send_multipart([P.encode(P.Hello())])
+                flood.append(s)
+            codes = []
+            for s in flood:
+                if s.poll(5000):
+                    codes.append(P.decode(s.recv_multipart()[0], 1 << 20).__class__.__name__)
+            assert run_bot(player, 10, [3])["frames"] == 10       # the player got every frame
+            assert codes.count("Welcome") <= 8 and gw.gateway.counters["rate_limited"] >= 12
+            assert len(gw.gateway.routes) <= 9 and gw.thread.is_alive()
+            for s in socks + flood:
+                s.close()
+    finally:
+        pool.shutdown()
