@@ -4,9 +4,10 @@
 what it saw); `reverie check-model NAME` prints it as a table and exits non-zero on a failure; a plug-in's
 own tests call `assert_conforms(model)`. The rules:
 
-    spec-and-shapes   encode / decode / denoise / commit take and return the declared shapes and dtypes,
-                      all finite (latents `[chunk_frames, *latent_shape]`, frames uint8
-                      `[frames_per_chunk, *frame_shape]`, pose deltas `[chunk_frames, 3]` with a pose head)
+    spec-and-shapes   encode / decode / denoise / commit (and `prompt`, when declared) take and return the
+                      declared shapes and dtypes, all finite (latents `[chunk_frames, *latent_shape]`,
+                      frames uint8 `[frames_per_chunk, *frame_shape]`, pose deltas `[chunk_frames, 3]` with
+                      a pose head, a prompt `[prompt_tokens, channels]`)
     deterministic     the same seed and actions give the same frames (a recording replays)
     cache-writes      `denoise` reads each cached layer once per step and never writes; `commit` writes
                       each layer exactly once; a model without a cache never touches the memory
@@ -141,6 +142,12 @@ def rule_shapes(model) -> RuleResult:
         if tuple(latents.shape) != want or not latents.is_floating_point():
             return RuleResult("spec-and-shapes", "fail", f"encode of {n} frames gave {latents.dtype} "
                               f"{tuple(latents.shape)}, the spec declares float {want}")
+        if spec.prompt_tokens:
+            prompt = model.prompt(frames[0])
+            want_p = (spec.prompt_tokens, spec.latent_shape[1])
+            if prompt is None or tuple(prompt.shape) != want_p or not torch.isfinite(prompt).all():
+                return RuleResult("spec-and-shapes", "fail", f"prompt() gave {None if prompt is None else tuple(prompt.shape)}, "
+                                  f"the spec declares {want_p} (prompt_tokens, channels)")
         decoded = model.decode(latents)
         if tuple(decoded.shape) != (n, *spec.frame_shape) or decoded.dtype != torch.uint8:
             return RuleResult("spec-and-shapes", "fail", f"decode gave {decoded.dtype} {tuple(decoded.shape)}, "

@@ -29,18 +29,25 @@ def chunk_noise(seed: int, chunk_index: int, step: int, shape: tuple[int, ...],
 
 
 class FrameContext:
-    """The latest `spec.frame_context` clean latents of one session (empty for models that take none).
+    """What one session gives its model besides memory: the latest `spec.frame_context` clean latents
+    (empty for models that take none), and the session's prompt (models with `spec.prompt_tokens`).
 
-    `kwargs()` is what `denoise`/`commit` get (`{}` for models without frame context, so their methods
-    need not accept `context`); `push` appends committed latents; `reset` starts a new session.
+    `kwargs()` is what `denoise`/`commit` get (`{}` for models that take neither, so their methods need not
+    accept `context` or `prompt`); `push` appends committed latents; `reset` starts the latents again (the
+    prompt stays: it belongs to the session's seed frame, which the session sets).
     """
 
     def __init__(self, spec):
         self.size = int(spec.frame_context)
+        self.takes_prompt = spec.prompt_tokens > 0
         self.latents: torch.Tensor | None = None
+        self.prompt: torch.Tensor | None = None
 
     def kwargs(self) -> dict:
-        return {"context": self.latents} if self.size else {}
+        out = {"context": self.latents} if self.size else {}
+        if self.takes_prompt:
+            out["prompt"] = self.prompt
+        return out
 
     def push(self, x0: torch.Tensor) -> None:
         if not self.size:

@@ -154,6 +154,8 @@ class Session:
         self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
         k, f = self.spec.chunk_frames, self.spec.frames_per_latent
         with torch.inference_mode():  # the seed frame fills the first chunk of context (held for all of it)
+            if self.spec.prompt_tokens:  # ... and is the prompt of a model that cross-attends to one
+                self.context.prompt = self.model.prompt(torch.from_numpy(self.seed_frame).to(self.model.device))
             seed = torch.from_numpy(self.seed_frame)[None].expand(f, *self.seed_frame.shape).contiguous()
             latents = self.model.encode(seed.to(self.model.device))
             self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),

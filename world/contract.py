@@ -44,6 +44,9 @@ class ModelSpec:
         frame_context: how many of the latest frames' clean latents the model takes directly, besides
             memory (frame stacking; 0 = none). The engine keeps them per session and passes them as
             `context` to `denoise` and `commit`; models with 0 are never passed `context`.
+        prompt_tokens: tokens of the session's prompt, which the model cross-attends to (0 = none). The
+            engine asks `prompt(seed_frame)` once when a session starts and passes the result as `prompt`
+            to `denoise` and `commit`; models with 0 are never passed `prompt`.
         steps: noise levels in (0, 1] visited by the sampler, highest first (flow matching:
             `x_t = (1 - t) * x0 + t * noise`).
         sampler: how the sampler moves between `steps`: "renoise" (a fresh noise draw at every level) or
@@ -73,6 +76,7 @@ class ModelSpec:
     frames_per_latent: int = 1
     action_binding: str = "per_frame"
     frame_context: int = 0
+    prompt_tokens: int = 0
     steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     sampler: str = "renoise"
     context_noise: float = 0.0
@@ -91,8 +95,8 @@ class ModelSpec:
             raise ValueError(f"action_binding must be one of {ACTION_BINDINGS}, got '{self.action_binding}'")
         if self.tics_per_step < 1:
             raise ValueError("tics_per_step must be >= 1")
-        if self.frame_context < 0:
-            raise ValueError("frame_context must be >= 0")
+        if self.frame_context < 0 or self.prompt_tokens < 0:
+            raise ValueError("frame_context and prompt_tokens must be >= 0")
         if self.temporal_span is not None and self.temporal_span <= self.chunk_frames:
             raise ValueError("temporal_span must exceed chunk_frames")
         if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):
@@ -191,8 +195,13 @@ class WorldModel(ABC):
     def commit(self, x0: torch.Tensor, actions: torch.Tensor, memory: AttentionMemory,
                context: torch.Tensor | None = None) -> torch.Tensor | None:
         """The clean pass: attends like `denoise` at noise `spec.context_noise` and calls
-        `memory.commit` once per layer; `context` as in `denoise`. Returns `[chunk_frames, 3]` pose deltas
+        `memory.commit` once per layer; `context` and `prompt` as in `denoise`. Returns `[chunk_frames, 3]` pose deltas
         if the model has a pose head, else None."""
+
+    def prompt(self, seed_frame: torch.Tensor) -> torch.Tensor | None:
+        """The session's prompt from its seed frame (uint8 `[H, W, 3]`): `[prompt_tokens, channels]` for a
+        model that cross-attends to an image prompt (`spec.prompt_tokens > 0`), else None (the default)."""
+        return None
 
     @property
     def device(self) -> torch.device:

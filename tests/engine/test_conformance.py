@@ -83,3 +83,44 @@ def test_the_command_prints_a_table_and_exits_by_the_result(capsys):
     out = capsys.readouterr().out
     assert "denoise wrote the cache" in out and "cache-writes" in out.splitlines()[-1]
     assert main(["check-model", "no-such-model"]) == 2
+
+
+class Prompted(TinyWorld):
+    """Cross-attends (here: adds the mean of) an image prompt: the start frame's latent."""
+
+    def __init__(self, bad_prompt: bool = False):
+        super().__init__()
+        from dataclasses import replace
+
+        self.spec = replace(self.spec, prompt_tokens=self.spec.tokens_per_frame)
+        self.bad_prompt = bad_prompt
+
+    def prompt(self, seed_frame):
+        p = self.encode(seed_frame[None])[0]
+        return p[:3] if self.bad_prompt else p
+
+    def denoise(self, x, t, actions, memory, prompt=None):
+        assert prompt is not None and prompt.shape == (self.spec.tokens_per_frame, self.spec.latent_shape[1])
+        return (super().denoise(x, t, actions, memory) + 0.1 * prompt.mean(0)).clamp(-1, 1)
+
+    def commit(self, x0, actions, memory, prompt=None):
+        assert prompt is not None
+        return super().commit(x0, actions, memory)
+
+
+def test_a_prompted_model_gets_its_prompt_and_a_wrong_prompt_is_named():
+    from reverie.engine.session import Session, default_memory_factory
+    from reverie.memory import session_bytes
+    from serving import seed_frame
+
+    model = Prompted()
+    assert_conforms(model, **FAST)
+    s = Session(model, seed_frame((16, 16, 3)), memory_factory=default_memory_factory, policy="window",
+                budget_bytes=32 * model.spec.kv_bytes_per_frame)
+    s.step(1)
+    s.rebuild_memory(policy="window")                     # the prompt survives a rebuild ...
+    s.reset()                                             # ... and a reset
+    assert s.step(1).frame.shape == (16, 16, 3)
+    assert dict(session_bytes(model.spec, "window", 32 * model.spec.kv_bytes_per_frame).parts)["prompt"] == 16 * 48 * 4
+    failed = {r.rule: r.detail for r in check_model(Prompted(bad_prompt=True), **FAST).failed}
+    assert "prompt() gave (3, 48)" in failed["spec-and-shapes"]

@@ -13,6 +13,8 @@ such a model uses them:
 * **attention**: a causal DiT over latent time (2 blocks, 4 heads) whose cache is reverie's memory, with
   RoPE over latent time; MG2.0 keeps a sink and a local window of 6 latent frames, which is reverie's
   `deep-sink` policy (`reverie play --model matrix-shaped --policy deep-sink`);
+* **an image prompt**: every block cross-attends to the session's start frame (60 tokens, its latent
+  frame; `ModelSpec.prompt_tokens`, `prompt()`), which the engine keeps per session and passes as `prompt`;
 * **few-step sampling**: 4 levels with a fresh noise draw at each (Self-Forcing's sampler).
 
 Its random weights are set so the untrained model copies what it attends to (a token's queries and keys
@@ -58,6 +60,7 @@ class MatrixShapedWorld(WorldModel):
                               heads=heads, head_dim=head_dim, chunk_frames=CHUNK,
                               frames_per_latent=FRAMES_PER_LATENT, action_binding="per_frame",
                               steps=(1.0, 0.75, 0.5, 0.25), sampler="renoise", rope=RopeSpec(dims=8),
+                              prompt_tokens=TOKENS,
                               tics_per_step=2, temporal_span=4096)
         self.width, self.heads, self.layers = width, heads, layers
 
@@ -80,6 +83,8 @@ class MatrixShapedWorld(WorldModel):
             v = torch.eye(width) + rnd(width, width, scale=0.002)
             o = torch.eye(width) + rnd(width, width, scale=0.002)
             self.blocks.append((qk, v, o, rnd(width, 2 * width, scale=0.02), rnd(2 * width, width, scale=0.002)))
+        self.cross = [(rnd(width, width, scale=width ** -0.5), rnd(width, 2 * width, scale=width ** -0.5),
+                       rnd(width, width, scale=0.002)) for _ in range(layers)]  # q; k, v of the prompt; out
         self.ramp = torch.linspace(-0.03, 0.03, FRAMES_PER_LATENT)                  # the decoder's 4 frames
 
     # --- the stand-in temporal autoencoder ---------------------------------------------------------------
@@ -107,7 +112,21 @@ class MatrixShapedWorld(WorldModel):
         fourier = torch.cat([torch.sin(t * math.pi * 2 ** freqs), torch.cos(t * math.pi * 2 ** freqs)])
         return keys + mouse + fourier @ self.level
 
-    def _forward(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory, commit: bool) -> torch.Tensor:
+    def prompt(self, seed_frame: torch.Tensor) -> torch.Tensor:
+        """The image prompt: the start frame's latent frame, `[TOKENS, CHANNELS]`."""
+        return self.encode(seed_frame[None].expand(FRAMES_PER_LATENT, *seed_frame.shape))[0]
+
+    def _cross(self, h: torch.Tensor, prompt: torch.Tensor, layer: int) -> torch.Tensor:
+        """Cross-attention of every token to the prompt's tokens (plain attention: a short fixed set)."""
+        wq, wkv, wo = self.cross[layer]
+        p = prompt @ self.w_in + self.pos
+        q = (h @ wq).reshape(-1, self.heads, self.width // self.heads).transpose(0, 1)
+        k, v = (p @ wkv).reshape(TOKENS, 2, self.heads, -1).permute(1, 2, 0, 3)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return out.transpose(0, 1).reshape(-1, self.width) @ wo
+
+    def _forward(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory, commit: bool,
+                 prompt: torch.Tensor) -> torch.Tensor:
         c = x.shape[0]
         h = (x @ self.w_in + self.pos + self._condition(t, actions)[:, None, :]).reshape(c * TOKENS, self.width)
         for layer, (qk, v_w, o_w, up, down) in enumerate(self.blocks):
@@ -121,16 +140,17 @@ class MatrixShapedWorld(WorldModel):
             if commit:
                 memory.commit(layer, k, v, q)
             h = out.permute(1, 0, 2).reshape(c * TOKENS, self.width) @ o_w
+            h = h + self._cross(h, prompt, layer)
             h = h + torch.tanh(nn.functional.layer_norm(h, (self.width,)) @ up) @ down
         return (h @ self.w_out).reshape(c, TOKENS, CHANNELS).clamp(-1, 1)
 
     @torch.inference_mode()
-    def denoise(self, x, t, actions, memory):
-        return self._forward(x, float(t), actions, memory, commit=False)
+    def denoise(self, x, t, actions, memory, prompt=None):
+        return self._forward(x, float(t), actions, memory, commit=False, prompt=prompt)
 
     @torch.inference_mode()
-    def commit(self, x0, actions, memory):
-        self._forward(x0, self.spec.context_noise, actions, memory, commit=True)
+    def commit(self, x0, actions, memory, prompt=None):
+        self._forward(x0, self.spec.context_noise, actions, memory, commit=True, prompt=prompt)
         return None
 
     def seed_frame(self):
