@@ -15,10 +15,14 @@ still reserves it for the session (`memory.footprint.session_bytes`).
 
 from __future__ import annotations
 
+import threading
+
 import math
 
 import numpy as np
 import torch
+
+from reverie.memory.prefault import AHEAD, PREFAULTER
 
 
 Pose = tuple[float, float, float]
@@ -41,10 +45,14 @@ class FrameArchive:
         # server builds it between other players' frames, and zeroing an archive of tens of MB there
         # (measured: a 760 ms gap in a player's frames under `reverie bench flood`, against 108 ms) costs
         # more than the first-touch page faults it saves in the frame loop (about 0.4 ms per frame over
-        # the first `capacity` frames, `dual` at a quarter budget). Admission charges the session these
-        # bytes either way.
+        # the first `capacity` frames, `dual` at a quarter budget). Those faults are taken off the frame
+        # path instead: `memory.prefault` touches the slots just ahead of the writer on a background
+        # thread. Admission charges the session these bytes either way.
         self.k = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
         self.v = torch.empty(shape, dtype=spec.kv_dtype, pin_memory=pin)
+        self.lock = threading.Lock()   # the writer's slot assignment against the prefaulter's touching
+        self._touch_asked = 0          # slots below this have been handed to the prefaulter ...
+        self._touched = 0              # ... and below this it has been through
         self.capacity, self.fov, self.distance_scale = capacity, fov, distance_scale
         self._frames = np.full(capacity, -1, dtype=np.int64)  # frame id per slot
         self._poses = np.zeros((capacity, 3), dtype=np.float64)  # pose per slot
@@ -85,13 +93,35 @@ class FrameArchive:
             pose = self.poses.pop(fr, None)
             if pose is None:
                 return None
-            slot = self.written % self.capacity
-            old = int(self._frames[slot])
-            if old >= 0:
-                self.slot_of.pop(old, None)
-            self._frames[slot], self._poses[slot], self.slot_of[fr] = fr, pose, slot
-            self.written += 1
+            with self.lock:
+                slot = self.written % self.capacity
+                old = int(self._frames[slot])
+                if old >= 0:
+                    self.slot_of.pop(old, None)
+                self._frames[slot], self._poses[slot], self.slot_of[fr] = fr, pose, slot
+                self.written += 1
+            if self._touch_asked < self.capacity and self._touch_asked < self.written + AHEAD:
+                self._touch_asked = min(self.capacity, self.written + 2 * AHEAD)
+                PREFAULTER.request(self, self._touch_asked)
         return self.slot_of[fr]
+
+    def __getstate__(self) -> dict:  # a copy (`Session.fork`) gets a lock of its own
+        state = dict(self.__dict__)
+        del state["lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+    def touch_ahead(self, upto: int) -> None:
+        """Zero the slots below `upto` the writer has not reached (the prefaulter's thread calls this)."""
+        for slot in range(self._touched, upto):
+            with self.lock:
+                if slot >= self.written and self._frames[slot] < 0:
+                    self.k[slot].zero_()
+                    self.v[slot].zero_()
+        self._touched = max(self._touched, upto)
 
     def retrieve(self, pose, k: int, exclude: set[int]) -> list[int]:
         """The `k` archived frames with the highest view overlap with `pose` (positive overlap only),

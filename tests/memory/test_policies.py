@@ -418,3 +418,30 @@ def test_packed_orders_a_spill_tier_and_its_mid_pool_on_one_scale():
     lo = len(mem.layers[0].sink.frames) if mem.layers[0].sink is not None else 0
     pooled = [p for n, seg in zip(names, view.segments) if n in ("mid", "spill") for p in seg.pos.tolist()]
     assert lo <= min(pooled) and max(pooled) < lo + mem.layout.pool_frames
+
+
+def test_the_prefaulter_touches_slots_ahead_and_never_a_written_one():
+    """The archive's pages are faulted in ahead of its writer on a background thread; every frame read back is
+    the one written, while the prefaulter works beside the writer."""
+    import time
+
+    spec = tiny_spec(layers=2)
+    arch = FrameArchive(spec, capacity=64, device="cpu")
+    arch.k.fill_(float("nan"))                              # what an untouched slot may hold
+    arch.v.fill_(float("nan"))
+    g = torch.Generator().manual_seed(0)
+    written = {}
+    for f in range(40):
+        k = torch.randn(spec.layers, spec.heads, spec.tokens_per_frame, spec.head_dim, generator=g)
+        arch.note_pose(range(f, f + 1), (f, 0.0, 0.0))
+        arch.put_layers([f], k, -k)
+        written[f] = k
+    deadline = time.monotonic() + 5
+    while arch._touched < 40 + 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for f, k in written.items():
+        kk, vv = arch.frames_kv([f])
+        assert torch.equal(kk[0], k) and torch.equal(vv[0], -k)
+    ahead = arch.k[40:48]
+    assert arch._touched >= 48 and torch.equal(ahead, torch.zeros_like(ahead))   # touched: zeroed
+    assert torch.isnan(arch.k[60:]).all()                   # far ahead: left alone
