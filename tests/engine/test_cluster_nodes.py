@@ -74,3 +74,15 @@ def test_bench_cluster_runs_a_short_failover(capsys):
     assert result["served"] == 2 and result["lost"] == 0 and result["refused"] == 1
     assert all(0 <= t < 2.0 for t in result["failover_resume_s"])
     assert result["latency_p50_ms"] > 0 and result["direct_latency_p50_ms"] > 0
+
+
+def test_reverie_serve_cluster_from_the_command_line(capsys):
+    """`reverie serve --cluster --replicas 1` in its own process (its own local Ray), played by the bench's bot."""
+    import json
+
+    from reverie.engine.cli import main
+
+    assert main(["bench", "play", "--tiny", "--cluster", "1", "--frames", "20", "--warmup", "5", "--block", "10",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["cluster_replicas"] == 1 and result["frames"] == 20 and result["recording_complete"]
