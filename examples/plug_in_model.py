@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     model = load_model(args.name)
     spec = model.spec
-    from reverie.memory.manager import default_policy
+    from reverie.memory.footprint import default_policy
 
     session = Session(model, np.full(spec.frame_shape, 128, np.uint8), policy=args.policy or default_policy(spec))
     memory = session.memory

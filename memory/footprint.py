@@ -40,7 +40,7 @@ import torch
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 from reverie.memory.layout import Layout, plan_layout, resolve_budget, token_bytes
-from reverie.memory.no_cache import NO_CACHE, check_no_cache
+from reverie.memory.no_cache import NO_CACHE, check_context_budget, check_no_cache
 from reverie.memory.policies import resolve
 from reverie.memory.scorers import QUERY_SAMPLES
 
@@ -51,6 +51,11 @@ SCORE_BYTES = 4                # float32 score / count / bias
 BOOKKEEPING_BYTES = 80 * 1024  # Python objects of a session, its memory and its server record
 ARCHIVE_ENTRY_BYTES = 192      # Python objects per archived frame (its index entries)
 HOST_PARTS = frozenset({"archive", "seed_frame", "frames_out", "bookkeeping"})  # host memory even with a GPU
+
+
+def default_policy(spec) -> str:
+    """The policy a session gets when it names none: `dual`, or `none` for a model without a cache."""
+    return DEFAULT_POLICY if spec.layers > 0 else NO_CACHE
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +91,11 @@ def session_bytes(spec, policy: str | None = None, budget_bytes: int | None = No
         BudgetError: the policy cannot fit the budget, or grows without bound (nothing to reserve).
         UnknownPolicyError: unknown policy name or override.
     """
-    policy = (DEFAULT_POLICY if spec.layers else NO_CACHE) if policy is None else policy
+    policy = default_policy(spec) if policy is None else policy
     check_no_cache(spec, policy)
     if spec.layers == 0:  # no cache: the session's own buffers, its frame context among them
         buffers = session_buffer_bytes(spec, recache_chunks, latent_dtype)
-        if budget_bytes and budget_bytes < buffers["frame_context"]:
-            raise BudgetError(f"model '{spec.name}' keeps {spec.frame_context} context frame(s), "
-                              f"{buffers['frame_context']} bytes, over the budget of {budget_bytes}")
+        check_context_budget(spec, budget_bytes, buffers["frame_context"])
         return Footprint(policy=NO_CACHE, budget_bytes=int(budget_bytes or 0), parts=(("kv", 0), *buffers.items()))
     cfg = resolve(policy, **overrides)
     budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)

@@ -27,24 +27,19 @@ from reverie.memory import accounting
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
-from reverie.memory.footprint import DEFAULT_POLICY, session_buffer_bytes
+from reverie.memory.footprint import default_policy, session_buffer_bytes
 from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
 from reverie.memory.layer_store import (LayerStore, build_segments, new_stores, segment_names, slot_tokens,
                                         stacked_pool_positions)
 from reverie.memory.layout import Layout, plan_layout, resolve_budget
 from reverie.memory.merge import TokenMerger
-from reverie.memory.no_cache import NO_CACHE, NoCache, check_no_cache
+from reverie.memory.no_cache import NoCache, check_no_cache
 from reverie.memory.policies import resolve
 from reverie.memory.positions import Clock, make_position_policy
 from reverie.memory.scorers import make_scorer
 from reverie.memory.spatial import FrameArchive
 from reverie.memory.timing import SectionTimer
 from reverie.memory.tokens import Tokens
-
-
-def default_policy(spec) -> str:
-    """The policy a session gets when it names none: `dual`, or `none` for a model without a cache."""
-    return DEFAULT_POLICY if spec.layers > 0 else NO_CACHE
 
 
 class MemoryManager:

@@ -23,6 +23,13 @@ def check_no_cache(spec, policy: str) -> None:
                                  f"model '{spec.name}' has {spec.layers} cached layers")
 
 
+def check_context_budget(spec, budget_bytes: int | None, context_bytes: int) -> None:
+    """A budget, when given, must cover the frame context a cache-free model keeps (`BudgetError`)."""
+    if budget_bytes and budget_bytes < context_bytes:
+        raise BudgetError(f"model '{spec.name}' keeps {spec.frame_context} context frame(s), {context_bytes} "
+                          f"bytes, over the budget of {budget_bytes}")
+
+
 class NoCache:
     """The memory API (`engine.session.MemoryLike`) with nothing cached."""
 
@@ -30,9 +37,7 @@ class NoCache:
 
     def __init__(self, spec, budget_bytes: int | None = None, context_bytes: int = 0) -> None:
         check_no_cache(spec, NO_CACHE)
-        if budget_bytes and budget_bytes < context_bytes:
-            raise BudgetError(f"model '{spec.name}' keeps {spec.frame_context} context frame(s), {context_bytes} "
-                              f"bytes, over the budget of {budget_bytes}")
+        check_context_budget(spec, budget_bytes, context_bytes)
         self.spec = spec
         self.budget_bytes = budget_bytes
         self.frames_committed = 0
