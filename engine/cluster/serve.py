@@ -22,13 +22,6 @@ def ray_init(address: str, dashboard: bool = False, runtime_env: dict | None = N
                     runtime_env=runtime_env, ignore_reinit_error=True, **kw)
 
 
-def server_fields(args: argparse.Namespace, policies: tuple[str, ...], budget: int | None) -> dict:
-    """`ServerConfig` fields every replica shares (not its endpoint or keys: those are its own)."""
-    return dict(policy=args.policy or policies[0], policies=policies, budget_bytes=budget,
-                total_budget_bytes=args.total_budget_bytes, max_sessions=args.max_sessions, ttl_s=args.ttl,
-                pending_ttl_s=args.pending_ttl, record_dir=args.record_dir, seed=args.seed)
-
-
 def run_cluster(args: argparse.Namespace) -> int:
     try:
         import ray  # noqa: F401
@@ -40,12 +33,12 @@ def run_cluster(args: argparse.Namespace) -> int:
     from reverie.engine.cluster.control import ControlLoop, start_control
     from reverie.engine.cluster.gateway import Gateway
     from reverie.engine.cluster.pool import ReplicaPool
+    from reverie.engine.commands.serve import server_fields
     from reverie.engine.curve import CurveError
 
-    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     ray_init(args.cluster, args.dashboard, namespace="reverie")
     try:
-        pool = ReplicaPool(args.model, json.loads(args.model_kwargs), server_fields(args, policies, args.budget_bytes),
+        pool = ReplicaPool(args.model, json.loads(args.model_kwargs), server_fields(args, args.budget_bytes),
                            replicas=args.replicas, cpus=args.replica_cpus, gpus=args.replica_gpus,
                            threads=args.threads, budget_frames=args.budget_frames)
     except Exception as exc:

@@ -106,6 +106,15 @@ def seed_frame_source(model, path: str | None, game_map: str | None):
     return from_game
 
 
+def server_fields(args: argparse.Namespace, budget: int | None) -> dict:
+    """The `ServerConfig` fields `reverie serve`'s options set, but for its endpoint and keys (a cluster's
+    replicas share these and bind their own)."""
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    return dict(policy=args.policy or policies[0], policies=policies, budget_bytes=budget,
+                total_budget_bytes=args.total_budget_bytes, max_sessions=args.max_sessions, ttl_s=args.ttl,
+                pending_ttl_s=args.pending_ttl, record_dir=args.record_dir, seed=args.seed)
+
+
 def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
     """The real game's first frame at `shape` = (H, W, 3)."""
     from reverie.world.games.doom import DoomConfig, DoomGame
@@ -138,17 +147,13 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # unknown name, missing weights, bad checkpoint: say so and stop
         print(f"reverie serve: cannot load model '{args.model}': {exc}", file=sys.stderr)
         return 2
-    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     frames = args.budget_frames
     if frames is None:
         from reverie.memory.layout import DEFAULT_BUDGET_FRAMES as frames
     budget = args.budget_bytes or frames * model.spec.kv_bytes_per_frame or None  # None: a model with no cache
     try:
-        config = ServerConfig(endpoint=args.endpoint, policy=args.policy or policies[0], policies=policies,
-                              budget_bytes=budget, total_budget_bytes=args.total_budget_bytes,
-                              max_sessions=args.max_sessions, ttl_s=args.ttl, pending_ttl_s=args.pending_ttl,
-                              record_dir=args.record_dir, seed=args.seed, curve_secret=args.keys,
-                              allow_clients=args.allow_clients)
+        config = ServerConfig(endpoint=args.endpoint, curve_secret=args.keys, allow_clients=args.allow_clients,
+                              **server_fields(args, budget))
     except ValueError as exc:  # e.g. a total budget that is not positive
         print(f"reverie serve: {exc}", file=sys.stderr)
         return 2
