@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print('reverie bench cluster: needs Ray; pip install "reverie[cluster]"')
         return 2
-    from reverie.engine.cluster.gateway import Gateway
+    from reverie.engine.cluster.gateway import Gateway, session_price
     from reverie.engine.cluster.pool import ReplicaPool
     from reverie.engine.ratelimit import Rate
     from reverie.input.net import Connection, ServerError
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         probe = ReplicaPool(args.model, kwargs, _fields(None), replicas=1, cpus=1, threads=1)
         info = next(iter(probe.replicas.values())).info
-        price = _price(info)
+        price = session_price(info)
         probe.shutdown()
         pool = ReplicaPool(args.model, kwargs, _fields(args.sessions_per_replica * price), replicas=args.nodes,
                            cpus=1, threads=1, dead_after_s=1.0)
@@ -182,13 +182,6 @@ def run(args: argparse.Namespace) -> int:
 def _fields(total: int | None) -> dict:
     return dict(policy="dual", policies=("dual", "window"), total_budget_bytes=total, max_sessions=16, ttl_s=30.0,
                 pending_ttl_s=30.0, record_dir="recordings")
-
-
-def _price(info: dict) -> int:
-    from reverie.memory import session_bytes
-
-    return session_bytes(info["spec"], info["policy"], info["budget_bytes"], recache_chunks=info["recache_chunks"],
-                         latent_dtype=info["latent_dtype"], device=info["device"]).total
 
 
 def _p(xs: list[float], q: float):

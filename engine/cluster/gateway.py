@@ -178,7 +178,7 @@ class Gateway:
         if not serving:
             return self._refuse(cid, "no replica is serving")
         try:
-            price = self.price(hello, serving[0].info)
+            price = session_price(serving[0].info, hello.policy, hello.budget_bytes)
         except Exception as exc:  # unknown policy, a budget the policy cannot fit: the client's request
             return self._refuse(cid, f"cannot start a session: {exc}")
         h, why = self._choose(serving, price)
@@ -213,22 +213,12 @@ class Gateway:
             return None, f"no replica has room for a session of {price:,} bytes ({'; '.join(why)})"
         return choice[0], ""
 
-    def price(self, hello: P.Hello, info: dict) -> int:
-        """Every byte the session `hello` asks for will hold on a replica described by `info`."""
-        from reverie.memory import session_bytes
-
-        return session_bytes(info["spec"], hello.policy or info["policy"], hello.budget_bytes or info["budget_bytes"],
-                             recache_chunks=info["recache_chunks"], latent_dtype=info["latent_dtype"],
-                             device=info["device"]).total
-
     def _dealer(self, cid: bytes, info: dict):
         zmq = self._zmq
         dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.ROUTING_ID, cid)
         dealer.setsockopt(zmq.LINGER, 0)
         if info.get("public_key"):  # a replica on another node: CURVE, with its key from Ray
-            import zmq.utils.z85  # noqa: F401  (the key text is a Z85 certificate)
-
             public, secret = zmq.curve_keypair()
             dealer.curve_serverkey = _public_key(info["public_key"])
             dealer.curve_publickey, dealer.curve_secretkey = public, secret
@@ -287,8 +277,7 @@ class Gateway:
             return self._lost(route, f"the replica holding it ({dead}) stopped and {why or 'it never opened'}")
         if route.shown:
             frames = [np.frombuffer(px, np.uint8) for px, _ in route.shown]
-            shape = list(route.hello.seed_frame or self._frame_shape(h))
-            hello = dataclasses.replace(route.hello, seed_frame=shape, history=len(frames) - 1,
+            hello = dataclasses.replace(route.hello, seed_frame=list(h.info["spec"].frame_shape), history=len(frames) - 1,
                                         history_actions=[a for _, a in list(route.shown)[1:]])
             parts = [P.encode(hello), *(f.tobytes() for f in frames)]  # seed frame, then one part per frame
         else:
@@ -298,9 +287,6 @@ class Gateway:
                                           f"stopped; resuming it on {h.name} from its last {len(route.shown)} frames"))
         self._connect(route, h, parts)
         self.counters["failovers"] += 1
-
-    def _frame_shape(self, h) -> tuple:
-        return tuple(h.info["spec"].frame_shape)
 
     def _lost(self, route: _Route, why: str) -> None:
         self._reply(route.client, P.Error(code="replica_lost", message=f"session closed: {why}"))
@@ -343,6 +329,16 @@ class Gateway:
             self._curve.stop()
         if self._own_ctx:
             self.ctx.term()
+
+
+def session_price(info: dict, policy: str = "", budget_bytes: int = 0) -> int:
+    """Every byte a session asking for `policy` and `budget_bytes` ("" / 0: the replica's defaults) will hold on
+    a replica described by `info` (`Replica.info`), as that replica's server prices it."""
+    from reverie.memory import session_bytes
+
+    return session_bytes(info["spec"], policy or info["policy"], budget_bytes or info["budget_bytes"],
+                         recache_chunks=info["recache_chunks"], latent_dtype=info["latent_dtype"],
+                         device=info["device"]).total
 
 
 def _public_key(certificate_text: str) -> bytes:

@@ -34,8 +34,9 @@ class ReplicaHandle:
 
 class ReplicaPool:
     def __init__(self, model: str, model_kwargs: dict, config: dict, *, replicas: int = 1, cpus: float = 1.0,
-                 gpus: float = 0.0, threads: int | None = None, budget_frames: int | None = None, poll_s: float = 0.25, dead_after_s: float = 1.5,
-                 start_timeout_s: float = 300.0, on_dead: Callable[[ReplicaHandle], None] | None = None) -> None:
+                 gpus: float = 0.0, threads: int | None = None, budget_frames: int | None = None,
+                 poll_s: float = 0.25, dead_after_s: float = 1.5, start_timeout_s: float = 300.0,
+                 on_dead: Callable[[ReplicaHandle], None] | None = None) -> None:
         import ray
 
         self._ray = ray
@@ -57,10 +58,11 @@ class ReplicaPool:
     def _start(self, count: int) -> list[ReplicaHandle]:
         ray = self._ray
         names = [next(self._names) for _ in range(count)]
+        share = self._host_share()
         actors = [self._actor.options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0,
                                       scheduling_strategy="SPREAD").remote(
                       name, self.model, self.model_kwargs, self.config, self.gateway_ip, self.threads,
-                      self.budget_frames, self._host_share())
+                      self.budget_frames, share)
                   for name in names]
         infos = ray.get([a.info.remote() for a in actors], timeout=self.start_timeout_s)
         handles = [ReplicaHandle(n, a, i) for n, a, i in zip(names, actors, infos)]

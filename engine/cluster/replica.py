@@ -79,9 +79,6 @@ class Replica:
                 "total_bytes": s.total.bytes, "max_sessions": s.config.max_sessions,
                 "alive": self._thread.is_alive()}
 
-    def ping(self) -> bool:
-        return self._thread.is_alive()
-
     def stop(self) -> None:
         self.server.stop()
         self._thread.join(timeout=10)
