@@ -247,7 +247,8 @@ class ActionSpace:
         if isinstance(action, (bool, np.bool_)):
             raise UnknownActionError(f"an action is not a boolean, got {action!r}")
         if isinstance(action, (int, np.integer)):
-            return self.index(self.name(int(action)))
+            self.name(action)  # an index space and an index in range, or UnknownActionError
+            return int(action)
         if isinstance(action, str):
             if self.encoding == "index":
                 return self.index(action)
