@@ -265,7 +265,7 @@ class ActionSpace:
         if isinstance(action, (list, tuple, np.ndarray)):
             if self.encoding == "index":
                 raise UnknownActionError("this action space takes an action index or name, not a vector")
-            vec = np.asarray(action, dtype=np.float64).reshape(-1) if len(action) else np.zeros(0)
+            vec = np.asarray(action, dtype=np.float64).reshape(-1)
             if vec.shape != (self.dim,):
                 raise UnknownActionError(f"an action vector has {self.dim} values, got {len(action)}")
             held = [b for b, v in zip(self.buttons, vec) if v > 0.5]
@@ -291,8 +291,8 @@ class ActionSpace:
         for v in values:
             buttons, moved = self.held(v)
             held.update(buttons)
-            axes += moved if self.axes else 0.0
-        return self.from_controls(held, list(axes / max(1, len(values))) if self.axes else None)
+            axes += np.asarray(moved, dtype=np.float64)
+        return self.from_controls(held, list(axes / max(1, len(values))))
 
     def sample(self, rng) -> ActionValue:
         """A random action (`rng`: a `random.Random`): a uniform index, or each button held with
