@@ -153,7 +153,7 @@ def rule_shapes(model) -> RuleResult:
             return RuleResult("spec-and-shapes", "fail", f"decode gave {decoded.dtype} {tuple(decoded.shape)}, "
                               f"the spec declares uint8 {(n, *spec.frame_shape)}")
         session = _session(model)
-        acts = session._chunk_actions(_actions(spec, 0, 1))
+        acts = spec.bind_actions(_actions(spec, 0, 1)).to(model.device)
         session.memory.begin_chunk(pose=None, events=())
         x0 = sample_chunk(model, session.memory, acts, seed=0, chunk_index=0, context=session.context)
         pose = model.commit(x0, acts, session.memory, **session.context.kwargs())
@@ -204,7 +204,7 @@ def _cache_writes(model) -> RuleResult:
     layers = dict.fromkeys(range(spec.layers), 1)
     with torch.inference_mode():
         for chunk in range(2):
-            acts = session._chunk_actions(_actions(spec, 2 + chunk, 1))
+            acts = spec.bind_actions(_actions(spec, 2 + chunk, 1)).to(model.device)
             probe.clear()
             probe.begin_chunk(pose=None, events=())
             probe.denoising = True
