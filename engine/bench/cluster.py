@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Player(threading.Thread):
-    """One paced player: an action every 1/rate s while it holds a credit; frame arrival times kept."""
+    """One paced player: an action every 1/rate s (`input.pacing.StepPacer`, as the client paces) while it
+    holds a credit; frame arrival times kept."""
 
     def __init__(self, endpoint: str, rate: float, stop: threading.Event, until: float = float("inf")) -> None:
         super().__init__(daemon=True)
@@ -57,20 +58,21 @@ class _Player(threading.Thread):
         self.until = until
 
     def run(self) -> None:
-        conn, period, next_t = self.conn, 1.0 / self.rate, time.monotonic()
+        from reverie.input.pacing import StepPacer
+
+        conn, pacer = self.conn, StepPacer(self.rate)  # the client's own pacing
         while not self.stop_event.is_set() and conn.closed_reason is None and time.monotonic() < self.until:
             now = time.monotonic()
-            if now >= next_t and conn.can_send():
+            if pacer.due(now) and conn.can_send():
                 conn.send_action(1 if int(now) % 4 else 3)
-                next_t = max(next_t + period, now - period)
+                pacer.sent(now)
             frame = conn.poll(5)
             if frame is not None:
                 t = time.monotonic()
                 self.arrivals.append(t)
+                ms = conn.mark_shown(frame)
                 if t >= self.measure_from:
-                    self.latency.append(conn.mark_shown(frame))
-                else:
-                    conn.mark_shown(frame)
+                    self.latency.append(ms)
 
     def fps(self, t0: float, t1: float) -> float:
         return sum(t0 <= t < t1 for t in self.arrivals) / max(1e-9, t1 - t0)
