@@ -65,17 +65,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"reverie rollout: cannot load model '{args.model}': {exc}", file=sys.stderr)
         return 2
     space, theirs = model.spec.action_space, context.meta.action_space
+
+    def translated(rows) -> list:  # the context's actions in the model's space, by button name
+        return [theirs.translate(a, space) for a in theirs.coerce_many(rows)]
+
     try:
-        if args.actions:
-            actions = load_action_file(args.actions, space)
-        else:
-            actions = [theirs.translate(a, space) for a in theirs.coerce_many(context.actions[k:])]
+        actions = load_action_file(args.actions, space) if args.actions else translated(context.actions[k:])
     except ValueError as exc:
         hint = "" if args.actions else " (the context's actions are not the model's; give --actions)"
         print(f"reverie rollout: {exc}{hint}", file=sys.stderr)
         return 2
     try:
-        real = [theirs.translate(a, space) for a in theirs.coerce_many(context.actions[:k])]
+        real = translated(context.actions[:k])
     except ValueError as exc:
         print(f"reverie rollout: the context's actions are not the model's ({exc}); its {k} frames are committed "
               f"with the model's noop", file=sys.stderr)
