@@ -9,8 +9,10 @@ sessions, stopped once their sessions end).
 
 from __future__ import annotations
 
+import logging
 import threading
 
+log = logging.getLogger("reverie.cluster")
 CONTROL_NAME = "reverie-cluster-control"
 NAMESPACE = "reverie"
 
@@ -78,9 +80,7 @@ class ControlLoop:
                     self.pool.scale(wanted)
                 self.control.set_report.remote(self.report())
             except Exception as exc:  # the control actor gone, a replica that did not start: say so, go on
-                import logging
-
-                logging.getLogger("reverie.cluster").warning("cluster control: %s", exc)
+                log.warning("cluster control: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()
