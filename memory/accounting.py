@@ -10,9 +10,10 @@ def region_bytes(mem) -> dict[str, int]:
     """Bytes held per region, summed over layers."""
     lay = mem.layout
     tb = lay.frame_bytes // mem.spec.tokens_per_frame
-    out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0}
+    out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0, "pending": 0}
     for st in mem.layers:
         out["recent"] += st.recent.held_bytes(tb)
+        out["pending"] += st.pending_frames * st.recent.f * tb
         if st.sink is not None:
             out["sink"] += st.sink.held_bytes(tb)
         if st.retrieved is not None:
@@ -38,7 +39,7 @@ def stats(mem) -> dict:
     """JSON-able summary: policy, budget, bytes per region and tier, capacities, positions, archive."""
     lay = mem.layout
     rb = region_bytes(mem)
-    tiers = {"full": rb["sink"] + rb["recent"] + rb["retrieved"], "int8": 0, "int4": 0, "merged": 0}
+    tiers = {"full": rb["sink"] + rb["recent"] + rb["retrieved"] + rb["pending"], "int8": 0, "int4": 0, "merged": 0}
     for region, bits in (("mid", lay.mid_bits), ("spill", lay.spill_bits)):
         key = "merged" if lay.merged else {0: "full", 8: "int8", 4: "int4"}[bits]
         tiers[key] += rb[region]
@@ -53,7 +54,7 @@ def stats(mem) -> dict:
         "frames_committed": mem.frames_committed,
         "capacity": {"sink_frames": lay.sink_frames, "recent_frames": lay.recent_frames,
                      "mid_tokens": lay.mid_tokens, "spill_tokens": lay.spill_tokens,
-                     "retrieved_frames": lay.retrieved_frames},
+                     "retrieved_frames": lay.retrieved_frames, "pending_frames": lay.pending_frames},
         "positions": mem.cfg.positions,
         "max_position": mem.max_position,
         "scorer": mem.cfg.scorer,

@@ -26,6 +26,16 @@ class PolicyConfig:
             scorer evicts instead of dropping it (MiKV).
         retrieved_frames: slots for frames pulled back from the pose-indexed archive at each chunk start.
         archive_frames: capacity of the host-memory archive (0 = no archive).
+        retrieve_every: frames between retrievals (1 = at every chunk start). Retrieval also runs at the
+            first chunk and after every event; in between, the retrieved frames stay as they are (a
+            frame of a one-frame-per-chunk model then retrieves per block of frames, as models with
+            multi-frame chunks do per chunk).
+        demote_every: frames leaving `recent` are demoted (archived, scored and compacted into the mid
+            pool) in batches of this many; until then they stay visible as the `pending` region, which the
+            budget pays for (`demote_every - 1` frames, out of what recent and mid share; a budget gets
+            smaller batches when that would exceed an eighth of its frames). 1 = every commit.
+            Batches need the batched layout (a full-precision mid pool without spill tier or merging, or
+            none), no head groups, and positions that place a slot by its frame alone (not `packed`).
     Strategies (names in small registries):
         scorer: how mid tokens are ranked (`memory.scorers.SCORERS`).
         positions: temporal position policy (`memory.positions.POSITIONS`).
@@ -54,6 +64,8 @@ class PolicyConfig:
     spill_bits: int = 4
     retrieved_frames: int = 0
     archive_frames: int = 0
+    retrieve_every: int = 1
+    demote_every: int = 1
     scorer: str = "recency"
     positions: str = "absolute"
     merge_threshold: float | None = None
@@ -91,6 +103,14 @@ class PolicyConfig:
             raise ValueError("fov_degrees and retrieval_distance must be positive")
         if self.retrieved_frames < 0 or self.archive_frames < 0:
             raise ValueError("retrieved_frames and archive_frames must be >= 0")
+        if self.retrieve_every < 1:
+            raise ValueError("retrieve_every must be >= 1 (frames between retrievals)")
+        if self.demote_every < 1:
+            raise ValueError("demote_every must be >= 1 (frames per demotion batch)")
+        if self.demote_every > 1 and (self.mid_bits or self.spill_frac or self.merge_threshold is not None
+                                      or self.head_groups or self.positions == "packed"):
+            raise ValueError("demote_every > 1 needs a full-precision mid pool without spill tier or merging, "
+                             "no head groups, and positions other than 'packed'")
         if self.retrieved_frames and not self.archive_frames:
             raise ValueError("retrieval needs an archive (archive_frames > 0)")
         if self.head_groups not in (None, "profile"):

@@ -6,7 +6,9 @@ that cannot be built), then adds up the buffers the session keeps, by part:
 
     kv             cached keys/values of every region (sink, recent, mid, spill, retrieved), scales included
     kv_index       per-slot metadata: frame ids of frame regions; frame, index, score and count of pool rows
-    staging        the manager's preallocated rows for the frames a commit pushes out of `recent`
+    staging        the manager's preallocated rows for the frames a commit pushes out of `recent`, after
+                   the pending frames of a demotion batch (`PolicyConfig.demote_every`), which the KV
+                   budget also counts while they are visible
     views          positions (and biases, head masks) of the current views, kept from a chunk's first view
                    to the next chunk
     scorer         the scorer's per-session state (sampled queries, query sums, a loaded salience head)
@@ -117,8 +119,8 @@ def memory_bytes(spec, cfg: PolicyConfig, layout: Layout, device="cpu") -> dict[
     pools = [(t, b) for t, b in ((layout.mid_tokens, layout.mid_bits), (layout.spill_tokens, layout.spill_bits)) if t]
     kv = frames * layout.frame_bytes + sum((t + 1) * token_bytes(h, d, itemsize, b) for t, b in pools)
     index = frames * f * INDEX_BYTES + sum((t + 1) * 2 * (INDEX_BYTES + SCORE_BYTES) for t, _ in pools)
-    chunk_tokens = spec.chunk_frames * f
-    staging = chunk_tokens * (2 * h * d * itemsize + 2 * (INDEX_BYTES + SCORE_BYTES))
+    staging_tokens = (spec.chunk_frames + layout.pending_frames) * f  # this commit's frames, after the pending
+    staging = staging_tokens * (2 * h * d * itemsize + 2 * (INDEX_BYTES + SCORE_BYTES))
     archive_kv = cfg.archive_frames * n_layers * layout.frame_bytes // 2  # keys (and as much for values)
     if archive_kv and torch.device(device).type == "cuda":
         archive_kv = 1 << (archive_kv - 1).bit_length()  # pinned: the caching host allocator's power of two
@@ -147,7 +149,7 @@ def _view_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
     """Positions of the chunk and of every cached slot (frame regions share theirs across layers; pools
     have their own per layer), merged tiers' log-count biases, head groups' masks."""
     f = spec.tokens_per_frame
-    frame_slots = (layout.sink_frames + layout.recent_frames + layout.retrieved_frames) * f
+    frame_slots = (layout.sink_frames + layout.recent_frames + layout.retrieved_frames + layout.pending_frames) * f
     pool_slots = layout.mid_tokens + layout.spill_tokens
     total = (spec.chunk_frames * f + frame_slots + spec.layers * pool_slots) * INDEX_BYTES
     if layout.merged:

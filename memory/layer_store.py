@@ -1,6 +1,8 @@
 """`LayerStore`: the regions of one layer, and how they become the segments of a `KVView`.
 
-View order: sink, mid, spill, retrieved, recent (the scratch chunk is appended by the manager). Each
+View order: sink, mid, spill, retrieved, pending, recent (the scratch chunk is appended by the manager).
+`pending` are the frames that left `recent` and wait, in the manager's staging rows, for the next
+demotion batch (`PolicyConfig.demote_every`). Each
 segment's positions come from the position policy; merged tiers carry a `log(count)` bias; head groups
 (Forcing-KV) hide slots from static heads with `-inf`.
 """
@@ -16,6 +18,7 @@ from reverie.memory.layout import Layout, quant_group
 from reverie.memory.token_pool import TokenPool
 from reverie.memory.token_pool_stack import PoolStack
 from reverie.memory.frame_ring import FrameRing, RingStack
+from reverie.memory.tokens import Tokens
 
 
 @dataclass
@@ -27,6 +30,8 @@ class LayerStore:
     mid: TokenPool | None = None
     spill: TokenPool | None = None
     retrieved: FrameRing | None = None
+    stage: Tokens | None = None  # this layer's staging rows (`[H, n, D]`, metadata `[n]`); pending frames first
+    pending_frames: int = 0  # frames of `stage` waiting for the next demotion batch
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
 
 
@@ -92,6 +97,11 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
         if "retrieved" not in shared:
             shared["retrieved"] = frame_positions(pp.retrieved(clock), store.retrieved, f, device)
         retrieved = store.retrieved.segment(shared["retrieved"])
+    if store.pending_frames:
+        m = store.pending_frames * f
+        if "pending" not in shared:  # the same frames in every layer's staging rows
+            shared["pending"] = pp.tail(store.stage.frame[:m], clock, "recent")
+        tail.append(("pending", KVSegment(k=store.stage.k[:, :m], v=store.stage.v[:, :m], pos=shared["pending"])))
     if store.recent.frames:
         if "recent" not in shared:
             shared["recent"] = pp.tail(store.recent.frame[:store.recent.slots_used], clock, "recent")
@@ -99,10 +109,10 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
     segs = []
     if store.sink is not None and store.sink.frames:
         segs.append(store.sink.segment(_sink_positions(store, clock, pp, tail, f, device, shared)))
-    segs += [seg for name, seg in tail if name != "recent"]
+    segs += [seg for name, seg in tail if name in ("mid", "spill")]
     if retrieved is not None:
         segs.append(retrieved)
-    segs += [seg for name, seg in tail if name == "recent"]
+    segs += [seg for name, seg in tail if name in ("pending", "recent")]
     if heads is None or not heads.ready:
         return tuple(segs)
     names = segment_names(store)
@@ -116,7 +126,8 @@ def _sink_positions(store: LayerStore, clock, pp, tail: list, f: int, device, sh
     """The sink's token positions: shared by every layer, unless the policy places the sink below the
     lowest position this layer's tail holds (`sink_follows_tail`; pools keep different tokens per layer)."""
     if tail and pp.sink_follows_tail:
-        lows = [seg.pos.min() if name == "recent" else _held_min(getattr(store, name), seg.pos) for name, seg in tail]
+        lows = [seg.pos.min() if name in ("pending", "recent") else _held_min(getattr(store, name), seg.pos)
+                for name, seg in tail]
         return frame_positions(pp.sink_below(clock, _lowest(lows)), store.sink, f, device)
     if "sink" not in shared:
         shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
@@ -151,6 +162,9 @@ def slot_tokens(store: LayerStore) -> torch.Tensor:
             n = pool.used
             tok = pool.frame[:n] * f + pool.hw[:n]
             ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
+        elif name == "pending":
+            m = store.pending_frames * f
+            ids.append(store.stage.frame[:m] * f + store.stage.hw[:m])
         else:
             ring = getattr(store, name)
             n = ring.slots_used
@@ -177,6 +191,8 @@ def segment_names(store: LayerStore) -> list[str]:
     names += [n for n, p in (("mid", store.mid), ("spill", store.spill)) if p is not None and p.used]
     if store.retrieved is not None and store.retrieved.frames:
         names.append("retrieved")
+    if store.pending_frames:
+        names.append("pending")
     if store.recent.frames:
         names.append("recent")
     return names

@@ -53,6 +53,9 @@ class Layout:
 
     Attributes:
         sink_frames, recent_frames, retrieved_frames: frame-granular regions (full precision).
+        pending_frames: frames that left `recent` and wait, visible, for the next demotion batch
+            (`PolicyConfig.demote_every - 1`, at most an eighth of the budget's frames; held in the
+            manager's staging rows). Batches are `pending_frames + 1` frames.
         mid_tokens, spill_tokens: token-granular pools (plus one dump row each, see `TokenPool`).
         recent_grows: the unbounded `full` reference without a horizon (grows by doubling).
         budget_bytes: the cap over all layers (None = unbounded).
@@ -75,6 +78,7 @@ class Layout:
     frame_bytes: int  # one full-precision frame, one layer
     mid_token_bytes: int
     spill_token_bytes: int
+    pending_frames: int = 0
 
     @property
     def pool_frames(self) -> int:
@@ -84,7 +88,7 @@ class Layout:
 
     def layer_bytes(self) -> int:
         """Bytes allocated per layer at capacity (what the budget check compares)."""
-        frames = self.sink_frames + self.recent_frames + self.retrieved_frames
+        frames = self.sink_frames + self.recent_frames + self.retrieved_frames + self.pending_frames
         pools = (self.mid_tokens + 1 if self.mid_tokens else 0) * self.mid_token_bytes
         pools += (self.spill_tokens + 1 if self.spill_tokens else 0) * self.spill_token_bytes
         return frames * self.frame_bytes + pools
@@ -114,13 +118,15 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     retrieved = min(cfg.retrieved_frames, int(0.25 * budget_frames))  # retrieval never takes > 1/4
     recent_min = min(c, cfg.recent_frames) if cfg.recent_frames is not None else c
     recent_fixed = cfg.recent_frames if cfg.recent_frames is not None else recent_min
-    need = (sink + retrieved + recent_fixed) * frame_b
+    pending = min(cfg.demote_every - 1, int(0.125 * budget_frames))  # batches never wait in > 1/8 of it
+    need = (sink + retrieved + recent_fixed + pending) * frame_b
     if per_layer < need:
         raise BudgetError(
             f"policy '{cfg.name}' cannot fit a budget of {budget_bytes:,} bytes ({per_layer:,} per layer x "
             f"{n_layers} layers = {budget_frames:.2f} frames of {frame_b:,} bytes): it needs at least "
             f"{need * n_layers:,} bytes for {sink} sink + {recent_fixed} recent"
             + (f" + {retrieved} retrieved" if retrieved else "")
+            + (f" + {pending} pending" if pending else "")
             + f" frames ({need / frame_b:.0f} frames; one chunk = {c} frames)"
         )
     free = per_layer - need
@@ -132,7 +138,8 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     used_pools = (mid_tokens + 1 if mid_tokens else 0) * mid_tb + (spill_tokens + 1 if spill_tokens else 0) * spill_tb
     recent = recent_fixed if cfg.recent_frames is not None else recent_min + (free - used_pools) // frame_b
     return Layout(sink_frames=sink, recent_frames=recent, mid_tokens=mid_tokens, spill_tokens=spill_tokens,
-                  retrieved_frames=retrieved, recent_grows=False, evicts=True, budget_bytes=budget_bytes, **common)
+                  retrieved_frames=retrieved, recent_grows=False, evicts=True, budget_bytes=budget_bytes,
+                  pending_frames=pending, **common)
 
 
 def _plan_unbounded(spec, budget_bytes, horizon_frames, frame_b, common) -> Layout:

@@ -64,8 +64,14 @@ class MemoryManager:
         stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
         self.layers, self.stack, self.retrieved = new_stores(spec, layout, self.device, stack_mid)
         self.batched = stack_mid or not layout.mid_tokens
+        if layout.pending_frames and not self.batched:
+            raise BudgetError(f"policy '{cfg.name}': demotion in batches (demote_every={cfg.demote_every}) needs "
+                              "the batched layout (a full-precision mid pool without spill tier or merging)")
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
+        for store, stage in zip(self.layers, self._stages):
+            store.stage = stage
+        self._pending: list[int] = []  # frames that left `recent`, visible in the staging rows until demoted
         # optional features, composed from the policy (None when the policy does not use them)
         self.merger = (TokenMerger(cfg.merge_threshold, spec.layers, spec.tokens_per_frame, self.device)
                        if cfg.merge_threshold is not None and layout.mid_tokens else None)
@@ -79,6 +85,7 @@ class MemoryManager:
         self.demotion = Demotion(spec.tokens_per_frame, self.scorer, self.merger, self.archive, self.stack,
                                  self.timer)
         self.frames_committed = 0
+        self._retrieved_at: int | None = None  # frame clock of the last retrieval (None: due now)
         self._open = False
         self._committed: set[int] = set()
         self._clock: Clock | None = None
@@ -116,11 +123,13 @@ class MemoryManager:
         return cls(spec, cfg, layout, device)
 
     def _new_staging(self) -> Tokens:
-        """Per-layer rows (`[L, H, n, D]`, metadata `[L, n]`) for the frames a commit pushes out of `recent`."""
+        """Per-layer rows (`[L, H, n, D]`, metadata `[L, n]`) for the frames a commit pushes out of `recent`:
+        the pending frames of the last demotion batch first, then this commit's."""
         s, dev = self.spec, self.device
-        n, layers = s.chunk_frames * s.tokens_per_frame, s.layers
+        frames = s.chunk_frames + self.layout.pending_frames
+        n, layers = frames * s.tokens_per_frame, s.layers
         k = torch.zeros(layers, s.heads, n, s.head_dim, dtype=s.kv_dtype, device=dev)
-        hw = torch.arange(s.tokens_per_frame, device=dev).repeat(s.chunk_frames).repeat(layers, 1)
+        hw = torch.arange(s.tokens_per_frame, device=dev).repeat(frames).repeat(layers, 1)
         return Tokens(k, torch.zeros_like(k), torch.zeros(layers, n, dtype=torch.int64, device=dev), hw,
                       torch.zeros(layers, n, device=dev), torch.ones(layers, n, device=dev))
 
@@ -135,7 +144,7 @@ class MemoryManager:
         if self.archive is not None:
             now = self.frames_committed
             self.archive.note_pose(range(now, now + self.spec.chunk_frames), pose)
-            if self.layout.retrieved_frames:
+            if self.layout.retrieved_frames and self._retrieval_due(now):
                 with self.timer("retrieve"):
                     self._retrieve(pose)
         self._clock = self._make_clock()
@@ -178,6 +187,7 @@ class MemoryManager:
                 self._profile_heads(layer, store, q, k, v)
         f, now = s.tokens_per_frame, self.frames_committed
         displaced: list[int] = []
+        at = len(self._pending) * f  # staging rows after the pending frames
         for i in range(s.chunk_frames):
             kf, vf = k[:, i * f:(i + 1) * f], v[:, i * f:(i + 1) * f]
             if store.sink is not None and not store.sink.full:
@@ -188,7 +198,7 @@ class MemoryManager:
                     f"policy '{self.cfg.name}' keeps every frame and its budget ({self.layout.budget_bytes:,} bytes) "
                     f"holds {store.recent.capacity} frames; frame {now + i} does not fit")
             old = store.recent.frames[0] if store.recent.full else None
-            if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=len(displaced) * f):
+            if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=at + len(displaced) * f):
                 displaced.append(old)
         with self.timer("score"):
             self.scorer.observe(layer, q)
@@ -196,7 +206,10 @@ class MemoryManager:
         store.segments = None
         if self.batched:  # every layer displaces the same frames; demote them all after the last commit
             if len(self._committed) == s.layers:
-                self.demotion.all_layers(self.layers, self._stage_all, displaced)
+                frames = self._pending + displaced
+                due = len(frames) > self.layout.pending_frames
+                self.demotion.all_layers(self.layers, self._stage_all, frames if due else [])
+                self._set_pending([] if due else frames)
             return
         if displaced:
             m = len(displaced) * f
@@ -218,7 +231,21 @@ class MemoryManager:
         self._committed.clear()
         self._open = False
 
+    def _set_pending(self, frames: list[int]) -> None:
+        """The frames waiting in the staging rows for the next demotion batch (visible to every layer)."""
+        self._pending = frames
+        for store in self.layers:
+            store.pending_frames = len(frames)
+
     # ------------------------------------------------------------------ retrieval
+    def _retrieval_due(self, now: int) -> bool:
+        """Whether the chunk starting at frame `now` retrieves: the first, one `retrieve_every` frames
+        after the last retrieval, or the first after an event or reset."""
+        if self._retrieved_at is not None and now - self._retrieved_at < self.cfg.retrieve_every:
+            return False
+        self._retrieved_at = now
+        return True
+
     def _retrieve(self, pose) -> None:
         """Fill every layer's `retrieved` region with the archived frames that best match `pose`."""
         if pose is None:
@@ -296,6 +323,7 @@ class MemoryManager:
         """KV Flush (Infinity-RoPE): keep the sink and the newest `keep_frames` frames (default: one
         chunk, at least 2 frames), drop the rest. Positions stay on the same clock."""
         keep = max(self.spec.chunk_frames, 2) if keep_frames is None else keep_frames
+        self._set_pending([])  # older than every frame `recent` keeps
         for store in self.layers:
             store.recent.keep_last(min(keep, len(store.recent.frames)))
             self._clear_pools(store)
@@ -316,6 +344,7 @@ class MemoryManager:
         if self.archive is not None:
             self.archive.clear()
         self.frames_committed = 0
+        self._set_pending([])
         self._committed.clear()
         self._open = False
         self._invalidate()
@@ -331,6 +360,7 @@ class MemoryManager:
 
     def _invalidate(self) -> None:
         self._shared_pos = {}
+        self._retrieved_at = None
         for store in self.layers:
             store.segments = None
         if self._open:

@@ -73,5 +73,6 @@ register_policy(PolicyConfig(
                 "by view overlap"))
 register_policy(PolicyConfig(
     name="dual", sink_frames=1, sink_frac=0.4, mid_frac=0.5, scorer="salience", retrieved_frames=4, age_decay=0.98,
-    archive_frames=512, positions="relative",
-    description="default: deep sink/anchor (40 %) + salience-pruned recent + spatial retrieval"))
+    archive_frames=512, positions="relative", demote_every=4, retrieve_every=4,
+    description="default: deep sink/anchor (40 %) + salience-pruned recent + spatial retrieval; demotion "
+                "and retrieval every 4 frames"))

@@ -50,6 +50,7 @@ def per_layer_path(mem: MemoryManager) -> MemoryManager:
 
 
 def _pair(policy, spec, **kw):
+    kw = {"demote_every": 1, **kw}  # the per-layer path demotes at every commit (batches: test_cadence.py)
     batched = MemoryManager.create(spec, policy=policy, **BUDGET, **kw)
     layered = per_layer_path(MemoryManager.create(spec, policy=policy, **BUDGET, **kw))
     return batched, layered
