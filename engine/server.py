@@ -34,6 +34,7 @@ from reverie.engine import protocol as P
 from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
 from reverie.engine.curve import CurveError, CurveServer, is_loopback
 from reverie.engine.hello import SessionRequest, check_hello
+from reverie.engine.poll_loop import PollLoop
 from reverie.engine.ratelimit import Limiter, Rate
 from reverie.engine.recorder import Recorder
 from reverie.engine.scheduler import Admission, AdmissionError, RoundRobin
@@ -134,7 +135,7 @@ class _Client:
     t_first: float = 0.0
 
 
-class Server:
+class Server(PollLoop):
     """Serve `model` on `config.endpoint`. `seed_frame(shape) -> uint8 [H, W, 3]` gives the default
     start frame when a client sends none; `footprint` prices the sessions `memory_factory` builds."""
 
@@ -188,23 +189,13 @@ class Server:
         self.clients: dict[bytes, _Client] = {}
         self.counters: Counter = Counter()
         self._closing_recorders: list[Recorder] = []
-        self._stop = False
 
     # --- loop ----------------------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Ask the loop to finish (safe from a signal handler)."""
-        self._stop = True
-
-    def serve_forever(self, max_idle_poll_ms: int = 50) -> None:
-        try:
-            while not self._stop:
-                self.run_once(max_idle_poll_ms)
-        finally:
-            self.close()
-
-    def run_once(self, max_idle_poll_ms: int = 50) -> None:
+    def run_once(self, poll_ms: int = PollLoop.POLL_MS) -> None:
+        """Drain what arrived (waiting up to `poll_ms` only when no session has a frame to make), then make
+        one chunk for the next ready session, round-robin."""
         busy = any(self._ready(sid) for sid in self.clients)
-        if self.sock.poll(0 if busy else max_idle_poll_ms, self._zmq.POLLIN):
+        if self.sock.poll(0 if busy else poll_ms, self._zmq.POLLIN):
             self._drain()
         sid = self.rr.next(self._ready)
         if sid is not None:

@@ -68,14 +68,8 @@ def quantize_ref(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, 
     return pack_int4(codes.reshape(x.shape)), scale, lo
 
 
-def dequantize_ref(
-    codes: torch.Tensor,
-    scale: torch.Tensor,
-    zero: torch.Tensor | None,
-    bits: int,
-    group: int,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+def dequantize_ref(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group: int,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Inverse of `quantize_ref`: codes (+ scale, zero) -> `[..., D]` in `dtype` (math in float32)."""
     d = codes.shape[-1] * (2 if bits == 4 else 1)
     check_quant_args(d, bits, group)
@@ -99,14 +93,8 @@ def quantize(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torc
     return quantize_ref(x, bits, group)
 
 
-def dequantize(
-    codes: torch.Tensor,
-    scale: torch.Tensor,
-    zero: torch.Tensor | None,
-    bits: int,
-    group: int,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int, group: int,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Public dequantizer, same contract as `dequantize_ref`; Triton when `kernels.backends` says so."""
     from reverie.kernels.backends import use_triton_for
 

@@ -20,16 +20,9 @@ from reverie.kernels.rope import apply_rope_ref
 from reverie.kernels.view import RopeSpec
 
 
-def participation_scores_ref(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    *,
-    q_pos: torch.Tensor | None = None,
-    k_pos: torch.Tensor | None = None,
-    rope: RopeSpec | None = None,
-    sum_heads: bool = False,
-    scale: float = 1.0,
-) -> torch.Tensor:
+def participation_scores_ref(q: torch.Tensor, k: torch.Tensor, *, q_pos: torch.Tensor | None = None,
+                             k_pos: torch.Tensor | None = None, rope: RopeSpec | None = None,
+                             sum_heads: bool = False, scale: float = 1.0) -> torch.Tensor:
     """Summed-recent-query . key scores.
 
     Args:

@@ -34,12 +34,9 @@ BOB_PERIOD_TICS = 20  # Doom's walking bob: one cycle every 20 tics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--map", default=None, help="held-out map (default: the eval map of bench model)")
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=120, help="steps per held-out episode")
-    parser.add_argument("--context", type=int, default=4, help="first scored frame (as bench model)")
-    parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
-    parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip (the default model's: 4)")
+    from reverie.engine.bench.model import add_heldout_arguments
+
+    add_heldout_arguments(parser)  # the same held-out episodes as `bench model`
     parser.add_argument("--resolution", default="64x48")
     parser.add_argument("--train-maps", default="maze,freedoom2-map01",
                         help="maps of the motion fit (default: the bundled model's training maps)")

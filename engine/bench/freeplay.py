@@ -60,11 +60,10 @@ STRIP_SCALE, STRIP_GAP = 4, 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reverie.engine.keyvalues import add_model_arguments
     from reverie.world.games.maps import DEFAULT_EVAL_MAP
 
-    parser.add_argument("--model", default="default", help="registered world model (default: default)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword for the model factory, repeatable (e.g. checkpoint=runs/x/model.safetensors)")
+    add_model_arguments(parser)
     parser.add_argument("--maps", default=f"{PLAY_MAP},{DEFAULT_EVAL_MAP}", help="comma-separated maps")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per map")
     parser.add_argument("--frames", type=int, default=1024, help="free-play frames per episode")

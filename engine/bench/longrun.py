@@ -35,9 +35,9 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reverie.engine.bench.memory import add_model_arguments
+    from reverie.engine.bench.memory import add_run_arguments
 
-    add_model_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument("--frames", type=int, default=5000, help="frames to generate (default 5000)")
     parser.add_argument("--policy", default="dual", help="memory policy (default: dual)")
     parser.add_argument("--budget-frac", type=float, default=0.25, help="fraction of the full cache at --horizon")

@@ -41,14 +41,14 @@ import json
 from reverie.engine.bench.episodes import free_run, free_runs, game_episode, random_episode
 from reverie.engine.bench.metrics import psnr
 from reverie.engine.bench.shadow import ShadowMemory
-from reverie.engine.keyvalues import parse_key_values
+from reverie.engine.keyvalues import add_model_arguments, parse_key_values
 
 AT_HORIZON_FRAMES = 64  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
 DEFAULT_FRACS = (1.0, 0.5, 0.25, 0.125)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument("--horizon", type=int, default=256, help="frames per rollout (default 256)")
     parser.add_argument("--policies", default=None, help="comma-separated policy names (default: all)")
     parser.add_argument("--fracs", default=",".join(str(f) for f in DEFAULT_FRACS),
@@ -75,10 +75,9 @@ def _step_range(text: str) -> tuple[int, int]:
     return lo, hi
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", help="registered world model (default: default)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword for the model factory, repeatable (e.g. pretrained=false config=tiny)")
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model (`--model`, `--model-arg`) and how a memory bench runs it: seed, device, threads."""
+    add_model_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the model's device)")
     parser.add_argument("--threads", type=int, default=1,

@@ -37,19 +37,25 @@ HORIZONS = (8, 16, 32)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", help="registered world model (default: default)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword for the model factory, repeatable (e.g. checkpoint=runs/x/model.safetensors)")
-    parser.add_argument("--map", default=None, help="real-game map (default: the held-out eval map)")
-    parser.add_argument("--episodes", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=120, help="steps per episode")
-    parser.add_argument("--context", type=int, default=4, help="real context frames before predicting")
-    parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
-    parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip when the model does not say")
+    from reverie.engine.keyvalues import add_model_arguments
+
+    add_model_arguments(parser)
+    add_heldout_arguments(parser)
     parser.add_argument("--fps-frames", type=int, default=48, help="frames timed for fps_denoise")
     parser.add_argument("--policy", default="dual", help="memory policy for the fidelity runs (default budget)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared machine more threads stall on each other)")
+
+
+def add_heldout_arguments(parser: argparse.ArgumentParser) -> None:
+    """The held-out episodes `bench model` scores on (and `bench ceiling` bounds): map, count, length,
+    context, seed and frame skip."""
+    parser.add_argument("--map", default=None, help="real-game map (default: the held-out eval map)")
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=120, help="steps per episode")
+    parser.add_argument("--context", type=int, default=4, help="real context frames before the first scored frame")
+    parser.add_argument("--seed", type=int, default=1000, help="seed of the first held-out episode")
+    parser.add_argument("--tics-per-step", type=int, default=4, help="frame skip when the model does not say")
 
 
 def _no_pose(frame_clock: int) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from reverie.engine import protocol as P
 from reverie.engine.curve import CurveError, CurveServer, is_loopback
+from reverie.engine.poll_loop import PollLoop
 from reverie.engine.ratelimit import Limiter, Rate
 
 log = logging.getLogger("reverie.cluster")
@@ -62,7 +63,7 @@ class _Route:
     unanswered: deque = field(default_factory=lambda: deque(maxlen=4))         # (seq, raw action header)
 
 
-class Gateway:
+class Gateway(PollLoop):
     """Relay sessions between clients on `endpoint` and the replicas of `pool` (`pool.ReplicaPool`).
 
     `endpoint` follows the single server's rule: loopback needs no keys, anything else needs
@@ -99,23 +100,14 @@ class Gateway:
         self.poller.register(self.sock, zmq.POLLIN)
         self._dead: deque = deque()
         pool.on_dead = self._dead.append  # called from the pool's watcher thread; handled in the loop
-        self._stop = False
         self._last_sweep = time.monotonic()
         self.counters = {"sessions_routed": 0, "refused": 0, "failovers": 0, "replica_lost": 0, "relayed_in": 0,
                          "relayed_out": 0, "rate_limited": 0}
 
     # --- the loop ------------------------------------------------------------------------------------
-    def serve_forever(self, poll_ms: int = 20) -> None:
-        try:
-            while not self._stop:
-                self.run_once(poll_ms)
-        finally:
-            self.close()
+    POLL_MS = 20
 
-    def stop(self) -> None:
-        self._stop = True
-
-    def run_once(self, poll_ms: int = 20) -> None:
+    def run_once(self, poll_ms: int = POLL_MS) -> None:
         while self._dead:
             self._replica_lost(self._dead.popleft())
         now = time.monotonic()

@@ -21,9 +21,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", help="registered world model (default: default)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="keyword for the model factory, repeatable (e.g. checkpoint=runs/x/model.safetensors)")
+    from reverie.engine.keyvalues import add_model_arguments
+
+    add_model_arguments(parser)
     parser.add_argument("--context", required=True, metavar="ROLLOUT", help="rollout whose first frames start the model")
     parser.add_argument("--context-frames", type=int, default=4, help="real frames committed as history (default 4)")
     parser.add_argument("--actions", default=None, metavar="FILE",

@@ -24,9 +24,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reverie.engine.bench.memory import add_model_arguments
+    from reverie.engine.bench.memory import add_run_arguments
 
-    add_model_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument("--source", choices=("game", "random", "rollout"), default="game")
     parser.add_argument("--rollout", action="append", default=[], help="rollout directory (with --source rollout)")
     parser.add_argument("--map", default=None, help="real-game map (default: the training map)")

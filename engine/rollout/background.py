@@ -19,12 +19,12 @@ import threading
 
 import numpy as np
 
-from reverie.engine.rollout.writer import RolloutWriter
+from reverie.engine.rollout.writer import ClosingOnExit, RolloutWriter
 
 log = logging.getLogger("reverie.rollout")
 
 
-class BackgroundRolloutWriter:
+class BackgroundRolloutWriter(ClosingOnExit):
     """`RolloutWriter` behind a bounded queue and one thread. `max_pending` steps may wait in the queue;
     when it is full `append` blocks (recording never silently drops steps). `copy_frames=False` queues the
     caller's frame arrays as they are (for callers that never write to them again)."""
@@ -103,14 +103,10 @@ class BackgroundRolloutWriter:
             self._raise_pending()
         return self.summary
 
-    def __enter__(self) -> "BackgroundRolloutWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            if not self._closing:
-                self._closing = True
-                self._queue.put(("abort", (), {}))
-            self._thread.join()
+    def abort(self) -> None:
+        """Stop without finalising: what is queued before this is written, then the rollout is left
+        readable and partial (`RolloutWriter.abort`); waits for the thread."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put(("abort", (), {}))
+        self._thread.join()

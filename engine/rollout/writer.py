@@ -33,7 +33,21 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-class RolloutWriter:
+class ClosingOnExit:
+    """`with writer:` finalises on a clean exit (`close()`) and leaves a readable partial rollout when the
+    block raises (`abort()`)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class RolloutWriter(ClosingOnExit):
     """Writes one rollout directory. `out_dir` must not exist or be empty.
 
     append(frame uint8 [H, W, 3], action (any form `meta.action_space.coerce` takes), pose (x, y, angle) | None, done=False, extra=None,
@@ -129,11 +143,3 @@ class RolloutWriter:
             self._frames.close()
             self._summary = {"dir": str(self.dir), "steps": self._steps, "frames_sha256": None, "preview_s": 0.0}
 
-    def __enter__(self) -> "RolloutWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

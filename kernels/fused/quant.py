@@ -18,63 +18,52 @@ from reverie.kernels.quant import check_quant_args
 
 
 @lazy_jit
-def _quantize(
+def _codec(
     X, C, S, Z, n_rows,
-    D: tl.constexpr, GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_R: tl.constexpr,
+    D: tl.constexpr, GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_R: tl.constexpr, DECODE: tl.constexpr,
 ):
+    """Encode rows of `X` into codes `C`, scales `S` (and int4 zero points `Z`), or with `DECODE` the
+    other way: codes, scales and zero points into rows of `X`. One row addressing for both directions."""
     NG: tl.constexpr = D // GROUP
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     mask_r = rows < n_rows
     rows64 = rows.to(tl.int64)
     offs_d = tl.arange(0, D)
     offs_g = tl.arange(0, NG)
-    x = tl.load(X + rows64[:, None] * D + offs_d[None, :], mask=mask_r[:, None], other=0.0).to(tl.float32)
-    xg = tl.reshape(x, [BLOCK_R, NG, GROUP])
-    if BITS == 8:
-        scale = tl.max(tl.abs(xg), 2) / 127.0
-        safe = tl.where(scale > 0, scale, 1.0)
-        y = xg / safe[:, :, None]
-        code = tl.where(y >= 0, tl.floor(y + 0.5), -tl.floor(0.5 - y))
-        code = tl.minimum(tl.maximum(code, -127.0), 127.0)
-        codes = tl.reshape(code, [BLOCK_R, D]).to(tl.int8)
-        tl.store(C + rows64[:, None] * D + offs_d[None, :], codes, mask=mask_r[:, None])
+    at_d = rows64[:, None] * D + offs_d[None, :]
+    at_g = rows64[:, None] * NG + offs_g[None, :]
+    at_p = rows64[:, None] * (D // 2) + tl.arange(0, D // 2)[None, :]  # packed int4 pairs
+    row_mask = mask_r[:, None]
+    if DECODE:
+        scale = tl.load(S + at_g, mask=row_mask, other=0.0)
+        if BITS == 8:
+            code = tl.load(C + at_d, mask=row_mask, other=0).to(tl.float32)
+            y = tl.reshape(code, [BLOCK_R, NG, GROUP]) * scale[:, :, None]
+        else:
+            packed = tl.load(C + at_p, mask=row_mask, other=0).to(tl.int32)
+            code = tl.reshape(tl.join(packed & 15, packed >> 4), [BLOCK_R, D]).to(tl.float32)
+            zero = tl.load(Z + at_g, mask=row_mask, other=0.0)
+            y = tl.reshape(code, [BLOCK_R, NG, GROUP]) * scale[:, :, None] + zero[:, :, None]
+        tl.store(X + at_d, tl.reshape(y, [BLOCK_R, D]).to(X.dtype.element_ty), mask=row_mask)
     else:
-        lo = tl.min(xg, 2)
-        scale = (tl.max(xg, 2) - lo) / 15.0
-        safe = tl.where(scale > 0, scale, 1.0)
-        code = tl.floor((xg - lo[:, :, None]) / safe[:, :, None] + 0.5)
-        code = tl.minimum(tl.maximum(code, 0.0), 15.0).to(tl.int32)
-        even, odd = tl.split(tl.reshape(code, [BLOCK_R, D // 2, 2]))
-        packed = (even | (odd << 4)).to(tl.uint8)
-        offs_p = tl.arange(0, D // 2)
-        tl.store(C + rows64[:, None] * (D // 2) + offs_p[None, :], packed, mask=mask_r[:, None])
-        tl.store(Z + rows64[:, None] * NG + offs_g[None, :], lo, mask=mask_r[:, None])
-    tl.store(S + rows64[:, None] * NG + offs_g[None, :], scale, mask=mask_r[:, None])
-
-
-@lazy_jit
-def _dequantize(
-    C, S, Z, OUT, n_rows,
-    D: tl.constexpr, GROUP: tl.constexpr, BITS: tl.constexpr, BLOCK_R: tl.constexpr,
-):
-    NG: tl.constexpr = D // GROUP
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    mask_r = rows < n_rows
-    rows64 = rows.to(tl.int64)
-    offs_d = tl.arange(0, D)
-    offs_g = tl.arange(0, NG)
-    scale = tl.load(S + rows64[:, None] * NG + offs_g[None, :], mask=mask_r[:, None], other=0.0)
-    if BITS == 8:
-        code = tl.load(C + rows64[:, None] * D + offs_d[None, :], mask=mask_r[:, None], other=0).to(tl.float32)
-        y = tl.reshape(code, [BLOCK_R, NG, GROUP]) * scale[:, :, None]
-    else:
-        offs_p = tl.arange(0, D // 2)
-        packed = tl.load(C + rows64[:, None] * (D // 2) + offs_p[None, :], mask=mask_r[:, None], other=0).to(tl.int32)
-        code = tl.reshape(tl.join(packed & 15, packed >> 4), [BLOCK_R, D]).to(tl.float32)
-        zero = tl.load(Z + rows64[:, None] * NG + offs_g[None, :], mask=mask_r[:, None], other=0.0)
-        y = tl.reshape(code, [BLOCK_R, NG, GROUP]) * scale[:, :, None] + zero[:, :, None]
-    out = tl.reshape(y, [BLOCK_R, D])
-    tl.store(OUT + rows64[:, None] * D + offs_d[None, :], out.to(OUT.dtype.element_ty), mask=mask_r[:, None])
+        xg = tl.reshape(tl.load(X + at_d, mask=row_mask, other=0.0).to(tl.float32), [BLOCK_R, NG, GROUP])
+        if BITS == 8:
+            scale = tl.max(tl.abs(xg), 2) / 127.0
+            safe = tl.where(scale > 0, scale, 1.0)
+            y = xg / safe[:, :, None]
+            code = tl.where(y >= 0, tl.floor(y + 0.5), -tl.floor(0.5 - y))
+            code = tl.minimum(tl.maximum(code, -127.0), 127.0)
+            tl.store(C + at_d, tl.reshape(code, [BLOCK_R, D]).to(tl.int8), mask=row_mask)
+        else:
+            lo = tl.min(xg, 2)
+            scale = (tl.max(xg, 2) - lo) / 15.0
+            safe = tl.where(scale > 0, scale, 1.0)
+            code = tl.floor((xg - lo[:, :, None]) / safe[:, :, None] + 0.5)
+            code = tl.minimum(tl.maximum(code, 0.0), 15.0).to(tl.int32)
+            even, odd = tl.split(tl.reshape(code, [BLOCK_R, D // 2, 2]))
+            tl.store(C + at_p, (even | (odd << 4)).to(tl.uint8), mask=row_mask)
+            tl.store(Z + at_g, lo, mask=row_mask)
+        tl.store(S + at_g, scale, mask=row_mask)
 
 
 def _check_pow2(d: int, group: int) -> None:
@@ -94,8 +83,8 @@ def quantize_triton(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tenso
     scale = torch.empty(*lead, d // group, dtype=torch.float32, device=x.device)
     zero = torch.empty_like(scale) if bits == 4 else None
     block_r = 16
-    _quantize[(triton.cdiv(n, block_r),)](rows, codes, scale, zero if zero is not None else scale, n,
-                                         D=d, GROUP=group, BITS=bits, BLOCK_R=block_r)
+    _codec[(triton.cdiv(n, block_r),)](rows, codes, scale, zero if zero is not None else scale, n,
+                                      D=d, GROUP=group, BITS=bits, BLOCK_R=block_r, DECODE=False)
     return codes, scale, zero
 
 
@@ -114,5 +103,5 @@ def dequantize_triton(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tens
     z = zero.reshape(-1, d // group).contiguous().float() if zero is not None else s
     n = c.shape[0]
     block_r = 16
-    _dequantize[(triton.cdiv(n, block_r),)](c, s, z, out, n, D=d, GROUP=group, BITS=bits, BLOCK_R=block_r)
+    _codec[(triton.cdiv(n, block_r),)](out, c, s, z, n, D=d, GROUP=group, BITS=bits, BLOCK_R=block_r, DECODE=True)
     return out

@@ -52,16 +52,9 @@ def _participation(
     tl.store(OUT + h * n_keys + offs_s, phi, mask=mask_s)
 
 
-def participation_scores_triton(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    *,
-    q_pos: torch.Tensor | None = None,
-    k_pos: torch.Tensor | None = None,
-    rope: RopeSpec | None = None,
-    sum_heads: bool = False,
-    scale: float = 1.0,
-) -> torch.Tensor:
+def participation_scores_triton(q: torch.Tensor, k: torch.Tensor, *, q_pos: torch.Tensor | None = None,
+                                k_pos: torch.Tensor | None = None, rope: RopeSpec | None = None,
+                                sum_heads: bool = False, scale: float = 1.0) -> torch.Tensor:
     """Same contract as `kernels.scores.participation_scores_ref`."""
     _check_scores_args(q, k, q_pos, k_pos, rope)
     h, s, d = k.shape

@@ -50,7 +50,7 @@ class ServerThread:
         self.server = Server(self.model, ServerConfig(**config), seed_frame=seed_frame_fn,
                              memory_factory=memory_factory, footprint=footprint)
         self.endpoint = self.server.endpoint
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"max_idle_poll_ms": 10}, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_ms": 10}, daemon=True)
 
     def __enter__(self) -> "ServerThread":
         self.thread.start()

@@ -74,11 +74,11 @@ def test_attention_kernel_compiles(bits, dtype, first, last):
 @here
 @pytest.mark.parametrize("bits", [8, 4])
 def test_quant_kernels_compile(bits):
-    from reverie.kernels.fused.quant import _dequantize, _quantize
+    from reverie.kernels.fused.quant import _codec
 
     codes = "*i8" if bits == 8 else "*u8"
-    _compile(_quantize, {"X": "*bf16", "C": codes}, dict(D=128, GROUP=32, BITS=bits, BLOCK_R=16))
-    _compile(_dequantize, {"C": codes, "OUT": "*bf16"}, dict(D=128, GROUP=32, BITS=bits, BLOCK_R=16))
+    for decode in (False, True):
+        _compile(_codec, {"X": "*bf16", "C": codes}, dict(D=128, GROUP=32, BITS=bits, BLOCK_R=16, DECODE=decode))
 
 
 @here
