@@ -135,3 +135,23 @@ def test_bad_views_raise(mutate, match):
         attend(q2, KVView((KVSegment(**fields), view.segments[1]), view.q_pos, view.rope))
     with pytest.raises(ValueError, match="no visible"):
         attend(q, KVView((), view.q_pos, view.rope))
+
+
+def test_the_gather_workspace_is_reused_and_never_aliases_an_output():
+    """The CPU path gathers multi-segment views into one per-thread buffer: a second call of the same or a
+    smaller size allocates nothing, leaves the first call's output intact, and matches the oracle."""
+    from reverie.kernels.attend import _WORKSPACE
+
+    g = torch.Generator().manual_seed(3)
+    with torch.inference_mode():
+        q1, v1 = random_view(2, 32, 4, 96, generator=g)
+        q2, v2 = random_view(2, 32, 4, 40, generator=g)
+        out1 = attend_torch(q1, v1)
+        kept = out1.clone()
+        ptr = _WORKSPACE.flat[torch.float32].data_ptr()
+        out2 = attend_torch(q2, v2)
+        assert _WORKSPACE.flat[torch.float32].data_ptr() == ptr
+        assert torch.equal(out1, kept)
+        for q, view, out in ((q1, v1, out1), (q2, v2, out2)):
+            torch.testing.assert_close(out, attend_ref(q, view), atol=1e-5, rtol=1e-5)
+
