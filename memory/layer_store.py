@@ -1,8 +1,8 @@
 """`LayerStore`: the regions of one layer, and how they become the segments of a `KVView`.
 
-View order: sink, mid, spill, retrieved, pending, recent (the scratch chunk is appended by the manager).
-`pending` are the frames that left `recent` and wait, in the manager's staging rows, for the next
-demotion batch (`PolicyConfig.demote_every`). Each
+View order: sink, mid, spill, retrieved, recent (the scratch chunk is appended by the manager). The
+recent segment also holds the frames that left the ring and wait, in the manager's staging rows right
+after the ring's slots, for the next demotion batch (`PolicyConfig.demote_every`). Each
 segment's positions come from the position policy; merged tiers carry a `log(count)` bias; head groups
 (Forcing-KV) hide slots from static heads with `-inf`.
 """
@@ -32,6 +32,7 @@ class LayerStore:
     retrieved: FrameRing | None = None
     stage: Tokens | None = None  # this layer's staging rows (`[H, n, D]`, metadata `[n]`); pending frames first
     pending_frames: int = 0  # frames of `stage` waiting for the next demotion batch
+    recent_block: tuple[torch.Tensor, torch.Tensor] | None = None  # k, v: the ring's slots, then `stage`'s rows
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
 
 
@@ -97,22 +98,17 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
         if "retrieved" not in shared:
             shared["retrieved"] = frame_positions(pp.retrieved(clock), store.retrieved, f, device)
         retrieved = store.retrieved.segment(shared["retrieved"])
-    if store.pending_frames:
-        m = store.pending_frames * f
-        if "pending" not in shared:  # the same frames in every layer's staging rows
-            shared["pending"] = pp.tail(store.stage.frame[:m], clock, "recent")
-        tail.append(("pending", KVSegment(k=store.stage.k[:, :m], v=store.stage.v[:, :m], pos=shared["pending"])))
     if store.recent.frames:
-        if "recent" not in shared:
-            shared["recent"] = pp.tail(store.recent.frame[:store.recent.slots_used], clock, "recent")
-        tail.append(("recent", store.recent.segment(shared["recent"])))
+        if "recent" not in shared:  # the same frames in every layer (the ring's, then the pending ones)
+            shared["recent"] = pp.tail(_recent_frame_ids(store), clock, "recent")
+        tail.append(("recent", _recent_segment(store, shared["recent"])))
     segs = []
     if store.sink is not None and store.sink.frames:
         segs.append(store.sink.segment(_sink_positions(store, clock, pp, tail, f, device, shared)))
     segs += [seg for name, seg in tail if name in ("mid", "spill")]
     if retrieved is not None:
         segs.append(retrieved)
-    segs += [seg for name, seg in tail if name in ("pending", "recent")]
+    segs += [seg for name, seg in tail if name == "recent"]
     if heads is None or not heads.ready:
         return tuple(segs)
     names = segment_names(store)
@@ -126,8 +122,7 @@ def _sink_positions(store: LayerStore, clock, pp, tail: list, f: int, device, sh
     """The sink's token positions: shared by every layer, unless the policy places the sink below the
     lowest position this layer's tail holds (`sink_follows_tail`; pools keep different tokens per layer)."""
     if tail and pp.sink_follows_tail:
-        lows = [seg.pos.min() if name in ("pending", "recent") else _held_min(getattr(store, name), seg.pos)
-                for name, seg in tail]
+        lows = [seg.pos.min() if name == "recent" else _held_min(getattr(store, name), seg.pos) for name, seg in tail]
         return frame_positions(pp.sink_below(clock, _lowest(lows)), store.sink, f, device)
     if "sink" not in shared:
         shared["sink"] = frame_positions(pp.sink(clock), store.sink, f, device)
@@ -162,14 +157,38 @@ def slot_tokens(store: LayerStore) -> torch.Tensor:
             n = pool.used
             tok = pool.frame[:n] * f + pool.hw[:n]
             ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
-        elif name == "pending":
-            m = store.pending_frames * f
-            ids.append(store.stage.frame[:m] * f + store.stage.hw[:m])
+        elif name == "recent":
+            ids.append(_recent_frame_ids(store) * f + _recent_token_index(store))
         else:
             ring = getattr(store, name)
             n = ring.slots_used
             ids.append(ring.frame[:n] * f + torch.arange(n, device=ring.frame.device) % f)
     return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=store.recent.frame.device)
+
+
+def _recent_frame_ids(store: LayerStore) -> torch.Tensor:
+    """Frame id of every slot of the recent segment: the ring's slots, then the pending frames' rows
+    (pending frames exist only while the ring is full)."""
+    ring = store.recent
+    ids = ring.frame[:ring.slots_used]
+    if not store.pending_frames:
+        return ids
+    return torch.cat((ids, store.stage.frame[:store.pending_frames * ring.f]))
+
+
+def _recent_token_index(store: LayerStore) -> torch.Tensor:
+    n = store.recent.slots_used + store.pending_frames * store.recent.f
+    return torch.arange(n, device=store.recent.frame.device) % store.recent.f
+
+
+def _recent_segment(store: LayerStore, pos: torch.Tensor) -> KVSegment:
+    """The recent ring and, after its slots, the frames waiting for a demotion batch: one contiguous
+    segment when they share a buffer (`recent_block`), else the ring alone."""
+    if not store.pending_frames:
+        return store.recent.segment(pos)
+    k, v = store.recent_block
+    n = pos.shape[0]
+    return KVSegment(k=k[:, :n], v=v[:, :n], pos=pos)
 
 
 def frame_positions(per_frame, ring: FrameRing, f: int, device) -> torch.Tensor:
@@ -191,8 +210,6 @@ def segment_names(store: LayerStore) -> list[str]:
     names += [n for n, p in (("mid", store.mid), ("spill", store.spill)) if p is not None and p.used]
     if store.retrieved is not None and store.retrieved.frames:
         names.append("retrieved")
-    if store.pending_frames:
-        names.append("pending")
     if store.recent.frames:
         names.append("recent")
     return names

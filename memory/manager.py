@@ -27,6 +27,7 @@ from reverie.memory import accounting
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
+from reverie.memory.frame_ring import FrameRing
 from reverie.memory.footprint import default_policy, session_buffer_bytes
 from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
 from reverie.memory.layer_store import (LayerStore, build_segments, new_stores, segment_names, slot_tokens,
@@ -69,6 +70,8 @@ class MemoryManager:
                               "the batched layout (a full-precision mid pool without spill tier or merging)")
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
+        if layout.pending_frames:
+            self._share_recent_with_staging()
         for store, stage in zip(self.layers, self._stages):
             store.stage = stage
         self._pending: list[int] = []  # frames that left `recent`, visible in the staging rows until demoted
@@ -121,6 +124,25 @@ class MemoryManager:
         budget = resolve_budget(spec, cfg, budget_bytes, budget_frac, horizon_frames)
         layout = plan_layout(spec, cfg, budget, horizon_frames)
         return cls(spec, cfg, layout, device)
+
+    def _share_recent_with_staging(self) -> None:
+        """Put each layer's recent ring and its staging rows in one buffer `[H, (R + n) * F, D]`, the rows
+        right after the ring's slots, so that the ring and the pending frames after it are read as one
+        segment (`LayerStore.recent_block`): pending frames exist only once the ring is full."""
+        s, lay = self.spec, self.layout
+        ring_slots = lay.recent_frames * s.tokens_per_frame
+        shape = (s.layers, s.heads, ring_slots + self._stage_all.k.shape[2], s.head_dim)
+        block_k = torch.zeros(shape, dtype=s.kv_dtype, device=self.device)
+        block_v = torch.zeros_like(block_k)
+        self._stage_all = self._stage_all._replace(k=block_k[:, :, ring_slots:], v=block_v[:, :, ring_slots:])
+        self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(s.layers)]
+        for layer, store in enumerate(self.layers):
+            old = store.recent
+            store.recent = FrameRing(capacity=old.capacity, heads=s.heads, head_dim=s.head_dim,
+                                     tokens_per_frame=s.tokens_per_frame, dtype=s.kv_dtype, device=self.device,
+                                     mode=old.mode, buffers={"k": block_k[layer, :, :ring_slots],
+                                                             "v": block_v[layer, :, :ring_slots], "frame": old.frame})
+            store.recent_block = (block_k[layer], block_v[layer])
 
     def _new_staging(self) -> Tokens:
         """Per-layer rows (`[L, H, n, D]`, metadata `[L, n]`) for the frames a commit pushes out of `recent`:

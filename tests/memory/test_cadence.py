@@ -145,3 +145,33 @@ def test_a_small_budget_gets_smaller_batches():
     for c in range(12):
         run_chunk(small, spec, c, pose=(0.0, 0.0, 0.0))
         assert small.layers[0].pending_frames == 0
+
+
+def test_pending_frames_read_with_the_ring_and_survive_a_copy():
+    """The recent ring and the staging rows share one buffer, so the ring and the pending frames after it
+    are one segment of the view; a copy of the memory (`Session.fork`) keeps that sharing and runs on
+    exactly as the original."""
+    import copy
+
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy="dual", demote_every=3, budget_frac=0.5, horizon_frames=64)
+    for c in range(20):
+        run_chunk(mem, spec, c, pose=(0.0, 0.0, 0.0))
+    while mem.layers[0].pending_frames == 0:
+        run_chunk(mem, spec, 50, pose=(0.0, 0.0, 0.0))
+    mem.begin_chunk()
+    q = torch.zeros(spec.heads, spec.tokens_per_frame, spec.head_dim)
+    view = mem.view(0, q, q, q)
+    st = mem.layers[0]
+    recent = view.segments[-2]  # the scratch chunk is last
+    assert recent.visible == (st.recent.capacity + st.pending_frames) * spec.tokens_per_frame
+    assert recent.k.untyped_storage().data_ptr() == st.stage.k.untyped_storage().data_ptr()
+    mem.end_chunk()
+    twin = copy.deepcopy(mem)
+    t = twin.layers[0]
+    assert t.recent.k.untyped_storage().data_ptr() == t.stage.k.untyped_storage().data_ptr()
+    assert t.recent.k.untyped_storage().data_ptr() != st.recent.k.untyped_storage().data_ptr()
+    for c in range(60, 70):
+        a, b = run_chunk(mem, spec, c, pose=(0.0, 0.0, 0.0)), run_chunk(twin, spec, c, pose=(0.0, 0.0, 0.0))
+        for (_, va), (_, vb) in zip(a, b):
+            assert all(torch.equal(x.k, y.k) and torch.equal(x.pos, y.pos) for x, y in zip(va.segments, vb.segments))
