@@ -18,6 +18,9 @@ class PollLoop(ABC):
         self._stop = True
 
     def serve_forever(self, poll_ms: int | None = None) -> None:
+        from reverie.engine.heap import settle_heap
+
+        settle_heap()  # the models are loaded: keep full garbage collections out of the frame loop
         try:
             while not self._stop:
                 self.run_once(self.POLL_MS if poll_ms is None else poll_ms)

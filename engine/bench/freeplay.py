@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from reverie.engine.bench import metrics as M
+from reverie.engine.heap import settle_heap
 
 PLAY_MAP = "maze"
 BANK_SEED_OFFSET = 100
@@ -199,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, **parse_key_values(args.model_arg))
     except Exception as exc:  # unknown model, missing or corrupt weights: say so and stop
         raise SystemExit(f"reverie bench freeplay: cannot load model '{args.model}': {exc}") from None
+    settle_heap()  # as the server does before its loop
     spec = model.spec
     if (args.context - 1) % spec.chunk_frames:
         raise SystemExit(f"reverie bench freeplay: --context - 1 must be a multiple of {spec.chunk_frames} frames")

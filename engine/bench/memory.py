@@ -41,6 +41,7 @@ import json
 from reverie.engine.bench.episodes import free_run, free_runs, game_episode, random_episode
 from reverie.engine.bench.metrics import psnr
 from reverie.engine.bench.shadow import ShadowMemory
+from reverie.engine.heap import settle_heap
 from reverie.engine.keyvalues import add_model_arguments, parse_key_values
 
 AT_HORIZON_FRAMES = 64  # ms_per_frame_at_horizon: the last frames of a rollout, when `full` holds ~the horizon
@@ -95,6 +96,7 @@ def load_world_model(args):
         model = load_model(args.model, **parse_key_values(args.model_arg))
     except Exception as exc:  # unknown model, missing weights: say so and stop
         raise SystemExit(f"reverie bench: cannot load model '{args.model}': {exc}") from None
+    settle_heap()  # as the server does before its loop
     return model
 
 

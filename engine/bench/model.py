@@ -32,6 +32,7 @@ import json
 import time
 
 from reverie.engine.bench.metrics import psnr
+from reverie.engine.heap import settle_heap
 
 HORIZONS = (8, 16, 32)
 
@@ -131,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # unknown model, missing or corrupt weights: say so and stop
         raise SystemExit(f"reverie bench model: cannot load model '{args.model}': {exc}") from None
     load_s = time.perf_counter() - t0
+    settle_heap()  # as the server does before its loop
     meta = getattr(model, "meta", {}) or {}
     map_name = args.map or DEFAULT_EVAL_MAP
     if get_map(map_name).role != "eval":
