@@ -60,6 +60,9 @@ class NoCache:
     def kv_bytes(self) -> int:
         return 0
 
+    def region_bytes(self) -> dict[str, int]:
+        return {}
+
     def flush(self) -> None:
         pass
 

@@ -5,7 +5,9 @@ policy (default: the default policy, `dual`) at `--budget-frac` of the full cach
 and reports:
 
 * `kv_bytes_after_fill` / `kv_bytes_last`: cache bytes when the cache first reaches its final size, and
-  at the end (equal for a budgeted policy);
+  at the end (equal for a budgeted policy). Frames waiting for a demotion batch (`PolicyConfig.
+  demote_every`) come and go every few frames, so these leave them out; `kv_max`, the most the cache held
+  at any chunk's end, counts them;
 * `ms_ratio_last_first`: median wall ms per frame over the last `--window` frames divided by the median
   over the first `--window` frames after the fill (medians: the machine is shared and noisy);
   `cpu_ms_ratio_last_first` is the same with this process's CPU time, which other processes on a busy
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     chunks = args.frames // k
     w = max(1, args.window // k)
     frozen, paired_from, pairs_first, pairs_last, rss_frozen = None, None, [], [], None
+    kv_max = 0
     for chunk in range(chunks):
         acts = episode.actions[1 + chunk * k: 1 + (chunk + 1) * k]
         pairs = None
@@ -110,12 +113,15 @@ def run(args: argparse.Namespace) -> int:
                 control = _timed_control(frozen, state, acts)
             pairs.append(ms[-1] / control)
             _release_freed_heap()  # the copies' freed pages are not the session's memory
-        kv.append(mem.kv_bytes())
+        held = mem.region_bytes()
+        kv.append(sum(held.values()) - held.get("pending", 0))
+        kv_max = max(kv_max, sum(held.values()))
         rss.append(proc.memory_info().rss)
         if args.paired and frozen is None and len(kv) > 1 and kv[-1] == kv[-2] and chunk + 2 * w <= chunks:
             frozen, paired_from = session.fork(), chunk + 1  # the cache stopped growing: its fill state
             rss_frozen = proc.memory_info().rss
     result = summarize(ms, kv, rss, k, args.window)
+    result["kv_max"] = kv_max
     cpu_first = cpu[result["fill_frame"] // k - 1:][: len(cpu)]
     w = result["window_chunks"]
     result["cpu_ms_ratio_last_first"] = _median(cpu[-w:]) / max(_median(cpu_first[:w]), 1e-9)

@@ -55,6 +55,16 @@ def test_bench_longrun_on_a_toy_model(capsys):
     assert out["paired_from_frame"] is not None and out["ms_ratio_paired"] > 0
 
 
+def test_bench_longrun_with_frames_waiting_for_a_demotion_batch(capsys):
+    """`dual` at this budget keeps up to two frames waiting for a batch: they come and go every frame, yet
+    the fill is found, the paired control runs, and the most the cache held stays within the budget."""
+    assert main(["bench", "longrun", "--model", "memtest-toy", "--frames", "96", "--window", "10", "--horizon", "64",
+                 "--json"]) == 0
+    out = last_json(capsys)
+    assert out["kv_bytes_last"] == out["kv_bytes_after_fill"] < out["kv_max"] <= out["budget_bytes"]
+    assert out["fill_frame"] < 96 - 20 and out["ms_ratio_paired"] > 0
+
+
 def test_bench_longrun_without_the_paired_control(capsys):
     assert main(["bench", "longrun", "--model", "memtest-toy", "--frames", "60", "--window", "10", "--horizon", "16",
                  "--no-paired", "--json"]) == 0
