@@ -18,6 +18,8 @@ class PollLoop(ABC):
         self._stop = True
 
     def serve_forever(self, poll_ms: int | None = None) -> None:
+        import gc
+
         from reverie.engine.heap import settle_heap
 
         settle_heap()  # the models are loaded: keep full garbage collections out of the frame loop
@@ -26,6 +28,7 @@ class PollLoop(ABC):
                 self.run_once(self.POLL_MS if poll_ms is None else poll_ms)
         finally:
             self.close()
+            gc.unfreeze()  # what was frozen for the loop can be collected again
 
     @abstractmethod
     def run_once(self, poll_ms: int) -> None:
