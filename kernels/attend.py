@@ -101,7 +101,7 @@ class _Workspace(threading.local):
     the device's caching allocator already reuses memory)."""
 
     def __init__(self) -> None:
-        self.flat: dict[tuple, torch.Tensor] = {}
+        self.flat: dict[torch.dtype, torch.Tensor] = {}  # one flat buffer per working dtype
 
     def take(self, h: int, n: int, d: int, dims: int, dtype: torch.dtype, device: torch.device):
         if device.type != "cpu":

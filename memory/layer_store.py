@@ -157,12 +157,10 @@ def slot_tokens(store: LayerStore) -> torch.Tensor:
             n = pool.used
             tok = pool.frame[:n] * f + pool.hw[:n]
             ids.append(torch.where(torch.isfinite(pool.score[:n]), tok, torch.full_like(tok, -1)))
-        elif name == "recent":
-            ids.append(_recent_frame_ids(store) * f + _recent_token_index(store))
         else:
             ring = getattr(store, name)
-            n = ring.slots_used
-            ids.append(ring.frame[:n] * f + torch.arange(n, device=ring.frame.device) % f)
+            frames = _recent_frame_ids(store) if name == "recent" else ring.frame[:ring.slots_used]
+            ids.append(frames * f + torch.arange(len(frames), device=frames.device) % f)
     return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64, device=store.recent.frame.device)
 
 
@@ -174,11 +172,6 @@ def _recent_frame_ids(store: LayerStore) -> torch.Tensor:
     if not store.pending_frames:
         return ids
     return torch.cat((ids, store.stage.frame[:store.pending_frames * ring.f]))
-
-
-def _recent_token_index(store: LayerStore) -> torch.Tensor:
-    n = store.recent.slots_used + store.pending_frames * store.recent.f
-    return torch.arange(n, device=store.recent.frame.device) % store.recent.f
 
 
 def _recent_segment(store: LayerStore, pos: torch.Tensor) -> KVSegment:

@@ -65,9 +65,6 @@ class MemoryManager:
         stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
         self.layers, self.stack, self.retrieved = new_stores(spec, layout, self.device, stack_mid)
         self.batched = stack_mid or not layout.mid_tokens
-        if layout.pending_frames and not self.batched:
-            raise BudgetError(f"policy '{cfg.name}': demotion in batches (demote_every={cfg.demote_every}) needs "
-                              "the batched layout (a full-precision mid pool without spill tier or merging)")
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
         if layout.pending_frames:
