@@ -24,9 +24,10 @@ Nothing here is trained on the held-out map; the depth unit is fitted on the tra
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
+
+from reverie.engine.bench.report import finish
 
 TRAIN_DRIVERS = ("wander", "random", "go-and-return")
 MOTION_PARTS = ("ahead", "right", "turn", "up")
@@ -176,6 +177,4 @@ def run(args: argparse.Namespace) -> int:
                 "reproject_predicted_motion", "reproject_predicted_motion_averaged"):
         print(f"  {key:<38}{result[key]:8.2f} dB  {result[key] - base:+6.2f}")
     print("  motion predicted from the past (R^2): " + ", ".join(f"{k} {v:.2f}" for k, v in result["motion_r2"].items()))
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)

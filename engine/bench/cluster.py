@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from reverie.engine.bench.report import finish
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="world model (default: %(default)s)")
@@ -176,9 +178,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"node removed: {result['moved_sessions']} sessions resumed in {result['failover_resume_s']} s; others "
           f"{result['others_fps_before']} -> {result['others_fps_after']} fps; then {result['sessions_opened_after']} "
           f"more sessions opened before one was refused ({result['refused_message'][:80]})")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _fields(total: int | None) -> dict:

@@ -35,6 +35,7 @@ import msgpack
 import numpy as np
 
 from reverie.engine import protocol as P
+from reverie.engine.bench.report import finish
 
 GAP_LIMIT_MS = 250.0
 
@@ -77,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
             stop_server(proc)
     result.update(model=model, model_kwargs=json.loads(kwargs))
     _print(result)
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _bench(endpoint: str, pid: int, args) -> dict:

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from reverie.engine.bench import metrics as M
+from reverie.engine.bench.report import finish
 from reverie.engine.heap import settle_heap
 
 PLAY_MAP = "maze"
@@ -225,9 +226,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result_files = ""
     _print_table(result, result_files)
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _fmt(x) -> str:

@@ -17,8 +17,9 @@ index, bias, q, out) per second, `peak_mb` the inputs' bytes plus the peak of wh
 from __future__ import annotations
 
 import argparse
-import json
 import time
+
+from reverie.engine.bench.report import finish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
     _print_table(name, rows)
     for line in _ratios(rows):
         print(line)
-    if args.json:
-        print(json.dumps({"device": name, "rows": rows}))
-    return 0
+    return finish({"device": name, "rows": rows}, args.json)
 
 
 # ---------------------------------------------------------------------------------------------- cases

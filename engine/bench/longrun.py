@@ -32,8 +32,9 @@ each chunk is `Session.generate` with the episode's per-frame actions, and the f
 from __future__ import annotations
 
 import argparse
-import json
 import time
+
+from reverie.engine.bench.report import finish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
     for key in ("kv_bytes_after_fill", "kv_bytes_last", "fill_frame", "ms_first", "ms_last", "ms_ratio_last_first",
                 "cpu_ms_ratio_last_first", "ms_ratio_paired", "rss_growth", "max_position_seen", "max_position"):
         print(f"  {key:>20}: {result[key]}")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _release_freed_heap() -> None:

@@ -36,10 +36,10 @@ The last line with `--json`: `{"horizon", "model", "device", "rows": [{"policy",
 from __future__ import annotations
 
 import argparse
-import json
 
 from reverie.engine.bench.episodes import free_run, free_runs, game_episode, random_episode
 from reverie.engine.bench.metrics import psnr
+from reverie.engine.bench.report import finish
 from reverie.engine.bench.shadow import ShadowMemory
 from reverie.engine.heap import settle_heap
 from reverie.engine.keyvalues import add_model_arguments, parse_key_values
@@ -177,13 +177,11 @@ def run(args: argparse.Namespace) -> int:
             row["revisit_psnr"] = sum(vals) / len(vals) if vals else None
         rows.append(row)
     print_table(rows, refused, n, args.model, pose_from)
-    if args.json:
-        print(json.dumps({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from, "set": overrides,
-                          "revisits": sum(len(e.revisits) for e in revisit_eps),
-                          "revisit_out": list(args.revisit_out) if revisit_eps else None,
-                          "revisit_gap_frames": [g for e in revisit_eps for g in e.loop_gaps],
-                          "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}))
-    return 0
+    return finish({"horizon": n, "model": args.model, "device": str(device), "pose": pose_from, "set": overrides,
+                   "revisits": sum(len(e.revisits) for e in revisit_eps),
+                   "revisit_out": list(args.revisit_out) if revisit_eps else None,
+                   "revisit_gap_frames": [g for e in revisit_eps for g in e.loop_gaps],
+                   "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}, args.json)
 
 
 def _mean(acc) -> float | None:

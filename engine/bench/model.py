@@ -28,10 +28,10 @@ averaged over frames.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from reverie.engine.bench.metrics import psnr
+from reverie.engine.bench.report import finish
 from reverie.engine.heap import settle_heap
 
 HORIZONS = (8, 16, 32)
@@ -172,9 +172,7 @@ def run(args: argparse.Namespace) -> int:
         "load_s": round(load_s, 3), "checkpoint_step": meta.get("step"),
     }
     _print_table(result)
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _print_table(r: dict) -> None:

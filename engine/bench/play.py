@@ -22,6 +22,8 @@ import json
 import tempfile
 import time
 
+from reverie.engine.bench.report import finish
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=600, help="measured frames per run (default: %(default)s)")
@@ -86,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {welcome.model} {welcome.frame_shape} {json.loads(kwargs) or ''}, policy {welcome.policy}, "
           f"{recorded_steps} steps recorded ({'complete' if recording_complete else 'INCOMPLETE'}), "
           f"recording/plain fps {rec['fps'] / max(plain['fps'], 1e-9):.2f}")
-    if args.json:
-        print(json.dumps(result))
-    return 0
+    return finish(result, args.json)
 
 
 def _alternate(endpoint: str, args, actions) -> dict:

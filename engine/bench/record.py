@@ -10,10 +10,11 @@ rows), each over the same number of steps.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
+
+from reverie.engine.bench.report import finish
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +99,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'resolution':<34}{args.resolution:>14}")
     if result.ended_early:
         print("note: the episode ended before --steps (goal reached); frames_per_s uses the steps recorded")
-    if args.json:
-        print(json.dumps(report))
-    return 0
+    return finish(report, args.json)

@@ -8,34 +8,31 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES: dict[str, tuple[str, str]] = {
-    "record": ("reverie.engine.bench.record", "recording the real game to disk (frames per second)"),
-    "model": ("reverie.engine.bench.model", "default model fidelity vs the real game, and denoise speed"),
-    "ceiling": ("reverie.engine.bench.ceiling", "how far moving the last frame can get: the game's own depth and eye"),
-    "freeplay": ("reverie.engine.bench.freeplay", "free play vs the real game: realism, sharpness, motion, turns, fps"),
-    "flood": ("reverie.engine.bench.flood", "a hostile flood beside a player: frame gaps, joins, server memory"),
-    "memory": ("reverie.engine.bench.memory", "every memory policy at several budgets on one seeded rollout"),
-    "longrun": ("reverie.engine.bench.longrun", "memory and speed flatness over thousands of frames"),
-    "kernels": ("reverie.engine.bench.kernels", "attention and cache kernels per backend"),
-    "play": ("reverie.engine.bench.play", "end-to-end server + bot client over TCP loopback"),
-    "cluster": ("reverie.engine.bench.cluster", "many players through the gateway on a simulated Ray cluster, a node removed"),
-}
+# Each bench is the module `reverie.engine.bench.NAME`; its docstring's first line is its help.
+BENCHES = ("record", "model", "ceiling", "freeplay", "flood", "memory", "longrun", "kernels", "play", "cluster")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    for name, (module_name, help_text) in BENCHES.items():
-        p = sub.add_parser(name, help=help_text)
-        p.set_defaults(_bench_module=module_name)
-        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    for name in BENCHES:
+        module_name = f"reverie.engine.bench.{name}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            p.set_defaults(_bench_missing=True)
+            sub.add_parser(name, help="not available in this version yet").set_defaults(_bench_missing=True)
             continue
+        p = sub.add_parser(name, help=summary(module))
+        p.set_defaults(_bench_module=module_name)
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         module.add_arguments(p)
+
+
+def summary(module) -> str:
+    """A bench module's one-line help: its docstring's first line, less the "`reverie bench NAME`: " lead."""
+    lines = (module.__doc__ or "").strip().splitlines()
+    return lines[0].split("`: ", 1)[-1].rstrip(".") if lines else ""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,29 +41,16 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, grad_
     opt.step()
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunPaths:
+    """Where a training run keeps its files, all under `out`."""
+
     out: Path
 
-    @property
-    def model(self) -> Path:
-        return self.out / "model.safetensors"
-
-    @property
-    def state(self) -> Path:
-        return self.out / "train_state.safetensors"
-
-    @property
-    def state_json(self) -> Path:
-        return self.out / "train_state.json"
-
-    @property
-    def curve(self) -> Path:
-        return self.out / "loss.csv"
-
-    @property
-    def snapshots(self) -> Path:
-        return self.out / "snapshots"
+    model = property(lambda self: self.out / "model.safetensors")  # the model, fp16, for use
+    state = property(lambda self: self.out / "train_state.safetensors")  # everything `resume_run` needs
+    curve = property(lambda self: self.out / "loss.csv")
+    snapshots = property(lambda self: self.out / "snapshots")
 
 
 def keep_snapshot(paths: RunPaths, step: int, keep: int) -> None:
