@@ -104,11 +104,17 @@ class RenderTrainConfig(GameData):
         return config_with_overrides(self, kw)
 
 
+RESIDUAL = RendererConfig(channels=(24, 48, 96), anchor="warped", sigma_data=0.25, sample_sigmas=(0.5, 0.1))
 RENDER_PRESETS: dict[str, RenderTrainConfig] = {
     "render": RenderTrainConfig(renderer=RendererConfig(channels=(24, 48, 96))),
     # stage 2: self-forcing from stage 1 (`--set init=runs/render1/model.safetensors`)
     "render-sf": RenderTrainConfig(renderer=RendererConfig(channels=(24, 48, 96)), steps=1200, batch=12,
                                    frames_per_window=1, rollout_frames=4, lr=2e-4, warmup=50),
+    # residual diffusion around the warped previous frame (`RendererConfig.anchor`), teacher-forced; init
+    # from stage 1's weights (`--set init=runs/render1/model.safetensors`), then self-forced (`render-res-sf`)
+    "render-res": RenderTrainConfig(renderer=RESIDUAL, steps=1200, p_mean=-1.2),
+    "render-res-sf": RenderTrainConfig(renderer=RESIDUAL, steps=600, batch=12, frames_per_window=1, rollout_frames=4,
+                                       lr=2e-4, warmup=50, p_mean=-1.2),
     "render-tiny": RenderTrainConfig(renderer=RendererConfig(channels=(8, 16), blocks=1, cond_dim=16),
                                      steps=3, batch=2, frames_per_window=2, window=6, warmup=1,
                                      checkpoint_every=2, log_every=1, maps=("maze",), drivers=("random",),
@@ -214,7 +220,7 @@ def loss(renderer: Renderer, batch: dict) -> torch.Tensor:
     """EDM's loss: the raw output against its target, which weights every noise level evenly."""
     _, raw = renderer(batch["x"], batch["sigma"], batch["guess"], batch["warped"], batch["prev1"],
                       batch["prev2"], batch["context_sigma"], batch["actions"])
-    return F.mse_loss(raw, renderer.target(batch["x0"], batch["x"], batch["sigma"]))
+    return F.mse_loss(raw, renderer.target(batch["x0"], batch["x"], batch["sigma"], batch["warped"]))
 
 
 def train_renderer(episodes: list[Episode], dit: DiTNet, cfg: RenderTrainConfig, out: str | Path, *, seed: int = 0,

@@ -55,6 +55,10 @@ class RendererConfig:
         sampler: "renoise" (a fresh noise draw for each next level) or "euler" (the deterministic step);
             the engine's `ModelSpec.sampler`.
         play_context_sigma: the context noise level declared for the previous frames at play time.
+        anchor: what the diffusion runs around. "none": the frame itself. "warped": the frame's difference
+            from the warped previous frame (residual diffusion, as CorrDiff does over a regression
+            model's mean): the copy path carries the place and the turn from frame to frame, and the
+            sampled difference draws what the move revealed and what the context noise hid.
     """
 
     channels: tuple[int, ...] = (32, 64, 128)
@@ -70,6 +74,7 @@ class RendererConfig:
     start: str = "guess"
     sampler: str = "renoise"
     play_context_sigma: float = 0.02
+    anchor: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -78,6 +83,8 @@ class RendererConfig:
             raise ValueError(f"sample_sigmas must be positive and decreasing, got {self.sample_sigmas}")
         if self.start not in ("guess", "noise") or self.sampler not in ("renoise", "euler"):
             raise ValueError(f"start must be guess|noise and sampler renoise|euler, got {self.start}, {self.sampler}")
+        if self.anchor not in ("none", "warped"):
+            raise ValueError(f"anchor must be none|warped, got {self.anchor!r}")
         if not self.channels or any(c < 8 or c % 8 for c in self.channels):
             raise ValueError(f"channels must be multiples of 8 (group norm), got {self.channels}")
         if self.blocks < 1 or self.sample_steps < 1 or self.num_actions < 1:
@@ -249,14 +256,21 @@ class Renderer(nn.Module):
             context_sigma: `[B]` that context noise level; actions: `[B]` int64.
         """
         c_skip, c_out, c_in = self.preconditioning(sigma)
+        base = self.base(warped)
+        x = x - base
         inputs = torch.cat((c_in * x, guess, warped, prev1, prev2), 1)
         raw = self.network(inputs, self.condition(sigma, context_sigma, actions))
-        return c_skip * x + c_out * raw, raw
+        return base + c_skip * x + c_out * raw, raw
 
-    def target(self, x0: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def base(self, warped: torch.Tensor) -> torch.Tensor | float:
+        """What the diffusion runs around (`RendererConfig.anchor`): the warped previous frame, or 0."""
+        return warped if self.cfg.anchor == "warped" else 0.0
+
+    def target(self, x0: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, warped: torch.Tensor) -> torch.Tensor:
         """What `F` should output for clean `x0` at noisy `x` (EDM's effective training target)."""
         c_skip, c_out, _ = self.preconditioning(sigma)
-        return (x0 - c_skip * x) / c_out
+        base = self.base(warped)
+        return ((x0 - base) - c_skip * (x - base)) / c_out
 
     @torch.no_grad()
     def sample(self, guess: torch.Tensor, warped: torch.Tensor, prev1: torch.Tensor, prev2: torch.Tensor,

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -81,13 +83,27 @@ def test_fresh_renderer_is_the_edm_skip_and_tiny_noise_returns_the_input():
     torch.testing.assert_close(d, x, atol=1e-3, rtol=0)  # at sigma -> 0 the frame is the input
 
 
-def test_raw_target_recovers_the_clean_frame():
-    r = Renderer(TINY)
-    x0 = torch.rand(2, 3, 48, 64) * 2 - 1
+@pytest.mark.parametrize("anchor", ["none", "warped"])
+def test_raw_target_recovers_the_clean_frame(anchor):
+    r = Renderer(replace(TINY, anchor=anchor))
+    x0, warped = (torch.rand(2, 3, 48, 64) * 2 - 1 for _ in range(2))
     sigma = torch.tensor([0.1, 2.0])
     x = x0 + sigma[:, None, None, None] * torch.randn_like(x0)
-    c_skip, c_out, _ = r.preconditioning(sigma)
-    torch.testing.assert_close(c_skip * x + c_out * r.target(x0, x, sigma), x0)
+    target = r.target(x0, x, sigma, warped)
+    with torch.no_grad():  # a network that outputs exactly its target denoises to the clean frame
+        r.network = lambda inputs, cond: target
+        d, _ = r(x, sigma, warped, warped, warped, warped, torch.ones(2), torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(d, x0)
+
+
+def test_warped_anchor_diffuses_the_difference_from_the_warped_frame():
+    r = Renderer(replace(TINY, anchor="warped"))
+    warped = torch.rand(1, 3, 48, 64) * 2 - 1
+    d, _ = r(warped.clone(), torch.ones(1), warped, warped, warped, warped, torch.ones(1),
+             torch.zeros(1, dtype=torch.long))
+    torch.testing.assert_close(d, warped)  # zero-initialised output, noise-free input at the anchor: the copy
+    with pytest.raises(ValueError, match="anchor"):
+        replace(TINY, anchor="guess")
 
 
 def test_euler_step_keeps_the_implied_noise():
