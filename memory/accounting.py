@@ -52,6 +52,7 @@ def stats(mem) -> dict:
         "bytes_per_region": rb,
         "bytes_per_tier": tiers,
         "frames_committed": mem.frames_committed,
+        "skipped_frames": mem.skipped_frames,
         "capacity": {"sink_frames": lay.sink_frames, "recent_frames": lay.recent_frames,
                      "mid_tokens": lay.mid_tokens, "spill_tokens": lay.spill_tokens,
                      "retrieved_frames": lay.retrieved_frames, "pending_frames": lay.pending_frames},

@@ -27,6 +27,7 @@ from reverie.memory import accounting
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
+from reverie.memory.events import CUT_GAP_FRAMES, as_event
 from reverie.memory.frame_ring import FrameRing
 from reverie.memory.footprint import default_policy, session_buffer_bytes
 from reverie.memory.heads import MIN_HISTORY_FRAMES, HeadGroups
@@ -85,6 +86,7 @@ class MemoryManager:
         self.demotion = Demotion(spec.tokens_per_frame, self.scorer, self.merger, self.archive, self.stack,
                                  self.timer)
         self.frames_committed = 0
+        self.skipped_frames = 0  # frame ids left out by RoPE cuts: the next frame's id is their sum
         self._retrieved_at: int | None = None  # frame clock of the last retrieval (None: due now)
         self._open = False
         self._committed: set[int] = set()
@@ -154,14 +156,14 @@ class MemoryManager:
 
     # ------------------------------------------------------------------ the loop
     def begin_chunk(self, pose=None, events=()) -> None:
-        """Start a chunk: handle `events` ("flush", "cut"), run retrieval for `pose`
+        """Start a chunk: handle `events` (`memory.events`), run retrieval for `pose`
         (`(x, y, angle_degrees)` or None), and fix this chunk's temporal positions."""
         if self._open and self._committed:
             raise RuntimeError("begin_chunk called while a chunk is being committed; call end_chunk() first")
         for event in events:
             self.handle_event(event)
         if self.archive is not None:
-            now = self.frames_committed
+            now = self.next_frame
             self.archive.note_pose(range(now, now + self.spec.chunk_frames), pose)
             if self.layout.retrieved_frames and self._retrieval_due(now):
                 with self.timer("retrieve"):
@@ -204,7 +206,7 @@ class MemoryManager:
         if self.heads is not None and not self.heads.ready:
             with self.timer("profile_heads"):  # on the view this chunk attended to, before it changes
                 self._profile_heads(layer, store, q, k, v)
-        f, now = s.tokens_per_frame, self.frames_committed
+        f, now = s.tokens_per_frame, self.next_frame
         displaced: list[int] = []
         at = len(self._pending) * f  # staging rows after the pending frames
         for i in range(s.chunk_frames):
@@ -245,7 +247,7 @@ class MemoryManager:
                 missing = sorted(set(range(self.spec.layers)) - self._committed)
                 raise RuntimeError(f"end_chunk: layers {missing} were not committed in this chunk")
             if self.archive is not None:
-                self.archive.forget_poses_before(self.frames_committed - self.layout.recent_frames - 1)
+                self.archive.forget_poses_before(self.next_frame - self.layout.recent_frames - 1)
             self.frames_committed += self.spec.chunk_frames
         self._committed.clear()
         self._open = False
@@ -309,7 +311,7 @@ class MemoryManager:
         for pool in (st.mid, st.spill):
             if pool is not None and pool.used and pool.min_frame is not None:
                 pool_lo = pool.min_frame if pool_lo is None else min(pool_lo, pool.min_frame)
-        return Clock(now=self.frames_committed, chunk=self.spec.chunk_frames, span=self.span,
+        return Clock(now=self.next_frame, chunk=self.spec.chunk_frames, span=self.span,
                      sink_cap=lay.sink_frames, pool_span=lay.pool_frames, retrieved_cap=lay.retrieved_frames,
                      recent_cap=lay.recent_frames,
                      sink_frames=tuple(st.sink.frames) if st.sink else (),
@@ -328,15 +330,19 @@ class MemoryManager:
         return slot_tokens(self.layers[layer])
 
     # ------------------------------------------------------------------ events
+    @property
+    def next_frame(self) -> int:
+        """The id (and, under `absolute` positions, the temporal position) of the next committed frame."""
+        return self.frames_committed + self.skipped_frames
+
     def handle_event(self, event) -> None:
-        """Apply one event: "flush" (keep sink + newest frames), "cut" (scene cut: keep the sink only). A
-        re-cache under a new condition is the session's: `engine.session.Session.rebuild_memory`."""
-        name = getattr(event, "kind", event)
-        handlers = {"flush": self.flush, "cut": self.cut}
-        if name not in handlers:
-            raise ValueError(f"unknown memory event {name!r}; known: {', '.join(handlers)}")
-        self.events_seen[name] = self.events_seen.get(name, 0) + 1
-        handlers[name]()
+        """Apply one event (a name or a `memory.events.MemoryEvent`): `flush` or `cut`, see `memory.events`."""
+        event = as_event(event)
+        self.events_seen[event.kind] = self.events_seen.get(event.kind, 0) + 1
+        if event.kind == "flush":
+            self.flush(event.keep_frames)
+        else:
+            self.cut(CUT_GAP_FRAMES if event.gap is None else event.gap)
 
     def flush(self, keep_frames: int | None = None) -> None:
         """KV Flush (Infinity-RoPE): keep the sink and the newest `keep_frames` frames (default: one
@@ -348,9 +354,12 @@ class MemoryManager:
             self._clear_pools(store)
         self._invalidate()
 
-    def cut(self) -> None:
-        """Scene cut: nothing of the previous scene but the sink stays visible."""
-        self.flush(keep_frames=0)
+    def cut(self, gap: int = CUT_GAP_FRAMES) -> None:
+        """RoPE cut (Infinity-RoPE): keep every frame; the next frame's id jumps `gap` frames on."""
+        if gap < 0:
+            raise ValueError(f"a cut's gap must be >= 0 frames, got {gap}")
+        self.skipped_frames += int(gap)
+        self._invalidate()
 
     def reset(self) -> None:
         """Forget everything (a new session on the same buffers)."""
@@ -363,6 +372,7 @@ class MemoryManager:
         if self.archive is not None:
             self.archive.clear()
         self.frames_committed = 0
+        self.skipped_frames = 0
         self._set_pending([])
         self._committed.clear()
         self._open = False

@@ -9,6 +9,7 @@ last `frame_context` clean latents per session (`engine.sampler.FrameContext`) a
 from __future__ import annotations
 
 from reverie.memory.errors import BudgetError, UnknownPolicyError
+from reverie.memory.events import as_event
 
 NO_CACHE = "none"
 
@@ -44,6 +45,8 @@ class NoCache:
         self._open = False
 
     def begin_chunk(self, pose=None, events=()) -> None:
+        for event in events:  # nothing to flush or cut, but an unknown event is still an error
+            as_event(event)
         self._open = True
 
     def end_chunk(self) -> None:
@@ -63,7 +66,10 @@ class NoCache:
     def region_bytes(self) -> dict[str, int]:
         return {}
 
-    def flush(self) -> None:
+    def flush(self, keep_frames: int | None = None) -> None:
+        pass
+
+    def cut(self, gap: int = 0) -> None:
         pass
 
     def reset(self) -> None:

@@ -4,6 +4,7 @@ import torch
 from reverie.kernels import attend_ref
 from reverie.kernels.view import KVSegment, KVView
 from reverie.memory import BudgetError, MemoryManager, UnknownPolicyError, available_policies
+from reverie.memory.events import CUT_GAP_FRAMES, MemoryEvent
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 
@@ -108,7 +109,7 @@ def test_commit_twice_in_a_chunk_is_an_error():
         mem.end_chunk()
 
 
-def test_flush_keeps_sink_and_newest_frames_and_cut_keeps_sink():
+def test_flush_keeps_sink_and_newest_frames():
     spec = tiny_spec()
     mem = MemoryManager.create(spec, policy="window", budget_frac=0.5, horizon_frames=16, sink_frames=1)
     for c in range(8):
@@ -119,9 +120,52 @@ def test_flush_keeps_sink_and_newest_frames_and_cut_keeps_sink():
     view = mem.view(0, *chunk_qkv(spec, 8, 0))
     assert view.visible == 4 * spec.tokens_per_frame  # sink + 2 recent + chunk
     mem.end_chunk()
-    mem.begin_chunk(events=["cut"])
+    mem.begin_chunk(events=[MemoryEvent("flush", keep_frames=0)])  # a new scene: the sink alone
     assert st.sink.frames == [0] and st.recent.frames == []
+    assert mem.stats()["events"] == {"flush": 2}
     with pytest.raises(ValueError, match="unknown memory event"):
         mem.begin_chunk(events=["teleport!"])
+    with pytest.raises(ValueError, match="gap must be an int"):
+        MemoryEvent("cut", gap=-1)
     mem.reset()
     assert mem.kv_bytes() == 0 and mem.frames_committed == 0
+
+
+@pytest.mark.parametrize("policy, moved", [("full", "query"), ("window", "query"), ("dual", "history"),
+                                           ("h2o", "history")])
+def test_cut_keeps_history_and_moves_the_new_scene_a_gap_away(policy, moved):
+    """A RoPE cut keeps every cached frame; the distance between the history and the next chunk grows by
+    the gap: under `absolute` positions the chunk's positions jump, under window-relative ones the
+    history's drop (the chunk stays at the top of the span)."""
+    spec = tiny_spec()
+    mem = MemoryManager.create(spec, policy=policy, budget_frac=0.5, horizon_frames=64)
+    for c in range(6):
+        run_chunk(mem, spec, c)
+    held = lambda: list(mem.layers[0].recent.frames)  # noqa: E731
+    before_frames = held()
+    mem.begin_chunk()
+    before = mem.view(0, *chunk_qkv(spec, 6, 0))
+    mem.end_chunk()  # nothing committed: the same chunk again after the cut
+    mem.begin_chunk(events=[MemoryEvent("cut", gap=7)])
+    after = mem.view(0, *chunk_qkv(spec, 6, 0))
+    assert held() == before_frames and after.visible == before.visible  # nothing dropped
+    newest = lambda view: int(view.segments[-2].pos.max())  # noqa: E731  the newest cached frame's position
+    distance = lambda view: int(view.q_pos.min()) - newest(view)  # noqa: E731
+    assert distance(after) == distance(before) + 7
+    if moved == "query":
+        assert int(after.q_pos.min()) == int(before.q_pos.min()) + 7
+    else:
+        assert int(after.q_pos.min()) == int(before.q_pos.min())
+    q, k, v = chunk_qkv(spec, 6, 0)
+    for layer in range(spec.layers):
+        mem.commit(layer, k, v, q)
+    mem.end_chunk()
+    st = mem.layers[0]
+    held_now = (st.sink.frames if st.sink is not None else []) + st.recent.frames  # a young sink fills first
+    assert held_now[-spec.chunk_frames:] == [6 + 7 + i for i in range(spec.chunk_frames)]
+    assert mem.frames_committed == 7 * spec.chunk_frames and mem.stats()["skipped_frames"] == 7
+    mem.begin_chunk(events=["cut"])
+    assert mem.next_frame == mem.frames_committed + 7 + CUT_GAP_FRAMES
+    mem.end_chunk()
+    mem.reset()
+    assert mem.next_frame == 0
