@@ -3,7 +3,8 @@
 The server's loop only hands rows over (`append`, `shown`: microseconds); the writing, the finalisation
 and the preview encode happen on the thread of an `engine.rollout.BackgroundRolloutWriter`, so disk
 never stalls play. Row 0 of the rollout is the session's seed frame (with the action committed with it,
-`noop` unless the session was started mid-episode), rows 1.. are the generated frames with their
+`noop` unless the session was started mid-episode), rows 1.. are the generated frames and the frames that
+started a new scene (`extra.scene` names how the memory handled it, `Session.scene`), with their
 actions, poses and timestamps (client send, server start/end, client shown). A row is handed to the
 writer once the client reports the frame shown, or after `hold` newer frames arrived without that report,
 so a recording killed at any moment leaves a readable prefix (minus at most `hold` rows and what the
@@ -117,6 +118,18 @@ class Recorder:
         self._pending[seq]["t_client_shown_ns"] = t_ns
         while self._order and "t_client_shown_ns" in self._pending.get(self._order[0], {}):
             self._write(self._order.popleft())
+
+    def scene(self, frame: np.ndarray, handling: str, action, pose) -> None:
+        """A new scene's frame (`engine.session.Session.scene`): written as a row of its own after every row
+        held so far, with `extra.scene` = the handling, so a regeneration replays the scene change."""
+        if self._closing:
+            return
+        while self._order:
+            self._write(self._order.popleft())
+        try:
+            self._writer.append(frame, action, pose, extra={"scene": handling}, t_server_end_ns=time.monotonic_ns())
+        except RuntimeError:
+            pass  # the writer failed meanwhile: logged there, kept in `error`
 
     def close(self, wait: bool = True, timeout: float = 60.0, regenerable: bool = True) -> dict | None:
         """Finish: hand over every held row, finalise the rollout and its preview on the writer's thread

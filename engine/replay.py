@@ -2,7 +2,8 @@
 
 A recording (`engine.recorder.Recorder`) holds the seed frame as row 0 (with the action committed with
 it), the seed, memory policy and budget, the actions played before it began (`prefix_actions`) and the
-torch thread count; with the same model they reproduce the recorded frames bit for bit.
+torch thread count; with the same model they reproduce the recorded frames bit for bit. A row that
+started a new scene (`extra.scene`) is replayed as that scene change, its frame given.
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ def regenerate(rollout, model, *, memory_factory=None, on_frame=None, out: str |
     frames = np.empty((max(0, len(rollout) - 1), *model.spec.frame_shape), np.uint8)
     try:
         for t in range(1, len(rollout)):
-            frames[t - 1] = session.step(rollout.actions[t]).frame
+            extra = rollout.extras[t]
+            scene = extra.get("scene") if isinstance(extra, dict) else None
+            if scene is not None:  # a new scene's frame: given, not generated
+                pose = rollout.poses[t]
+                session.scene(rollout.frames[t], scene, action=rollout.actions[t],
+                              pose=None if np.isnan(pose).any() else pose)
+                frames[t - 1] = rollout.frames[t]
+            else:
+                frames[t - 1] = session.step(rollout.actions[t]).frame
             if on_frame is not None:
                 on_frame(t, frames[t - 1])
     finally:

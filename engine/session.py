@@ -11,7 +11,8 @@ denoising), so the first generated frame already has context; `observe` commits 
 (e.g. real game frames) the same way. `reset` goes back to that state; `seed`
 changes the noise seed; `set_policy` / `set_budget` rebuild the memory and re-commit the last few frames
 (a recache, `rebuild_memory`: the one recache path), so the game goes on under the new policy without a
-cut; `flush` forwards the memory event.
+cut; `flush` forwards the memory event; `scene` starts a new scene from another frame, flushing, cutting
+or re-caching what the memory holds of the old one (`memory.events`).
 
 The session is the one chunk loop: play, recording and regeneration (`engine.replay`), `reverie rollout`,
 salience training and every bench drive sessions. What benches need beyond `step` / `observe`:
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from reverie.engine.sampler import FrameContext, commit_frames, generate_chunk, sample_chunk
+from reverie.memory.events import SCENE_HANDLINGS, MemoryEvent
 from reverie.memory.footprint import RECACHE_CHUNKS
 from reverie.world.actions import ActionValue
 from reverie.world.contract import WorldModel
@@ -152,15 +154,20 @@ class Session:
         self.context.reset()
         self.history: list[ActionValue] = []      # actions since the seed frame (regenerating a recording replays them)
         self.replayable = True            # False once a live event (seed, policy, budget, flush) changed the course
-        k, f = self.spec.chunk_frames, self.spec.frames_per_latent
-        with torch.inference_mode():  # the seed frame fills the first chunk of context (held for all of it)
-            if self.spec.prompt_tokens:  # ... and is the prompt of a model that cross-attends to one
+        self._prefix_replayable = True    # False once `history` misses a scene change (a recording holds it)
+        with torch.inference_mode():
+            if self.spec.prompt_tokens:  # the seed frame is the prompt of a model that cross-attends to one
                 self.context.prompt = self.model.prompt(torch.from_numpy(self.seed_frame).to(self.model.device))
-            seed = torch.from_numpy(self.seed_frame)[None].expand(f, *self.seed_frame.shape).contiguous()
-            latents = self.model.encode(seed.to(self.model.device))
-            self._commit(latents.expand(k, *latents.shape[1:]).contiguous(),
-                         self._bind([self.seed_action] * self.spec.frames_per_chunk))
+            self._commit_seed(self.seed_frame, self.seed_action)
         self.frame_clock = 1
+
+    def _commit_seed(self, frame: np.ndarray, action) -> None:
+        """Commit a seed frame (the session's first, or a new scene's): it fills a whole chunk of context,
+        held for all of it, with `action`."""
+        k, f = self.spec.chunk_frames, self.spec.frames_per_latent
+        seed = torch.from_numpy(frame)[None].expand(f, *frame.shape).contiguous()
+        latents = self.model.encode(seed.to(self.model.device))
+        self._commit(latents.expand(k, *latents.shape[1:]).contiguous(), self._bind([action] * self.spec.frames_per_chunk))
 
     def _retrieval_pose(self):
         """The pose the memory retrieves by for the next chunk."""
@@ -239,12 +246,17 @@ class Session:
 
         Raises whatever the factory raises (e.g. `memory.BudgetError`) and then keeps the old memory.
         """
+        self._recache(policy, budget_bytes)
+        self.replayable = False
+
+    def _recache(self, policy: str | None = None, budget_bytes: int | None | type(...) = ...) -> None:
+        """The one recache path: a new memory from the factory, and the last `recache_chunks` clean chunks
+        committed into it again (under the session's condition as it is now)."""
         policy = self.policy if policy is None else policy
         budget = self.budget_bytes if budget_bytes is ... else budget_bytes
         new = self._factory(self.spec, policy, budget)
         old, self.memory = self.memory, new
         self.policy, self.budget_bytes = policy, budget
-        self.replayable = False
         recent = list(self._recent)
         self._recent.clear()
         self.context.reset()
@@ -252,6 +264,60 @@ class Session:
             for latents, actions in recent:
                 self._commit(latents, actions)
         del old
+
+    def scene(self, frame: np.ndarray, handling: str | None = None, *, action=None, pose=None) -> str:
+        """Start a new scene mid-session from `frame` (uint8 `[H, W, 3]`: another place of the game, an
+        image, a teleport). What the memory keeps of the old scene is `handling` (default: the memory
+        policy's `on_scene`, else "flush"; see `memory.events`):
+
+        * "flush": the sink alone stays (Infinity-RoPE's KV flush, down to the sink);
+        * "cut": everything stays, and the new scene starts a RoPE cut's gap after it;
+        * "recache": everything stays, re-encoded under the new condition (PaFu-KV's / LongLive's re-cache:
+          models that take a prompt get the new frame as their prompt first; for a model without one the
+          history is committed again as it was).
+
+        Then the frame is committed as a seed frame is (the whole first chunk of context, with `action`,
+        default noop). Frames of the old scene's chunk not yet handed out are dropped. The dead-reckoned
+        pose goes on from where it was unless `pose` sets it (e.g. the real game's, after a teleport): pose
+        retrieval finds the old scene's frames by it. While recording, the frame is written as a row of its
+        own (`extra.scene` names the handling), so regenerating the recording reproduces the scene change;
+        without a recording the session is no longer `replayable`. Returns the handling used."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.shape != tuple(self.spec.frame_shape):
+            raise ValueError(f"a scene frame must be uint8 {tuple(self.spec.frame_shape)}, got {frame.dtype} {frame.shape}")
+        if handling is None:
+            handling = getattr(getattr(self.memory, "cfg", None), "on_scene", "flush")
+        if handling not in SCENE_HANDLINGS:
+            raise ValueError(f"unknown scene handling {handling!r}; known: {', '.join(SCENE_HANDLINGS)}")
+        action = self.spec.action_space.noop if action is None else self._check_action(action)
+        if pose is not None:
+            pose = tuple(float(v) for v in pose)
+            if len(pose) != 3 or not all(np.isfinite(pose)):
+                raise ValueError(f"a pose is (x, y, angle_degrees), got {pose}")
+        frame = np.array(frame, order="C", copy=True)
+        self._pending.clear()
+        with torch.inference_mode():
+            if self.spec.prompt_tokens:
+                self.context.prompt = self.model.prompt(torch.from_numpy(frame).to(self.model.device))
+            if handling == "recache":
+                self._recache()
+            else:
+                event = MemoryEvent("flush", keep_frames=0) if handling == "flush" else MemoryEvent("cut")
+                self.memory.begin_chunk(pose=self._retrieval_pose(), events=(event,))
+                self.memory.end_chunk()
+                if handling == "flush":
+                    self._recent.clear()
+                    self.context.reset()
+            if pose is not None and self.pose is not None:
+                self.pose = pose
+            self._commit_seed(frame, action)
+        self.frame_clock += 1
+        if self.recorder is not None:
+            self.recorder.scene(frame, handling, action, self.pose)
+            self._prefix_replayable = False  # the recording holds the scene; a later one's prefix would not
+        else:
+            self.replayable = False
+        return handling
 
     def flush(self) -> None:
         self.memory.flush()
@@ -275,7 +341,8 @@ class Session:
 
             self.recorder = Recorder(path, self.model, seed_frame=self.seed_frame, seed=self.seed,
                                      policy=self.policy, budget_bytes=self.budget_bytes,
-                                     prefix_actions=self.history, regenerable=self.replayable, fps=fps,
+                                     prefix_actions=self.history,
+                                     regenerable=self.replayable and self._prefix_replayable, fps=fps,
                                      seed_action=self.seed_action)
         return self.recorder
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from reverie.memory.events import SCENE_HANDLINGS
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyConfig:
@@ -36,6 +38,11 @@ class PolicyConfig:
             smaller batches when that would exceed an eighth of its frames). 1 = every commit.
             Batches need the batched layout (a full-precision mid pool without spill tier or merging, or
             none), no head groups, and positions that place a slot by its frame alone (not `packed`).
+    Events:
+        on_scene: how a new scene from the player is handled when the player names no handling
+            (`engine.session.Session.scene`): "flush" (drop the old scene but the sink), "cut" (keep it, a
+            RoPE cut's gap away) or "recache" (keep it, re-encoded under the new condition); see
+            `memory.events`.
     Strategies (names in small registries):
         scorer: how mid tokens are ranked (`memory.scorers.SCORERS`).
         positions: temporal position policy (`memory.positions.POSITIONS`).
@@ -82,6 +89,7 @@ class PolicyConfig:
     rope_limit: int | None = None
     position_span: int | None = None
     unbounded: bool = False
+    on_scene: str = "flush"
 
     def __post_init__(self) -> None:
         if self.sink_frames < 0 or not 0.0 <= self.sink_frac < 1.0:
@@ -123,6 +131,8 @@ class PolicyConfig:
             raise ValueError("rope_limit must be >= 1")
         if self.position_span is not None and self.position_span < 2:
             raise ValueError("position_span must be >= 2")
+        if self.on_scene not in SCENE_HANDLINGS:
+            raise ValueError(f"on_scene must be one of {', '.join(SCENE_HANDLINGS)}, got {self.on_scene!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:

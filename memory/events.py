@@ -27,6 +27,9 @@ CUT_GAP_FRAMES = 25
 
 KINDS = ("flush", "cut")
 
+#: how a session handles a new scene (`engine.session.Session.scene`; a policy's `on_scene`)
+SCENE_HANDLINGS = ("flush", "cut", "recache")
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryEvent:

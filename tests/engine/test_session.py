@@ -192,3 +192,69 @@ def test_fork_copies_the_state_and_shares_the_model():
     ahead = play(f, [7, 7, 0])
     assert s.memory.frames_committed == 3 and f.memory.frames_committed == 6
     assert np.array_equal(play(s, [7, 7, 0]), ahead)
+
+
+def _real_memory(spec, policy, budget_bytes):
+    from reverie.memory import MemoryManager
+
+    return MemoryManager.create(spec, policy=policy, budget_bytes=budget_bytes)
+
+
+@pytest.mark.parametrize("handling", ["flush", "cut", "recache"])
+def test_a_new_scene_is_handled_as_asked_and_its_recording_regenerates(tmp_path, handling):
+    from reverie.engine.replay import regenerate
+    from reverie.engine.rollout import read_rollout
+    from reverie.memory.events import CUT_GAP_FRAMES
+    from reverie.memory.footprint import RECACHE_CHUNKS
+
+    model = TinyWorld()
+    s = make(model, policy="window", budget_bytes=12 * model.spec.kv_bytes_per_frame, seed=3,
+             memory_factory=_real_memory)
+    s.start_recording(tmp_path / "r")
+    before = play(s, [1, 3, 7, 0])                      # frames 1-4 after the seed frame 0
+    other = np.full(model.spec.frame_shape, 200, np.uint8)
+    old = s.memory
+    assert s.scene(other, handling, pose=(5.0, 6.0, 90.0)) == handling
+    mem = s.memory.layers[0]
+    if handling == "flush":                             # the sink and the new scene's frame
+        assert mem.sink.frames == [0] and mem.recent.frames == [5]
+    elif handling == "cut":                             # everything, and the new frame a gap away
+        assert mem.recent.frames == [1, 2, 3, 4, 5 + CUT_GAP_FRAMES]
+    else:                                               # a new memory: the last chunks again, then the frame
+        kept = min(RECACHE_CHUNKS, 5)
+        assert s.memory is not old and mem.sink.frames + mem.recent.frames == list(range(kept + 1))
+    assert s.pose == (5.0, 6.0, 90.0) and s.frame_index == 4 and s.replayable
+    after = play(s, [1, 1, 2])
+    s.stop_recording()
+    r = read_rollout(tmp_path / "r")
+    assert r.extras[5] == {"scene": handling} and np.array_equal(r.frames[5], other) and r.meta.config["regenerable"]
+    assert np.array_equal(regenerate(r, TinyWorld(), memory_factory=_real_memory),
+                          np.concatenate([before, other[None], after]))
+
+
+def test_flush_and_cut_scenes_play_differently_and_an_unrecorded_scene_is_not_replayable():
+    model = TinyWorld()
+    runs = {}
+    for handling in ("flush", "cut"):
+        s = make(model, policy="window", budget_bytes=12 * model.spec.kv_bytes_per_frame, seed=3,
+                 memory_factory=_real_memory)
+        play(s, [1, 3, 7, 0])
+        default = None if handling == "flush" else handling  # flush: the policy's own choice
+        assert s.scene(np.full(model.spec.frame_shape, 200, np.uint8), default) == handling
+        runs[handling] = play(s, [1, 1, 2])
+        assert not s.replayable
+    assert not np.array_equal(runs["flush"], runs["cut"])
+
+
+def test_a_scene_refuses_bad_input_and_keeps_the_session():
+    s = make(seed=1)
+    play(s, [1])
+    frame = np.zeros(s.spec.frame_shape, np.uint8)
+    with pytest.raises(ValueError, match="scene frame"):
+        s.scene(frame[:8])
+    with pytest.raises(ValueError, match="unknown scene handling"):
+        s.scene(frame, "teleport")
+    with pytest.raises(ValueError, match="pose"):
+        s.scene(frame, "flush", pose=(1.0, float("nan"), 0.0))
+    assert s.replayable and s.step(2).index == 1        # nothing changed
+    assert s.scene(frame) == "flush"                    # a memory without a policy: flush
