@@ -23,7 +23,8 @@ Kinds (direction):
                      "axes": [values] or {name: value}} (any space); grants one credit; echoes when the
                      previous frame was shown
     frame    (s->c)  one generated frame (part 1 = pixels) with its timestamps and pose
-    control  (c->s)  pause, resume, reset, seed, policy, budget, flush, record, stats, bye
+    control  (c->s)  pause, resume, reset, seed, policy, budget, flush, scene, record, stats, bye; a scene
+                     (a new place mid-session, `engine.scene_request`) may carry its frame as part 1
     stats    (s->c)  session and server statistics (memory stats, fps, counters)
     error    (s->c)  what was wrong with a message; the session, if any, keeps running. Codes: malformed,
                      oversize, version, unknown_kind, bad_field, no_session, unexpected, refused (does not
@@ -44,7 +45,7 @@ MAX_HEADER_BYTES = 8192
 MAX_STR = 256
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-CONTROL_OPS = ("pause", "resume", "reset", "seed", "policy", "budget", "flush", "record", "stats", "bye")
+CONTROL_OPS = ("pause", "resume", "reset", "seed", "policy", "budget", "flush", "scene", "record", "stats", "bye")
 
 
 class ProtocolError(ValueError):

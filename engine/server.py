@@ -37,6 +37,7 @@ from reverie.engine.hello import SessionRequest, check_hello
 from reverie.engine.poll_loop import PollLoop
 from reverie.engine.ratelimit import Limiter, Rate
 from reverie.engine.recorder import Recorder
+from reverie.engine.scene_request import check_scene
 from reverie.engine.scheduler import Admission, AdmissionError, RoundRobin
 from reverie.engine.session import MemoryFactory, Session, default_memory_factory
 from reverie.memory.footprint import RECACHE_CHUNKS, Footprint, session_bytes
@@ -137,9 +138,12 @@ class _Client:
 
 class Server(PollLoop):
     """Serve `model` on `config.endpoint`. `seed_frame(shape) -> uint8 [H, W, 3]` gives the default
-    start frame when a client sends none; `footprint` prices the sessions `memory_factory` builds."""
+    start frame when a client sends none; `scene_frame(place) -> uint8 [H, W, 3]` the frame of a place
+    (None: the next one) when a client asks for a new scene without sending its frame (no source: such a
+    request is refused); `footprint` prices the sessions `memory_factory` builds."""
 
     def __init__(self, model, config: ServerConfig, *, seed_frame: Callable[[tuple], np.ndarray],
+                 scene_frame: Callable[[str | None], np.ndarray] | None = None,
                  memory_factory: MemoryFactory = default_memory_factory, footprint: FootprintFn = session_bytes,
                  context=None):
         import zmq
@@ -152,6 +156,7 @@ class Server(PollLoop):
             config = dataclasses.replace(config, policy="none", policies=("none",))
         self.config = config
         self._seed_frame = seed_frame
+        self._scene_frame = scene_frame
         self._memory_factory = memory_factory
         self._footprint = footprint
         with torch.inference_mode():  # what the session's kept latents are made of
@@ -241,14 +246,14 @@ class Server(PollLoop):
         extra = parts[2:]
         if isinstance(msg, P.Hello):
             return self._hello(sid, msg, extra)
-        if extra:
+        if extra and not (isinstance(msg, P.Control) and msg.op == "scene"):
             return self._reject(sid, P.ProtocolError("malformed", f"a {type(msg).__name__.lower()} has no payload parts"))
         if isinstance(msg, (P.Action, P.Control)):
             if client is None:
                 return self._reject(sid, P.ProtocolError("no_session", "no session for this client: send hello first"))
             if isinstance(msg, P.Action):
                 return self._action(client, msg)
-            return self._control(client, msg)
+            return self._control(client, msg, extra)
         return self._reject(sid, P.ProtocolError("unexpected", f"a client does not send '{type(msg).__name__.lower()}'"))
 
     def _reject(self, sid: bytes, exc: P.ProtocolError, seq: int = -1) -> None:
@@ -330,7 +335,7 @@ class Server(PollLoop):
             self.counters["coalesced"] += 1  # the client sent more than its credits: keep the newest
         client.pending.append(msg)
 
-    def _control(self, client: _Client, msg: P.Control) -> None:
+    def _control(self, client: _Client, msg: P.Control, extra=()) -> None:
         op, value, s = msg.op, msg.value, client.session
         try:
             if op == "pause":
@@ -356,6 +361,10 @@ class Server(PollLoop):
                 self._rebuild(client, s.policy, _int(value, "budget"))
             elif op == "flush":
                 s.flush()
+            elif op == "scene":
+                req = check_scene(value, extra, tuple(self.spec.frame_shape))
+                frame = req.frame if req.frame is not None else self._place(req.place)
+                s.scene(frame, req.handling, pose=req.pose)  # actions still queued play on in the new scene
             elif op == "record":
                 self._record(client, bool(value))
             elif op == "bye":
@@ -368,6 +377,18 @@ class Server(PollLoop):
         except (AdmissionError, ValueError, RuntimeError, KeyError) as exc:
             return self._reject(client.sid, P.ProtocolError("refused", f"{op}: {exc}"))
         self._send(client.sid, P.Stats(data=self._stats(client)))
+
+    def _place(self, place: str | None) -> np.ndarray:
+        """The frame of `place` (None: the next place) from the server's scene source."""
+        if self._scene_frame is None:
+            raise P.ProtocolError("refused", "this server has no places to show: send the new scene's frame")
+        try:
+            frame = self._scene_frame(place)
+        except (KeyError, ValueError) as exc:  # an unknown place: the client's request
+            raise P.ProtocolError("bad_field", f"scene place: {exc}") from None
+        except Exception as exc:  # the source failed (e.g. no real game installed)
+            raise P.ProtocolError("refused", f"cannot show a new place here ({exc}); send the scene's frame") from None
+        return frame
 
     def _rebuild(self, client: _Client, policy: str, budget_bytes: int | None) -> None:
         """A live policy/budget change: priced and admitted like a new session, then built."""

@@ -30,6 +30,7 @@ from reverie.input.keymap import Keymap, action_from_keys, axes_from_motion, com
 from reverie.input.mouse import MouseAxes
 from reverie.input.net import Connection, Percentiles
 from reverie.input.pacing import StepPacer, parse_rate, resolve_rate
+from reverie.input.scene_images import load_scene_image
 from reverie.input.window import GameWindow
 from reverie.world.actions import DOOM_ACTIONS
 
@@ -60,6 +61,8 @@ class ClientConfig:
     server_key: str | None = None  # a CURVE server's public key file (`reverie serve --keys`)
     client_key: str | None = None  # this client's CURVE secret key file (None: a one-off pair)
     mouse_sensitivity: float = 1.0  # multiplies the model's declared scale of each mouse axis
+    scene_images: tuple[str, ...] = ()  # what the scene key starts a new scene from, in turn (none: the server's places)
+    scene_handling: str | None = None   # flush | cut | recache (None: the memory policy's)
 
     def __post_init__(self) -> None:
         if not 1 <= self.credits <= 2:
@@ -127,6 +130,12 @@ class GameClient:
         if self.real:
             self.window.labels = ["real game", "neural game"]
             self.window.show(self.real.first, 0)
+        try:
+            self.scene_frames = [load_scene_image(p, self.conn.frame_shape) for p in config.scene_images]
+        except ValueError:
+            self.conn.close()
+            raise
+        self._scene_turn = 0
         self.pacer = StepPacer(resolve_rate(config.rate, self.conn.welcome.step_hz))
         self.show_hud = config.hud
         self.paused = False
@@ -162,6 +171,14 @@ class GameClient:
             self.recording = not self.recording
         elif name == "flush":
             conn.control("flush")
+        elif name == "scene":
+            frame = None
+            if self.scene_frames:
+                frame = self.scene_frames[self._scene_turn % len(self.scene_frames)]
+                self._scene_turn += 1
+            conn.scene(frame, handling=self.config.scene_handling)
+            where = f"image {self._scene_turn}" if frame is not None else "the server's next place"
+            self._say(f"new scene from {where} ({self.config.scene_handling or 'the policy decides'})")
         elif name == "grab":
             self._say("mouse grabbed (G releases)" if self.mouse.toggle() else "mouse released (G grabs)")
         elif name == "policy":

@@ -47,11 +47,13 @@ def patrol(space: ActionSpace) -> list:
 
 
 def run_bot(conn: Connection, frames: int, actions: list | None, *, warmup: int = 0,
-            timeout_s: float = 120.0, on_frame=None) -> dict:
+            timeout_s: float = 120.0, on_frame=None, scene_every: int = 0, scene_handling: str | None = None) -> dict:
     """Play `warmup + frames` frames of `actions` (items of an action file, looped; None: `patrol`);
     statistics cover the last `frames` only. Raises ValueError for an action the model does not have.
+    `scene_every`: after every that many frames received, ask for a new scene at the server's next place
+    (handled as `scene_handling`; None: the memory policy's choice).
 
-    Returns a dict: `frames`, `fps`, `latency_p50_ms`, `latency_p95_ms`, `lost`, `errors`.
+    Returns a dict: `frames`, `fps`, `latency_p50_ms`, `latency_p95_ms`, `lost`, `errors`, `scenes`.
     """
     space = conn.action_space
     actions = patrol(space) if actions is None else parse_actions(actions, space)
@@ -59,6 +61,7 @@ def run_bot(conn: Connection, frames: int, actions: list | None, *, warmup: int 
     received = 0
     deadline = time.monotonic() + timeout_s
     t0, base = (time.monotonic(), 0) if warmup == 0 else (None, 0)
+    scenes = 0
     while received < total:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the bot got {received} of {total} frames in {timeout_s:.0f} s")
@@ -72,6 +75,9 @@ def run_bot(conn: Connection, frames: int, actions: list | None, *, warmup: int 
             continue
         received += conn.frames_received - before
         conn.mark_shown(newest)
+        if scene_every > 0 and received < total and received // scene_every > scenes:
+            conn.scene(handling=scene_handling)
+            scenes += 1
         if on_frame is not None:
             on_frame(newest)
         if t0 is None and received >= warmup:
@@ -81,7 +87,7 @@ def run_bot(conn: Connection, frames: int, actions: list | None, *, warmup: int 
     measured = received - base
     return {"frames": measured, "fps": measured / elapsed if elapsed > 0 else 0.0,
             "latency_p50_ms": conn.latency.p(50), "latency_p95_ms": conn.latency.p(95),
-            "lost": conn.lost, "errors": [str(e) for e in conn.errors]}
+            "lost": conn.lost, "errors": [str(e) for e in conn.errors], "scenes": scenes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credits", type=int, default=1)
     parser.add_argument("--record", action="store_true", help="ask the server to record the session")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scene-every", type=int, default=0, metavar="N",
+                        help="ask for a new scene (the server's next place) after every N frames (0: never)")
+    parser.add_argument("--scene-handling", choices=("flush", "cut", "recache"), default=None,
+                        help="what a new scene does to the memory (default: the memory policy's choice)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     with Connection(args.endpoint, credits=args.credits, record=args.record, seed=args.seed, client="reverie-bot") as conn:
-        result = run_bot(conn, args.frames, load_actions(args.actions), warmup=args.warmup)
+        result = run_bot(conn, args.frames, load_actions(args.actions), warmup=args.warmup,
+                         scene_every=args.scene_every, scene_handling=args.scene_handling)
     print(f"{result['frames']} frames, {result['fps']:.1f} fps, latency p50 {result['latency_p50_ms']:.1f} ms "
           f"p95 {result['latency_p95_ms']:.1f} ms")
     if args.json:

@@ -4,7 +4,7 @@ mouse motion to an action.
 A model's `ActionSpace` declares its buttons, default keys for them, and axes with the client source each
 reads (`mouse_x`, `mouse_y`). `keymap_for(space, path)` builds the keymap a session plays with: the space's
 default keys (the default file, `input/keymaps/default.json`, fills in buttons they leave out), your
-keymap file's bindings over them (JSON, the same layout), and the file's `commands` (quit, hud, policy, record, reset, pause, flush, grab). A key a
+keymap file's bindings over them (JSON, the same layout), and the file's `commands` (quit, hud, policy, record, reset, pause, flush, scene, grab). A key a
 model gives to a button is taken from a default command that had it (the command keeps its other keys); in
 a file of your own, binding a button the model lacks, or one key twice, is an error. A file's `axes` map
 rebinds an axis to another source (`{"yaw": "mouse_y"}`). Key names are pygame's (`pygame.key.name`):
@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 from reverie.world.action_files import read_json
 from reverie.world.actions import AXIS_SOURCES, DOOM_ACTIONS, ActionSpace, ActionValue
 
-COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush", "grab")
+COMMANDS = ("quit", "hud", "policy", "record", "reset", "pause", "flush", "scene", "grab")
 DEFAULT_KEYMAP_PATH = Path(__file__).with_name("keymaps") / "default.json"
 
 

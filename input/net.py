@@ -146,6 +146,21 @@ class Connection:
         if op == "reset":
             self.in_flight = 0
 
+    def scene(self, frame: np.ndarray | None = None, *, handling: str | None = None, place: str | None = None,
+              pose=None) -> None:
+        """Start a new scene (`engine.scene_request`): from `frame` (uint8, the model's frame shape), or the
+        server's `place` (None: its next one); `handling` flush | cut | recache (None: the policy's)."""
+        value = {k: v for k, v in (("handling", handling), ("place", place),
+                                   ("pose", None if pose is None else [float(x) for x in pose])) if v is not None}
+        parts = [P.encode(P.Control(op="scene", value=value or None))]
+        if frame is not None:
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            if frame.shape != self.frame_shape:
+                raise ValueError(f"a scene frame must be {self.frame_shape}, got {frame.shape}")
+            parts.append(memoryview(frame).cast("B"))
+        self.sock.send_multipart(parts, copy=False)
+        self._last_send = time.monotonic()
+
     def keepalive(self, every_s: float = 0.5) -> None:
         """Ask for stats every `every_s` seconds (feeds the HUD; keeps the session's TTL fresh when paused)."""
         if time.monotonic() - self._last_stats > every_s:

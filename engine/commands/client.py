@@ -2,8 +2,8 @@
 
 Keys (the default model's; another model declares its own, `--keymap FILE` for yours): W/S or Up/Down
 forward/back, A/D or Left/Right turn, Q/E strafe; H or F1 HUD, P cycle the memory policy, R start/stop
-recording, Enter reset, Space pause, F flush the memory, G grab/release the mouse (models with mouse
-axes), Esc quit.
+recording, Enter reset, Space pause, F flush the memory, N a new scene (the next `--scene-image`, or the
+server's next place), G grab/release the mouse (models with mouse axes), Esc quit.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", default=None, help="real-game map for --side-by-side")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", action="store_true", help="record from the first frame")
+    parser.add_argument("--scene-image", action="append", default=[], metavar="FILE",
+                        help="an image (PNG, JPEG, or a uint8 .npy of the model's frame shape) the N key starts a new "
+                             "scene from; repeat for more, taken in turn (default: the server's places: other "
+                             "starts of the real game's map)")
+    parser.add_argument("--scene-handling", choices=("flush", "cut", "recache"), default=None,
+                        help="what a new scene does to the memory (default: the memory policy's choice)")
     parser.add_argument("--policy", default="", help="memory policy (default: the server's)")
     parser.add_argument("--budget-bytes", type=int, default=0, help="KV budget (default: the server's)")
     parser.add_argument("--frames", type=int, default=None, help="quit after this many frames")
@@ -60,6 +66,8 @@ def client_config(args: argparse.Namespace, endpoint: str):
                         record=args.record, policy=args.policy, budget_bytes=args.budget_bytes,
                         max_frames=args.frames, screenshot=args.screenshot, rate=args.rate,
                         mouse_sensitivity=getattr(args, "mouse_sensitivity", 1.0),
+                        scene_images=tuple(getattr(args, "scene_image", ())),
+                        scene_handling=getattr(args, "scene_handling", None),
                         server_key=getattr(args, "server_key", None), client_key=getattr(args, "client_key", None))
 
 

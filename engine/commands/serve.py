@@ -115,6 +115,41 @@ def server_fields(args: argparse.Namespace, budget: int | None) -> dict:
                 pending_ttl_s=args.pending_ttl, record_dir=args.record_dir, seed=args.seed)
 
 
+#: start seeds a place may name (`MAP@SEED`): each place's frame is made once and kept, so this bounds
+#: how often a client can make the server start the real game
+PLACE_SEEDS = 16
+
+
+def place_source(model, game_map: str | None):
+    """`place -> uint8 [H, W, 3]`: the real game's first frame of a place, for a player's new scene
+    (`Server(scene_frame=...)`). A place is a map name, or `MAP@SEED` (the start the seed picks: another
+    room of the maze); None is the next start of `game_map` (seeds 1, 2, ... in turn). Each place's frame is
+    made once (starting the game, about a second in the server's loop) and kept; an unknown map or a seed
+    outside `[0, PLACE_SEEDS)` is a KeyError / ValueError."""
+    from reverie.world.games.maps import DEFAULT_TRAIN_MAP, get_map
+
+    shape = tuple(model.spec.frame_shape)
+    home = game_map or DEFAULT_TRAIN_MAP
+    cache: dict[tuple[str, int], object] = {}
+    turn = [0]
+
+    def frame(place: str | None):
+        if place is None:
+            turn[0] = turn[0] % (PLACE_SEEDS - 1) + 1
+            name, seed = home, turn[0]
+        else:
+            name, _, seed_text = place.partition("@")
+            seed = int(seed_text) if seed_text else 0  # ValueError: not a number
+            if not 0 <= seed < PLACE_SEEDS:
+                raise ValueError(f"a place's seed is in [0, {PLACE_SEEDS}), got {seed}")
+        get_map(name)  # KeyError (UnknownMapError) for a map that is not registered
+        if (name, seed) not in cache:
+            cache[(name, seed)] = real_game_frame(shape, name, seed)
+        return cache[(name, seed)]
+
+    return frame
+
+
 def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
     """The real game's first frame at `shape` = (H, W, 3)."""
     from reverie.world.games.doom import DoomConfig, DoomGame
@@ -166,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from reverie.engine.curve import CurveError
 
     try:
-        server = Server(model, config, seed_frame=seed_frame)
+        server = Server(model, config, seed_frame=seed_frame, scene_frame=place_source(model, args.map))
     except CurveError as exc:  # an unreadable key file or client-key folder
         print(f"reverie serve: {exc}", file=sys.stderr)
         return 2

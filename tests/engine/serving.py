@@ -39,7 +39,7 @@ def recv(sock, timeout_ms=5000):
 
 class ServerThread:
     def __init__(self, model=None, seed_frame_fn=seed_frame, memory_factory=list_memory_factory,
-                 footprint=list_memory_bytes, **config):
+                 footprint=list_memory_bytes, scene_frame_fn=None, **config):
         torch.set_num_threads(1)
         self.model = model or TinyWorld()
         config.setdefault("endpoint", "tcp://127.0.0.1:0")
@@ -47,7 +47,7 @@ class ServerThread:
             config.setdefault("policy", "full")
             config.setdefault("policies", ("full", "window"))
             config.setdefault("budget_bytes", 200_000)
-        self.server = Server(self.model, ServerConfig(**config), seed_frame=seed_frame_fn,
+        self.server = Server(self.model, ServerConfig(**config), seed_frame=seed_frame_fn, scene_frame=scene_frame_fn,
                              memory_factory=memory_factory, footprint=footprint)
         self.endpoint = self.server.endpoint
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_ms": 10}, daemon=True)

@@ -243,3 +243,67 @@ def test_a_hello_may_bring_history_to_resume_from_and_bad_history_is_refused():
             msg = recv(bad)[0]
             assert isinstance(msg, P.Error) and msg.code == code, (code, msg)
             bad.close()
+
+
+def _reply(c: Connection, timeout_s: float = 5.0):
+    """The stats or the error that answers the last control (None if neither came)."""
+    c.stats, n = {}, len(c.errors)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        c.poll(100)
+        if c.stats:
+            return c.stats
+        if len(c.errors) > n:
+            return c.errors[-1]
+    return None
+
+
+def test_a_player_changes_the_scene_mid_session_and_the_recording_replays_it(tmp_path):
+    from reverie.engine.replay import regenerate
+    from reverie.engine.session import default_memory_factory
+    from reverie.memory.footprint import session_bytes
+
+    places = {"red": np.full((16, 16, 3), (200, 30, 30), np.uint8), None: np.full((16, 16, 3), 90, np.uint8)}
+    with ServerThread(record_dir=str(tmp_path), memory_factory=default_memory_factory, footprint=session_bytes,
+                      policy="window", policies=("window",), scene_frame_fn=lambda place: places[place]) as st, \
+            Connection(st.endpoint, seed=2) as c:
+        c.control("record", True)
+        run_bot(c, 3, [1])
+        mine = np.full((16, 16, 3), 7, np.uint8)
+        c.scene(mine, handling="cut")                                   # the player's own frame
+        assert _reply(c)["memory"]["skipped_frames"] == 25
+        run_bot(c, 2, [3])
+        c.scene(place="red", handling="flush", pose=(1.0, 2.0, 45.0))   # a place the server shows
+        assert _reply(c)["memory"]["events"] == {"cut": 1, "flush": 1}
+        run_bot(c, 2, [7])
+        c.scene()                                                       # the server's next place, the policy's way
+        assert isinstance(_reply(c), dict)
+        run_bot(c, 1, [1])
+        for kwargs, code in (({"place": "blue"}, "bad_field"), ({"handling": "drop"}, "bad_field"),
+                             ({"pose": (1.0, 2.0)}, "bad_field"), ({"frame": mine, "place": "red"}, "bad_field")):
+            c.scene(**kwargs)
+            assert _reply(c).code == code, kwargs
+        bad = [P.encode(P.Control(op="scene")), bytes(16 * 16 * 3 - 1)]
+        c.sock.send_multipart(bad)
+        assert _reply(c).code == "bad_field"                            # a short frame part
+        c.sock.send_multipart([P.encode(P.Control(op="scene")), bytes(768), bytes(768)])
+        assert _reply(c).code == "malformed"                            # two frame parts
+        c.sock.send_multipart([P.encode(P.Control(op="flush")), bytes(768)])
+        assert _reply(c).code == "malformed"                            # only a scene carries a part
+        assert run_bot(c, 1, [1])["frames"] == 1                        # the session plays on
+        c.control("record", False)
+        _reply(c)
+        model = st.model
+    r = read_rollout(next(tmp_path.iterdir()))
+    scenes = [(t, e["scene"]) for t, e in enumerate(r.extras) if e and "scene" in e]
+    assert scenes == [(4, "cut"), (7, "flush"), (10, "flush")] and r.meta.config["regenerable"]
+    assert np.array_equal(r.frames[4], mine) and np.array_equal(r.frames[7], places["red"])
+    assert r.poses[7].tolist() == [1.0, 2.0, 45.0]
+    assert np.array_equal(regenerate(r, model, memory_factory=default_memory_factory), r.frames[1:])
+
+
+def test_a_server_without_places_refuses_a_scene_without_a_frame():
+    with ServerThread() as st, Connection(st.endpoint) as c:
+        c.scene()
+        assert _reply(c).code == "refused"
+        assert run_bot(c, 1, [1])["frames"] == 1

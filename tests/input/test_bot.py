@@ -40,3 +40,23 @@ def test_bot_process_entry_point_prints_json(capsys):
         assert main(["--endpoint", st.endpoint, "--frames", "5", "--warmup", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["frames"] == 5 and result["fps"] > 0 and result["latency_p95_ms"] >= result["latency_p50_ms"]
+
+
+def test_a_bot_changes_the_scene_every_n_frames_and_the_recording_regenerates(tmp_path):
+    import numpy as np
+
+    from reverie.engine.replay import regenerate
+    from reverie.engine.rollout import read_rollout
+    from reverie.input.bot import run_bot
+    from reverie.input.net import Connection
+    from tinyworld import list_memory_factory
+
+    places = iter([np.full((16, 16, 3), v, np.uint8) for v in (40, 120, 220)])
+    with ServerThread(record_dir=str(tmp_path), scene_frame_fn=lambda place: next(places)) as st:
+        with Connection(st.endpoint, record=True, seed=3) as c:
+            result = run_bot(c, 10, [1, 7], scene_every=4, scene_handling="cut")
+        model = st.model
+    assert result["frames"] == 10 and result["scenes"] == 2 and not result["errors"]
+    r = read_rollout(next(tmp_path.iterdir()))
+    assert [e["scene"] for e in r.extras if e and "scene" in e] == ["cut", "cut"]
+    assert np.array_equal(regenerate(r, model, memory_factory=list_memory_factory), r.frames[1:])

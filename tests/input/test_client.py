@@ -160,3 +160,34 @@ def test_side_by_side_needs_the_real_games_controls():
     with ServerThread(model=TinyWorld(action_space=KEYS_MOUSE), budget_bytes=100_000) as st:
         with pytest.raises(ValueError, match="real game's controls"):
             GameClient(ClientConfig(endpoint=st.endpoint, side_by_side=True))
+
+
+def test_the_scene_key_starts_a_new_scene_from_an_image_and_the_recording_holds_it(tmp_path):
+    from reverie.engine.rollout import read_rollout
+
+    png = tmp_path / "red.png"
+    surface = pygame.Surface((40, 30))
+    surface.fill((200, 20, 10))
+    pygame.image.save(surface, str(png))
+    with ServerThread(budget_bytes=100_000, record_dir=str(tmp_path / "rec")) as st:
+        client = GameClient(ClientConfig(endpoint=st.endpoint, scale=1, hud=False, max_frames=12, record=True,
+                                         scene_images=(str(png),), scene_handling="cut"))
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_n, mod=0, unicode="", scancode=0))
+        client.run()
+        client.conn.close()
+    r = read_rollout(next((tmp_path / "rec").iterdir()))
+    rows = [t for t, e in enumerate(r.extras) if e and e.get("scene") == "cut"]
+    assert len(rows) == 1 and (r.frames[rows[0]] == (200, 20, 10)).all()
+
+
+def test_scene_images_that_cannot_be_frames_are_refused_clearly(tmp_path):
+    from reverie.input.scene_images import load_scene_image
+
+    np.save(tmp_path / "small.npy", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="needs uint8"):
+        load_scene_image(tmp_path / "small.npy", (16, 16, 3))
+    with pytest.raises(ValueError, match="scene image"):
+        load_scene_image(tmp_path / "missing.png", (16, 16, 3))
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="scene image"):
+        load_scene_image(tmp_path / "junk.png", (16, 16, 3))

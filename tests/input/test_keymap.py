@@ -21,7 +21,7 @@ def test_default_keymap_maps_held_keys_to_actions(keys, name):
 
 
 def test_commands_are_bound():
-    assert {command_for_key(k, KM) for k in ("escape", "h", "p", "r", "return", "space", "f", "g")} == set(COMMANDS)
+    assert {command_for_key(k, KM) for k in ("escape", "h", "p", "r", "return", "space", "f", "n", "g")} == set(COMMANDS)
     assert command_for_key("w", KM) is None
 
 
