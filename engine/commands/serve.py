@@ -123,14 +123,15 @@ PLACE_SEEDS = 16
 def place_source(model, game_map: str | None):
     """`place -> uint8 [H, W, 3]`: the real game's first frame of a place, for a player's new scene
     (`Server(scene_frame=...)`). A place is a map name, or `MAP@SEED` (the start the seed picks: another
-    room of the maze); None is the next start of `game_map` (seeds 1, 2, ... in turn). Each place's frame is
-    made once (starting the game, about a second in the server's loop) and kept; an unknown map or a seed
-    outside `[0, PLACE_SEEDS)` is a KeyError / ValueError."""
+    room of the maze); None is the next start of `game_map` (seeds 1, 2, ... in turn). The first request
+    for a map starts the game once (about a second, in the server's loop) and keeps the frames of all its
+    `PLACE_SEEDS` starts, so a client can cost the server that at most once per registered map; an unknown
+    map or a seed outside `[0, PLACE_SEEDS)` is a KeyError / ValueError."""
     from reverie.world.games.maps import DEFAULT_TRAIN_MAP, get_map
 
     shape = tuple(model.spec.frame_shape)
     home = game_map or DEFAULT_TRAIN_MAP
-    cache: dict[tuple[str, int], object] = {}
+    starts: dict[str, list] = {}
     turn = [0]
 
     def frame(place: str | None):
@@ -143,11 +144,19 @@ def place_source(model, game_map: str | None):
             if not 0 <= seed < PLACE_SEEDS:
                 raise ValueError(f"a place's seed is in [0, {PLACE_SEEDS}), got {seed}")
         get_map(name)  # KeyError (UnknownMapError) for a map that is not registered
-        if (name, seed) not in cache:
-            cache[(name, seed)] = real_game_frame(shape, name, seed)
-        return cache[(name, seed)]
+        if name not in starts:
+            starts[name] = real_game_starts(shape, name, PLACE_SEEDS)
+        return starts[name][seed]
 
     return frame
+
+
+def real_game_starts(shape, game_map: str, seeds: int) -> list:
+    """The real game's first frames at `shape` for start seeds `0 .. seeds - 1`, from one game."""
+    from reverie.world.games.doom import DoomConfig, DoomGame
+
+    with DoomGame(DoomConfig(resolution=(shape[1], shape[0]), map=game_map)) as game:
+        return [game.reset(seed).frame.copy() for seed in range(seeds)]
 
 
 def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
