@@ -9,7 +9,8 @@ import argparse
 import importlib
 
 # Each bench is the module `reverie.engine.bench.NAME`; its docstring's first line is its help.
-BENCHES = ("record", "model", "ceiling", "freeplay", "flood", "memory", "longrun", "kernels", "play", "cluster")
+BENCHES = ("record", "model", "ceiling", "freeplay", "events", "flood", "memory", "longrun", "kernels", "play",
+           "cluster")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
