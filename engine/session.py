@@ -296,12 +296,13 @@ class Session:
                 raise ValueError(f"a pose is (x, y, angle_degrees), got {pose}")
         frame = np.array(frame, order="C", copy=True)
         self._pending.clear()
-        with torch.inference_mode():
-            if self.spec.prompt_tokens:
+        if self.spec.prompt_tokens:
+            with torch.inference_mode():
                 self.context.prompt = self.model.prompt(torch.from_numpy(frame).to(self.model.device))
-            if handling == "recache":
-                self._recache()
-            else:
+        if handling == "recache":  # outside inference mode, as every memory is built
+            self._recache()
+        with torch.inference_mode():
+            if handling != "recache":
                 event = MemoryEvent("flush", keep_frames=0) if handling == "flush" else MemoryEvent("cut")
                 self.memory.begin_chunk(pose=self._retrieval_pose(), events=(event,))
                 self.memory.end_chunk()

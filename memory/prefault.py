@@ -16,6 +16,8 @@ import queue
 import threading
 import weakref
 
+import torch
+
 AHEAD = 8  # slots kept touched ahead of each archive's writer
 
 
@@ -40,7 +42,8 @@ class Prefaulter:
             ref, upto = self._jobs.get()
             archive = ref()
             if archive is not None:
-                archive.touch_ahead(upto)
+                with torch.inference_mode():  # an archive built inside inference mode holds inference tensors
+                    archive.touch_ahead(upto)
             del archive
 
 

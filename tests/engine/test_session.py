@@ -258,3 +258,13 @@ def test_a_scene_refuses_bad_input_and_keeps_the_session():
         s.scene(frame, "flush", pose=(1.0, float("nan"), 0.0))
     assert s.replayable and s.step(2).index == 1        # nothing changed
     assert s.scene(frame) == "flush"                    # a memory without a policy: flush
+
+
+def test_a_recached_scene_builds_its_memory_outside_inference_mode():
+    """The prefault thread writes into the archive outside inference mode: its buffers must be normal tensors."""
+    model = TinyWorld()
+    s = make(model, policy="dual", budget_bytes=12 * model.spec.kv_bytes_per_frame, memory_factory=_real_memory)
+    play(s, [1, 3])
+    s.scene(np.full(model.spec.frame_shape, 9, np.uint8), "recache")
+    assert s.memory.archive is not None and not s.memory.archive.k.is_inference()
+    play(s, [1])
