@@ -10,9 +10,10 @@ def region_bytes(mem) -> dict[str, int]:
     """Bytes held per region, summed over layers."""
     lay = mem.layout
     tb = lay.frame_bytes // mem.spec.tokens_per_frame
-    out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0, "pending": 0}
+    out = {"sink": 0, "recent": 0, "mid": 0, "spill": 0, "retrieved": 0, "pending": 0, "index": 0}
     for st in mem.layers:
         out["recent"] += st.recent.held_bytes(tb)
+        out["index"] += len(st.recent.frames) * lay.index_frame_bytes
         out["pending"] += st.pending_frames * st.recent.f * tb
         if st.sink is not None:
             out["sink"] += st.sink.held_bytes(tb)
@@ -32,6 +33,8 @@ def allocated_bytes(mem) -> int:
         for region in (st.recent, st.sink, st.retrieved, st.mid, st.spill):
             if region is not None:
                 total += region.allocated_bytes()
+        if st.ann is not None:
+            total += st.ann.codes.numel() * st.ann.codes.element_size()
     return total
 
 
@@ -39,7 +42,8 @@ def stats(mem) -> dict:
     """JSON-able summary: policy, budget, bytes per region and tier, capacities, positions, archive."""
     lay = mem.layout
     rb = region_bytes(mem)
-    tiers = {"full": rb["sink"] + rb["recent"] + rb["retrieved"] + rb["pending"], "int8": 0, "int4": 0, "merged": 0}
+    tiers = {"full": rb["sink"] + rb["recent"] + rb["retrieved"] + rb["pending"], "int8": 0, "int4": 0, "merged": 0,
+             "index": rb["index"]}  # the ANN codes: not keys or values, but held and paid for
     for region, bits in (("mid", lay.mid_bits), ("spill", lay.spill_bits)):
         key = "merged" if lay.merged else {0: "full", 8: "int8", 4: "int4"}[bits]
         tiers[key] += rb[region]

@@ -38,6 +38,14 @@ class PolicyConfig:
             smaller batches when that would exceed an eighth of its frames). 1 = every commit.
             Batches need the batched layout (a full-precision mid pool without spill tier or merging, or
             none), no head groups, and positions that place a slot by its frame alone (not `packed`).
+    Attention restricted by an index (TempCache's AnnSA, `memory.ann`):
+        ann_bits: bits of each LSH code of the recent ring's keys (0: no index, every slot attended).
+        ann_tables: LSH codes per key (tables); a slot is a candidate when one matches a query's.
+        ann_frames: candidate slots a chunk attends to in the ring, in frames' worth of tokens (fixed, so
+            the cost is bounded and no host sync decides it); slots with the most matches first.
+        ann_exact_frames: the ring's newest frames, always attended in full.
+        An index needs a budget (not `unbounded`), `demote_every = 1` and no head groups; the budget
+        pays for its codes.
     Events:
         on_scene: how a new scene from the player is handled when the player names no handling
             (`engine.session.Session.scene`): "flush" (drop the old scene but the sink), "cut" (keep it, a
@@ -89,6 +97,10 @@ class PolicyConfig:
     rope_limit: int | None = None
     position_span: int | None = None
     unbounded: bool = False
+    ann_bits: int = 0
+    ann_tables: int = 4
+    ann_frames: int = 64
+    ann_exact_frames: int = 8
     on_scene: str = "flush"
 
     def __post_init__(self) -> None:
@@ -131,6 +143,11 @@ class PolicyConfig:
             raise ValueError("rope_limit must be >= 1")
         if self.position_span is not None and self.position_span < 2:
             raise ValueError("position_span must be >= 2")
+        if self.ann_bits and (not 1 <= self.ann_bits <= 30 or self.ann_tables < 1 or self.ann_frames < 1
+                              or self.ann_exact_frames < 0):
+            raise ValueError("an index needs 1 <= ann_bits <= 30, ann_tables >= 1, ann_frames >= 1, ann_exact_frames >= 0")
+        if self.ann_bits and (self.unbounded or self.demote_every > 1 or self.head_groups):
+            raise ValueError("an index (ann_bits > 0) needs a budget (not unbounded), demote_every = 1 and no head groups")
         if self.on_scene not in SCENE_HANDLINGS:
             raise ValueError(f"on_scene must be one of {', '.join(SCENE_HANDLINGS)}, got {self.on_scene!r}")
 

@@ -4,7 +4,8 @@
 as `MemoryManager.create` does (so it raises the same `BudgetError` / `UnknownPolicyError` for a request
 that cannot be built), then adds up the buffers the session keeps, by part:
 
-    kv             cached keys/values of every region (sink, recent, mid, spill, retrieved), scales included
+    kv             cached keys/values of every region (sink, recent, mid, spill, retrieved), scales included,
+                   and the ANN codes of the recent ring (`memory.ann`)
     kv_index       per-slot metadata: frame ids of frame regions; frame, index, score and count of pool rows
     staging        the manager's preallocated rows for the frames a commit pushes out of `recent`, after
                    the pending frames of a demotion batch (`PolicyConfig.demote_every`), which the KV
@@ -118,6 +119,7 @@ def memory_bytes(spec, cfg: PolicyConfig, layout: Layout, device="cpu") -> dict[
     frames = layout.sink_frames + layout.recent_frames + layout.retrieved_frames
     pools = [(t, b) for t, b in ((layout.mid_tokens, layout.mid_bits), (layout.spill_tokens, layout.spill_bits)) if t]
     kv = frames * layout.frame_bytes + sum((t + 1) * token_bytes(h, d, itemsize, b) for t, b in pools)
+    kv += layout.recent_frames * layout.index_frame_bytes  # the ANN codes of the recent ring (`memory.ann`)
     index = frames * f * INDEX_BYTES + sum((t + 1) * 2 * (INDEX_BYTES + SCORE_BYTES) for t, _ in pools)
     staging_tokens = (spec.chunk_frames + layout.pending_frames) * f  # this commit's frames, after the pending
     staging = staging_tokens * (2 * h * d * itemsize + 2 * (INDEX_BYTES + SCORE_BYTES))
@@ -156,6 +158,8 @@ def _view_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * pool_slots * SCORE_BYTES
     if cfg.head_groups:  # a [H, slots] mask on every segment but the sink
         total += spec.layers * spec.heads * (frame_slots - layout.sink_frames * f + pool_slots) * SCORE_BYTES
+    if cfg.ann_bits:  # each layer's candidate slots (`memory.ann.restrict_recent`)
+        total += spec.layers * min(layout.recent_frames, cfg.ann_frames + cfg.ann_exact_frames) * f * INDEX_BYTES
     return total
 
 
@@ -211,4 +215,7 @@ def _policy_state_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * spec.tokens_per_frame * INDEX_BYTES  # the merger's latest slot per index
     if cfg.head_groups:
         total += spec.layers * 4 * spec.heads * 4 + spec.layers * spec.heads  # profiled mass, static mask
+    if cfg.ann_bits:  # each layer's LSH projections (float32) and bit weights (int64)
+        hashed = spec.head_dim - (spec.rope.dims if spec.rope.dims < spec.head_dim else 0)
+        total += spec.layers * (hashed * cfg.ann_tables * cfg.ann_bits * 4 + cfg.ann_bits * 8)
     return total

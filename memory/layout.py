@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from reverie.memory.ann import ANN_CODE_BYTES
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 
@@ -79,6 +80,7 @@ class Layout:
     mid_token_bytes: int
     spill_token_bytes: int
     pending_frames: int = 0
+    index_frame_bytes: int = 0  # the ANN codes of one recent frame, one layer (`memory.ann`)
 
     @property
     def pool_frames(self) -> int:
@@ -91,7 +93,7 @@ class Layout:
         frames = self.sink_frames + self.recent_frames + self.retrieved_frames + self.pending_frames
         pools = (self.mid_tokens + 1 if self.mid_tokens else 0) * self.mid_token_bytes
         pools += (self.spill_tokens + 1 if self.spill_tokens else 0) * self.spill_token_bytes
-        return frames * self.frame_bytes + pools
+        return frames * self.frame_bytes + pools + self.recent_frames * self.index_frame_bytes
 
 
 def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frames: int | None) -> Layout:
@@ -106,8 +108,10 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     merged = cfg.merge_threshold is not None
     mid_tb = token_bytes(h, d, itemsize, cfg.mid_bits, merged)
     spill_tb = token_bytes(h, d, itemsize, cfg.spill_bits, merged)
+    code_b = f * h * cfg.ann_tables * ANN_CODE_BYTES if cfg.ann_bits else 0
     common = dict(layers=n_layers, tokens_per_frame=f, frame_bytes=frame_b, mid_bits=cfg.mid_bits,
-                  spill_bits=cfg.spill_bits, merged=merged, mid_token_bytes=mid_tb, spill_token_bytes=spill_tb)
+                  spill_bits=cfg.spill_bits, merged=merged, mid_token_bytes=mid_tb, spill_token_bytes=spill_tb,
+                  index_frame_bytes=code_b)
     if cfg.unbounded:
         return _plan_unbounded(spec, budget_bytes, horizon_frames, frame_b, common)
     if budget_bytes is None:
@@ -119,7 +123,7 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     recent_min = min(c, cfg.recent_frames) if cfg.recent_frames is not None else c
     recent_fixed = cfg.recent_frames if cfg.recent_frames is not None else recent_min
     pending = min(cfg.demote_every - 1, int(0.125 * budget_frames))  # batches never wait in > 1/8 of it
-    need = (sink + retrieved + recent_fixed + pending) * frame_b
+    need = (sink + retrieved + recent_fixed + pending) * frame_b + recent_fixed * code_b
     if per_layer < need:
         raise BudgetError(
             f"policy '{cfg.name}' cannot fit a budget of {budget_bytes:,} bytes ({per_layer:,} per layer x "
@@ -136,7 +140,7 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     mid_tokens = max(mid_bytes // mid_tb - 1, 0) if cfg.mid_frac else 0
     spill_tokens = max(spill_bytes // spill_tb - 1, 0) if cfg.spill_frac else 0
     used_pools = (mid_tokens + 1 if mid_tokens else 0) * mid_tb + (spill_tokens + 1 if spill_tokens else 0) * spill_tb
-    recent = recent_fixed if cfg.recent_frames is not None else recent_min + (free - used_pools) // frame_b
+    recent = recent_fixed if cfg.recent_frames is not None else recent_min + (free - used_pools) // (frame_b + code_b)
     return Layout(sink_frames=sink, recent_frames=recent, mid_tokens=mid_tokens, spill_tokens=spill_tokens,
                   retrieved_frames=retrieved, recent_grows=False, evicts=True, budget_bytes=budget_bytes,
                   pending_frames=pending, **common)

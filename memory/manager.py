@@ -24,6 +24,7 @@ import torch
 
 from reverie.kernels.view import KVSegment, KVView
 from reverie.memory import accounting
+from reverie.memory.ann import LshIndex, restrict_recent
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
@@ -65,6 +66,12 @@ class MemoryManager:
         # frames leaving `recent` are archived, scored and compacted for every layer in one batch
         stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
         self.layers, self.stack, self.retrieved = new_stores(spec, layout, self.device, stack_mid)
+        if cfg.ann_bits:
+            for store in self.layers:
+                store.ann = LshIndex(heads=spec.heads, head_dim=spec.head_dim,
+                                     slots=store.recent.capacity * spec.tokens_per_frame,
+                                     content_from=spec.rope.dims if spec.rope.dims < spec.head_dim else 0,
+                                     bits=cfg.ann_bits, tables=cfg.ann_tables, device=self.device)
         self.batched = stack_mid or not layout.mid_tokens
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
@@ -188,6 +195,9 @@ class MemoryManager:
         store = self.layers[layer]
         if store.segments is None:
             store.segments = self._segments(layer, store)
+            if store.ann is not None:  # candidates from this chunk's first queries, kept for its later steps
+                store.segments = restrict_recent(store, store.segments, q, self.cfg.ann_frames,
+                                                 self.cfg.ann_exact_frames)
         scratch = KVSegment(k=k, v=v, pos=self._chunk_pos)
         return KVView(segments=(*store.segments, scratch), q_pos=self._chunk_pos, rope=self.spec.rope)
 
@@ -221,6 +231,8 @@ class MemoryManager:
             old = store.recent.frames[0] if store.recent.full else None
             if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=at + len(displaced) * f):
                 displaced.append(old)
+            if store.ann is not None:
+                store.ann.write(((store.recent.written - 1) % store.recent.capacity) * f, kf)
         with self.timer("score"):
             self.scorer.observe(layer, q)
         self._committed.add(layer)
@@ -351,6 +363,9 @@ class MemoryManager:
         self._set_pending([])  # older than every frame `recent` keeps
         for store in self.layers:
             store.recent.keep_last(min(keep, len(store.recent.frames)))
+            if store.ann is not None:  # the kept frames now sit at the start of the ring
+                store.ann.clear()
+                store.ann.write(0, store.recent.k[:, :store.recent.slots_used])
             self._clear_pools(store)
         self._invalidate()
 
@@ -365,6 +380,8 @@ class MemoryManager:
         """Forget everything (a new session on the same buffers)."""
         for store in self.layers:
             store.recent.clear()
+            if store.ann is not None:
+                store.ann.clear()
             if store.sink is not None:
                 store.sink.clear()
             self._clear_pools(store)

@@ -41,6 +41,10 @@ register_policy(PolicyConfig(
 register_policy(PolicyConfig(
     name="window", sink_frames=1, positions="absolute",
     description="Self-Forcing/LongLive rolling cache: sink frames + FIFO recent window"))
+register_policy(PolicyConfig(
+    name="ann", sink_frames=1, positions="absolute", ann_bits=10, ann_tables=4, ann_frames=64, ann_exact_frames=8,
+    description="TempCache's AnnSA: sink + a FIFO window whose older frames are attended only where an LSH "
+                "index of their keys matches the chunk's queries (72 frames' worth of slots per chunk)"))
 
 # Every managed policy below uses bounded positions (a long session never leaves the RoPE range).
 register_policy(PolicyConfig(

@@ -1,0 +1,104 @@
+"""ANN-restricted attention over the recent ring (TempCache's AnnSA): an LSH index over cached keys.
+
+Each cached key's content channels (those after the temporal RoPE channels: what a key says, not when) are
+hashed by sign random projections into `tables` codes of `bits` bits each, once, when the frame is
+written. At a chunk's first view of a layer, its queries are hashed the same way, and each ring slot
+counts the (head, table) pairs in which its code equals one of the queries' codes. The chunk attends to
+the ring's newest `exact_frames` frames, the `frames` frames' worth of slots with the most matches (a
+fixed number, so the cost is bounded and no host sync decides it), and every other segment (sink, pools,
+retrieved frames, the chunk itself) in full. The candidate list is kept for the chunk's later denoising
+steps (its view is built once per chunk), since a chunk's queries move little between steps.
+
+A sign projection keeps the angle between vectors (two vectors at angle `a` agree on a bit with
+probability `1 - a / pi`), so keys pointing where a query points share its bucket most often: an
+approximate nearest-neighbour search by angle, which for attention (a dot product, of keys of similar
+norms) finds the keys that would get the most weight. More bits make buckets smaller (fewer candidates,
+more misses); more tables catch more of the true neighbours.
+
+`matches_ref` is the brute-force torch reference that the tests compare `LshIndex.matches` against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+#: bytes of one code (int32): what the budget pays per slot and table
+ANN_CODE_BYTES = 4
+
+
+class LshIndex:
+    """Codes of one layer's ring slots. `codes`: int32 `[H, slots, tables]`, -1 where nothing is coded.
+
+    Args:
+        heads, head_dim, slots: the ring's geometry.
+        content_from: first channel hashed (the temporal RoPE channels before it are left out).
+        bits, tables: code size and count.
+        seed: the random projections (the same in every layer of a session: a pure function of the seed).
+    """
+
+    def __init__(self, *, heads: int, head_dim: int, slots: int, content_from: int, bits: int, tables: int,
+                 device, seed: int = 0) -> None:
+        if not 1 <= bits <= 30 or tables < 1:
+            raise ValueError(f"LSH needs 1 <= bits <= 30 and tables >= 1, got {bits}, {tables}")
+        if not 0 <= content_from < head_dim:
+            raise ValueError(f"no content channels to hash: content_from={content_from}, head_dim={head_dim}")
+        gen = torch.Generator().manual_seed(int(seed))
+        self.planes = torch.randn(head_dim - content_from, tables * bits, generator=gen).to(device)
+        self.weights = (2 ** torch.arange(bits, dtype=torch.int64)).to(device)
+        self.content_from, self.bits, self.tables, self.heads = content_from, bits, tables, heads
+        self.codes = torch.full((heads, slots, tables), -1, dtype=torch.int32, device=device)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """`[H, n, D]` keys or queries -> int64 codes `[H, n, tables]` (each in `[0, 2 ** bits)`)."""
+        proj = x[..., self.content_from:].float() @ self.planes  # [H, n, tables * bits]
+        signs = (proj > 0).view(*proj.shape[:-1], self.tables, self.bits).long()
+        return (signs * self.weights).sum(-1)
+
+    def write(self, start: int, k: torch.Tensor) -> None:
+        """Code keys `[H, n, D]` written to slots `start .. start + n`."""
+        self.codes[:, start:start + k.shape[1]] = self.encode(k).to(torch.int32)
+
+    def clear(self) -> None:
+        self.codes.fill_(-1)
+
+    def matches(self, q: torch.Tensor, slots: int) -> torch.Tensor:
+        """int64 `[slots]`: for each of the first `slots` slots, in how many (head, table) pairs its code
+        equals the code of one of the queries `q` `[H, Nq, D]` (0: not a candidate). One sorted search per
+        table over every head at once."""
+        qc = self.encode(q)  # [H, Nq, T]
+        kc = self.codes[:, :slots].long()  # [H, S, T]
+        h = torch.arange(self.heads, device=q.device)[:, None]
+        span = 2 ** self.bits  # codes of different heads never meet
+        count = torch.zeros(slots, dtype=torch.int64, device=q.device)
+        for t in range(self.tables):
+            keys = torch.where(kc[..., t] >= 0, kc[..., t] + h * span, -1)
+            count += torch.isin(keys, (qc[..., t] + h * span).flatten()).sum(0)
+        return count
+
+
+def matches_ref(index: LshIndex, q: torch.Tensor, slots: int) -> torch.Tensor:
+    """Brute force `LshIndex.matches`: every (head, slot, query, table) compared."""
+    qc = index.encode(q)  # [H, Nq, T]
+    kc = index.codes[:, :slots].long()  # [H, S, T]
+    equal = (kc[:, :, None, :] == qc[:, None, :, :]) & (kc[:, :, None, :] >= 0)  # [H, S, Nq, T]
+    return equal.any(2).sum((0, 2))
+
+
+def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_frames: int) -> tuple:
+    """`segments` (a view's, the recent ring's last) with the ring's segment restricted to the index's
+    candidates: its newest `exact_frames` frames, then the slots with the most matches, `(frames +
+    exact_frames) * F` slots in all (a fixed count: no host sync decides it). Unchanged while the ring
+    holds no more than that."""
+    ring, index = store.recent, store.ann
+    f, used = ring.f, ring.slots_used
+    keep = min(used, (frames + exact_frames) * f)
+    if not ring.frames or used <= keep:
+        return segments
+    score = index.matches(q, used).float()
+    for j in range(min(exact_frames, len(ring.frames))):
+        row = (ring.written - 1 - j) % ring.capacity
+        score[row * f:(row + 1) * f] = float("inf")
+    top = torch.topk(score, keep, sorted=False).indices
+    return (*segments[:-1], replace(segments[-1], index=top))

@@ -1,0 +1,136 @@
+"""ANN-restricted attention (`memory.ann`, the `ann` policy): the index against brute force, what it finds,
+and the manager's restricted view, budget and events."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from reverie.kernels import attend_ref
+from reverie.memory import MemoryManager
+from reverie.memory.ann import LshIndex, matches_ref
+
+from memtest import chunk_qkv, run_chunk, tiny_spec
+
+
+def _index(heads=2, head_dim=16, slots=64, bits=6, tables=3, content_from=4):
+    return LshIndex(heads=heads, head_dim=head_dim, slots=slots, content_from=content_from, bits=bits,
+                    tables=tables, device="cpu", seed=3)
+
+
+def test_matches_equal_the_brute_force_reference():
+    index = _index()
+    g = torch.Generator().manual_seed(0)
+    index.write(0, torch.randn(2, 40, 16, generator=g))  # slots 40..63 stay uncoded
+    q = torch.randn(2, 5, 16, generator=g)
+    q[:, 0] = index_key = torch.randn(2, 16, generator=g)
+    index.write(40, index_key[:, None])  # one slot holds exactly a query's key: it matches in every table
+    got = index.matches(q, 50)
+    assert torch.equal(got, matches_ref(index, q, 50))
+    assert got[40] == 2 * 3 and got[41:].sum() == 0  # every head and table; uncoded slots never match
+
+
+def test_codes_ignore_the_temporal_channels_and_near_keys_match_more_than_far_ones():
+    index = _index(heads=1, head_dim=32, slots=400, bits=8, tables=4)
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 1, 32, generator=g)
+    far = torch.randn(1, 200, 32, generator=g)
+    near = q + 0.2 * torch.randn(1, 200, 32, generator=g)
+    near[..., :4] = torch.randn(1, 200, 4, generator=g) * 10  # temporal channels: not hashed
+    index.write(0, far)
+    index.write(200, near)
+    m = index.matches(q, 400)
+    assert m[200:].float().mean() > 5 * m[:200].float().mean() + 0.5
+
+
+def _ann(spec, budget_frames=24, **kw):
+    kw = {"ann_frames": 4, "ann_exact_frames": 2, **kw}
+    return MemoryManager.create(spec, policy="ann", budget_bytes=budget_frames * spec.kv_bytes_per_frame, **kw)
+
+
+def test_the_view_attends_a_fixed_number_of_ring_slots_with_the_newest_frames_among_them():
+    spec = tiny_spec(head_dim=16)
+    mem = _ann(spec)
+    f = spec.tokens_per_frame
+    for c in range(5):  # the ring holds no more than 6 frames' worth: nothing restricted yet
+        views = run_chunk(mem, spec, c)
+        assert c < 2 or views[0][1].segments[-2].index is None
+    for c in range(4, 16):
+        views = run_chunk(mem, spec, c)
+    ring = mem.layers[0].recent
+    recent = views[0][1].segments[-2]
+    assert recent.index is not None and recent.visible == 6 * f  # (ann_frames + ann_exact_frames) frames
+    newest = [((ring.written - 2 - j) % ring.capacity) for j in range(2)]  # the view predates the last commit
+    chosen = set(recent.index.tolist())
+    assert all(set(range(r * f, (r + 1) * f)) <= chosen for r in newest)
+
+
+def test_with_room_for_every_frame_the_restricted_view_is_the_window_exactly():
+    spec = tiny_spec(head_dim=16)
+    ann, window = _ann(spec, ann_frames=64), MemoryManager.create(spec, policy="window",
+                                                                 budget_bytes=24 * spec.kv_bytes_per_frame)
+    for c in range(12):
+        a, w = run_chunk(ann, spec, c, attend=True), run_chunk(window, spec, c, attend=True)
+    ring_frames = len(ann.layers[0].recent.frames)
+    assert ring_frames <= len(window.layers[0].recent.frames)  # the codes took a little of the budget
+    for (q, view, out), (_, _, ref) in zip(a, w):
+        if ring_frames == len(window.layers[0].recent.frames):
+            torch.testing.assert_close(out, ref)
+
+
+def test_the_budget_pays_for_the_codes_and_flush_and_reset_keep_them_true():
+    spec = tiny_spec(head_dim=16)
+    budget = 24 * spec.kv_bytes_per_frame
+    mem, window = _ann(spec), MemoryManager.create(spec, policy="window", budget_bytes=budget)
+    assert mem.layout.index_frame_bytes == spec.tokens_per_frame * spec.heads * 4 * 4
+    assert mem.layout.recent_frames < window.layout.recent_frames
+    assert mem.allocated_bytes() <= budget and mem.layout.layer_bytes() * spec.layers <= budget
+    for c in range(30):
+        run_chunk(mem, spec, c)
+    assert mem.region_bytes()["index"] == spec.layers * len(mem.layers[0].recent.frames) * mem.layout.index_frame_bytes
+    assert mem.kv_bytes() <= budget
+    mem.begin_chunk(events=["flush"])
+    mem.end_chunk()
+    for st in mem.layers:
+        n = st.recent.slots_used
+        assert torch.equal(st.ann.codes[:, :n], st.ann.encode(st.recent.k[:, :n]).int())
+        assert (st.ann.codes[:, n:] == -1).all()
+    mem.reset()
+    assert all((st.ann.codes == -1).all() for st in mem.layers)
+
+
+def test_an_index_refuses_what_it_cannot_serve():
+    spec = tiny_spec()
+    for kw in ({"unbounded": True}, {"demote_every": 4}, {"ann_bits": 31}, {"ann_frames": 0}):
+        with pytest.raises(ValueError, match="index|ann_bits"):
+            MemoryManager.create(spec, policy="ann", budget_bytes=24 * spec.kv_bytes_per_frame, **kw)
+
+
+def test_restricted_attention_finds_the_far_frames_the_queries_point_at():
+    """Most cached frames are unrelated; a few old ones (landmarks) hold the keys the queries point at. Full
+    attention puts its weight there; the index must find them although they are not among the newest
+    frames, so the restricted output stays close to the unrestricted one, and a random pick of as many
+    slots does not."""
+    spec = tiny_spec(head_dim=32, tokens_per_frame=8, layers=1, heads=2)
+    g = torch.Generator().manual_seed(5)
+    mark_k, mark_v = torch.randn(2, 8, 32, generator=g), torch.randn(2, 8, 32, generator=g)
+
+    def qkv(chunk, layer):
+        noise = torch.Generator().manual_seed(100 + chunk)
+        k, v = torch.randn(2, 8, 32, generator=noise), torch.randn(2, 8, 32, generator=noise)
+        if chunk in (4, 11, 17):
+            k, v = mark_k + 0.05 * k, mark_v
+        return 2.0 * mark_k + 0.1 * torch.randn(2, 8, 32, generator=noise), k, v
+
+    mem = _ann(spec, budget_frames=40, ann_frames=6, ann_exact_frames=2, ann_bits=8)
+    for c in range(30):
+        (q, view, out), = run_chunk(mem, spec, c, qkv=qkv, attend=True)
+    restricted = view.segments[-2]
+    assert restricted.index is not None and restricted.visible == 8 * 8 < restricted.pos.shape[0] // 3
+    ref = attend_ref(q, replace(view, segments=(*view.segments[:-2], replace(restricted, index=None),
+                                                view.segments[-1])))
+    pick = torch.randperm(restricted.pos.shape[0], generator=g)[:restricted.visible]
+    guess = attend_ref(q, replace(view, segments=(*view.segments[:-2], replace(restricted, index=pick),
+                                                  view.segments[-1])))
+    error = lambda x: float((x - ref).norm() / ref.norm())  # noqa: E731
+    assert error(out) < 0.1 and error(guess) > 4 * error(out), (error(out), error(guess))
