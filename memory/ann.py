@@ -26,10 +26,13 @@ import torch
 
 #: bytes of one code (int32): what the budget pays per slot and table
 ANN_CODE_BYTES = 4
+#: the largest code: the match table has `2 ** bits + 1` entries per head and table
+MAX_BITS = 16
 
 
 class LshIndex:
-    """Codes of one layer's ring slots. `codes`: int32 `[H, slots, tables]`, -1 where nothing is coded.
+    """Codes of one layer's ring slots: `codes` int32 `[H, tables, slots]`, `empty` (= `2 ** bits`, a
+    bucket no query falls in) where nothing is coded.
 
     Args:
         heads, head_dim, slots: the ring's geometry.
@@ -40,50 +43,49 @@ class LshIndex:
 
     def __init__(self, *, heads: int, head_dim: int, slots: int, content_from: int, bits: int, tables: int,
                  device, seed: int = 0) -> None:
-        if not 1 <= bits <= 30 or tables < 1:
-            raise ValueError(f"LSH needs 1 <= bits <= 30 and tables >= 1, got {bits}, {tables}")
+        if not 1 <= bits <= MAX_BITS or tables < 1:
+            raise ValueError(f"LSH needs 1 <= bits <= {MAX_BITS} and tables >= 1, got {bits}, {tables}")
         if not 0 <= content_from < head_dim:
             raise ValueError(f"no content channels to hash: content_from={content_from}, head_dim={head_dim}")
         gen = torch.Generator().manual_seed(int(seed))
         self.planes = torch.randn(head_dim - content_from, tables * bits, generator=gen).to(device)
         self.weights = (2 ** torch.arange(bits, dtype=torch.int64)).to(device)
         self.content_from, self.bits, self.tables, self.heads = content_from, bits, tables, heads
-        self.codes = torch.full((heads, slots, tables), -1, dtype=torch.int32, device=device)
+        self.empty = 2 ** bits
+        self.codes = torch.full((heads, tables, slots), self.empty, dtype=torch.int32, device=device)
+        # bucket b of (head h, table t) is entry (h * tables + t) * (empty + 1) + b of the match table
+        self._base = (torch.arange(heads * tables, device=device) * (self.empty + 1)).view(heads, tables, 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """`[H, n, D]` keys or queries -> int64 codes `[H, n, tables]` (each in `[0, 2 ** bits)`)."""
+        """`[H, n, D]` keys or queries -> int64 codes `[H, tables, n]` (each in `[0, 2 ** bits)`)."""
         proj = x[..., self.content_from:].float() @ self.planes  # [H, n, tables * bits]
         signs = (proj > 0).view(*proj.shape[:-1], self.tables, self.bits).long()
-        return (signs * self.weights).sum(-1)
+        return (signs * self.weights).sum(-1).transpose(1, 2)
 
     def write(self, start: int, k: torch.Tensor) -> None:
         """Code keys `[H, n, D]` written to slots `start .. start + n`."""
-        self.codes[:, start:start + k.shape[1]] = self.encode(k).to(torch.int32)
+        self.codes[:, :, start:start + k.shape[1]] = self.encode(k).to(torch.int32)
 
     def clear(self) -> None:
-        self.codes.fill_(-1)
+        self.codes.fill_(self.empty)
 
     def matches(self, q: torch.Tensor, slots: int) -> torch.Tensor:
         """int64 `[slots]`: for each of the first `slots` slots, in how many (head, table) pairs its code
-        equals the code of one of the queries `q` `[H, Nq, D]` (0: not a candidate). One sorted search per
-        table over every head at once."""
-        qc = self.encode(q)  # [H, Nq, T]
-        kc = self.codes[:, :slots].long()  # [H, S, T]
-        h = torch.arange(self.heads, device=q.device)[:, None]
-        span = 2 ** self.bits  # codes of different heads never meet
-        count = torch.zeros(slots, dtype=torch.int64, device=q.device)
-        for t in range(self.tables):
-            keys = torch.where(kc[..., t] >= 0, kc[..., t] + h * span, -1)
-            count += torch.isin(keys, (qc[..., t] + h * span).flatten()).sum(0)
-        return count
+        equals the code of one of the queries `q` `[H, Nq, D]` of the same head (0: not a candidate). The
+        queries' buckets are marked in one table of every (head, table, bucket); each slot looks its bucket
+        up there: one gather over all slots, whatever the number of queries."""
+        marks = torch.zeros(self.heads * self.tables * (self.empty + 1), dtype=torch.int8, device=q.device)
+        marks[(self.encode(q) + self._base).flatten()] = 1
+        looked = marks[(self.codes[:, :, :slots].long() + self._base).flatten()]
+        return looked.view(self.heads * self.tables, slots).sum(0, dtype=torch.int64)
 
 
 def matches_ref(index: LshIndex, q: torch.Tensor, slots: int) -> torch.Tensor:
-    """Brute force `LshIndex.matches`: every (head, slot, query, table) compared."""
-    qc = index.encode(q)  # [H, Nq, T]
-    kc = index.codes[:, :slots].long()  # [H, S, T]
-    equal = (kc[:, :, None, :] == qc[:, None, :, :]) & (kc[:, :, None, :] >= 0)  # [H, S, Nq, T]
-    return equal.any(2).sum((0, 2))
+    """Brute force `LshIndex.matches`: every (head, table, slot, query) compared."""
+    qc = index.encode(q)  # [H, T, Nq]
+    kc = index.codes[:, :, :slots].long()  # [H, T, S]
+    equal = kc[..., :, None] == qc[..., None, :]  # [H, T, S, Nq]
+    return equal.any(-1).sum((0, 1))
 
 
 def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_frames: int) -> tuple:

@@ -215,7 +215,7 @@ def _policy_state_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * spec.tokens_per_frame * INDEX_BYTES  # the merger's latest slot per index
     if cfg.head_groups:
         total += spec.layers * 4 * spec.heads * 4 + spec.layers * spec.heads  # profiled mass, static mask
-    if cfg.ann_bits:  # each layer's LSH projections (float32) and bit weights (int64)
+    if cfg.ann_bits:  # each layer's LSH projections (float32), bit weights and table offsets (int64)
         hashed = spec.head_dim - (spec.rope.dims if spec.rope.dims < spec.head_dim else 0)
-        total += spec.layers * (hashed * cfg.ann_tables * cfg.ann_bits * 4 + cfg.ann_bits * 8)
+        total += spec.layers * (hashed * cfg.ann_tables * cfg.ann_bits * 4 + (cfg.ann_bits + spec.heads * cfg.ann_tables) * 8)
     return total

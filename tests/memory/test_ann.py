@@ -93,15 +93,15 @@ def test_the_budget_pays_for_the_codes_and_flush_and_reset_keep_them_true():
     mem.end_chunk()
     for st in mem.layers:
         n = st.recent.slots_used
-        assert torch.equal(st.ann.codes[:, :n], st.ann.encode(st.recent.k[:, :n]).int())
-        assert (st.ann.codes[:, n:] == -1).all()
+        assert torch.equal(st.ann.codes[:, :, :n], st.ann.encode(st.recent.k[:, :n]).int())
+        assert (st.ann.codes[:, :, n:] == st.ann.empty).all()
     mem.reset()
-    assert all((st.ann.codes == -1).all() for st in mem.layers)
+    assert all((st.ann.codes == st.ann.empty).all() for st in mem.layers)
 
 
 def test_an_index_refuses_what_it_cannot_serve():
     spec = tiny_spec()
-    for kw in ({"unbounded": True}, {"demote_every": 4}, {"ann_bits": 31}, {"ann_frames": 0}):
+    for kw in ({"unbounded": True}, {"demote_every": 4}, {"ann_bits": 17}, {"ann_frames": 0}):
         with pytest.raises(ValueError, match="index|ann_bits"):
             MemoryManager.create(spec, policy="ann", budget_bytes=24 * spec.kv_bytes_per_frame, **kw)
 
