@@ -4,9 +4,9 @@ Each cached key's content channels (those after the temporal RoPE channels: what
 hashed by sign random projections into `tables` codes of `bits` bits each, once, when the frame is
 written. At a chunk's first view of a layer, its queries are hashed the same way, and each ring slot
 counts the (head, table) pairs in which its code equals one of the queries' codes. The chunk attends to
-the ring's newest `exact_frames` frames, the `frames` frames' worth of slots with the most matches (a
-fixed number, so the cost is bounded and no host sync decides it), and every other segment (sink, pools,
-retrieved frames, the chunk itself) in full. The candidate list is kept for the chunk's later denoising
+the ring's newest `exact_frames` frames, the `frames` older frames whose slots match the most (whole
+frames, a fixed number, so the cost is bounded and no host sync decides it), and every other segment
+(sink, pools, retrieved frames, the chunk itself) in full. The candidate list is kept for the chunk's later denoising
 steps (its view is built once per chunk), since a chunk's queries move little between steps.
 
 A sign projection keeps the angle between vectors (two vectors at angle `a` agree on a bit with
@@ -90,17 +90,18 @@ def matches_ref(index: LshIndex, q: torch.Tensor, slots: int) -> torch.Tensor:
 
 def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_frames: int) -> tuple:
     """`segments` (a view's, the recent ring's last) with the ring's segment restricted to the index's
-    candidates: its newest `exact_frames` frames, then the slots with the most matches, `(frames +
-    exact_frames) * F` slots in all (a fixed count: no host sync decides it). Unchanged while the ring
-    holds no more than that."""
+    candidates, whole frames at a time: its newest `exact_frames` frames, then the `frames` frames whose
+    slots match the most (a fixed count: no host sync decides it). Unchanged while the ring holds no
+    more than that."""
     ring, index = store.recent, store.ann
     f, used = ring.f, ring.slots_used
-    keep = min(used, (frames + exact_frames) * f)
-    if not ring.frames or used <= keep:
+    rows = used // f
+    keep = min(rows, frames + exact_frames)
+    if not ring.frames or rows <= keep:
         return segments
-    score = index.matches(q, used).float()
+    score = index.matches(q, used).view(rows, f).sum(1).float()
     for j in range(min(exact_frames, len(ring.frames))):
-        row = (ring.written - 1 - j) % ring.capacity
-        score[row * f:(row + 1) * f] = float("inf")
+        score[(ring.written - 1 - j) % ring.capacity] = float("inf")
     top = torch.topk(score, keep, sorted=False).indices
-    return (*segments[:-1], replace(segments[-1], index=top))
+    slots = (top[:, None] * f + torch.arange(f, device=top.device)).flatten()
+    return (*segments[:-1], replace(segments[-1], index=slots))

@@ -41,8 +41,8 @@ class PolicyConfig:
     Attention restricted by an index (TempCache's AnnSA, `memory.ann`):
         ann_bits: bits of each LSH code of the recent ring's keys (0: no index, every slot attended).
         ann_tables: LSH codes per key (tables); a slot is a candidate when one matches a query's.
-        ann_frames: candidate slots a chunk attends to in the ring, in frames' worth of tokens (fixed, so
-            the cost is bounded and no host sync decides it); slots with the most matches first.
+        ann_frames: older frames of the ring a chunk attends to, those whose slots match its queries most
+            (a fixed count, so the cost is bounded and no host sync decides it).
         ann_exact_frames: the ring's newest frames, always attended in full.
         An index needs a budget (not `unbounded`), `demote_every = 1` and no head groups; the budget
         pays for its codes.

@@ -42,9 +42,9 @@ register_policy(PolicyConfig(
     name="window", sink_frames=1, positions="absolute",
     description="Self-Forcing/LongLive rolling cache: sink frames + FIFO recent window"))
 register_policy(PolicyConfig(
-    name="ann", sink_frames=1, positions="absolute", ann_bits=10, ann_tables=4, ann_frames=64, ann_exact_frames=8,
-    description="TempCache's AnnSA: sink + a FIFO window whose older frames are attended only where an LSH "
-                "index of their keys matches the chunk's queries (72 frames' worth of slots per chunk)"))
+    name="ann", sink_frames=1, positions="absolute", ann_bits=6, ann_tables=4, ann_frames=64, ann_exact_frames=32,
+    description="TempCache's AnnSA: sink + a FIFO window; the chunk attends to its newest 32 frames and the 64 "
+                "older ones an LSH index of their keys finds for the chunk's queries"))
 
 # Every managed policy below uses bounded positions (a long session never leaves the RoPE range).
 register_policy(PolicyConfig(
