@@ -34,6 +34,7 @@ from reverie.engine import protocol as P
 from reverie.engine.capacity import DEFAULT_TOTAL_FRACTION, total_budget
 from reverie.engine.curve import CurveError, CurveServer, is_loopback
 from reverie.engine.hello import SessionRequest, check_hello
+from reverie.engine.places import PlaceNotReady
 from reverie.engine.poll_loop import PollLoop
 from reverie.engine.ratelimit import Limiter, Rate
 from reverie.engine.recorder import Recorder
@@ -386,6 +387,8 @@ class Server(PollLoop):
             frame = self._scene_frame(place)
         except (KeyError, ValueError) as exc:  # an unknown place: the client's request
             raise P.ProtocolError("bad_field", f"scene place: {exc}") from None
+        except PlaceNotReady as exc:  # its frames are being made off the loop
+            raise P.ProtocolError("refused", str(exc)) from None
         except Exception as exc:  # the source failed (e.g. no real game installed)
             raise P.ProtocolError("refused", f"cannot show a new place here ({exc}); send the scene's frame") from None
         return frame

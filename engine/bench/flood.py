@@ -292,8 +292,10 @@ class _Flooder:
         if r < 0.552:  # over the server's message limit: it drops the connection, which comes back as new
             return [bytes(rng.randrange(100_000, 200_000))]
         if r < 0.70:
+            scene = rng.choice([None, {"handling": "cut"}, {"place": "nowhere"}, {"handling": "x"}, {"pose": [1]}])
             msg = rng.choice([P.Action(seq=1, action=rng.choice([-1, 27, 99])), P.Control(op="stats"),
-                              P.Control(op="budget", value=10**12), P.Frame(), P.Welcome(), P.Bye()])
+                              P.Control(op="budget", value=10**12), P.Control(op="scene", value=scene), P.Frame(),
+                              P.Welcome(), P.Bye()])
             return [P.encode(msg)]
         return self._hello(rng)
 

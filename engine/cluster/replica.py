@@ -31,7 +31,7 @@ class Replica:
                  threads: int | None = None, budget_frames: int | None = None, host_share: float = 1.0) -> None:
         import torch
 
-        from reverie.engine.commands.serve import load_world, place_source, seed_frame_source
+        from reverie.engine.commands.serve import load_world, places, seed_frame_source
         from reverie.engine.curve import make_keys
         from reverie.engine.server import Server, ServerConfig
 
@@ -57,7 +57,7 @@ class Replica:
             self.public_key = public.read_text()
             endpoint, extra = f"tcp://{self.node_ip}:0", {"curve_secret": str(secret)}
         self.server = Server(world, ServerConfig(**{**config, **extra, "endpoint": endpoint}),
-                             seed_frame=seed_frame_source(world, None, None), scene_frame=place_source(world, None))
+                             seed_frame=seed_frame_source(world, None, None), scene_frame=places(world, None))
         self.spec = world.spec
         self._thread = threading.Thread(target=self.server.serve_forever, name=f"reverie-{name}", daemon=True)
         self._thread.start()

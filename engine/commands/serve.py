@@ -115,48 +115,16 @@ def server_fields(args: argparse.Namespace, budget: int | None) -> dict:
                 pending_ttl_s=args.pending_ttl, record_dir=args.record_dir, seed=args.seed)
 
 
-#: start seeds a place may name (`MAP@SEED`): each place's frame is made once and kept, so this bounds
-#: how often a client can make the server start the real game
-PLACE_SEEDS = 16
+def places(model, game_map: str | None, prewarm: bool = False):
+    """The server's places (`engine.places.RealGamePlaces`) for the model's frame shape (`prewarm`: start
+    making the home map's now), or None when the real game's maps cannot be loaded (then a scene must
+    bring its frame)."""
+    from reverie.engine.places import RealGamePlaces
 
-
-def place_source(model, game_map: str | None):
-    """`place -> uint8 [H, W, 3]`: the real game's first frame of a place, for a player's new scene
-    (`Server(scene_frame=...)`). A place is a map name, or `MAP@SEED` (the start the seed picks: another
-    room of the maze); None is the next start of `game_map` (seeds 1, 2, ... in turn). The first request
-    for a map starts the game once (about a second, in the server's loop) and keeps the frames of all its
-    `PLACE_SEEDS` starts, so a client can cost the server that at most once per registered map; an unknown
-    map or a seed outside `[0, PLACE_SEEDS)` is a KeyError / ValueError."""
-    from reverie.world.games.maps import DEFAULT_TRAIN_MAP, get_map
-
-    shape = tuple(model.spec.frame_shape)
-    home = game_map or DEFAULT_TRAIN_MAP
-    starts: dict[str, list] = {}
-    turn = [0]
-
-    def frame(place: str | None):
-        if place is None:
-            turn[0] = turn[0] % (PLACE_SEEDS - 1) + 1
-            name, seed = home, turn[0]
-        else:
-            name, _, seed_text = place.partition("@")
-            seed = int(seed_text) if seed_text else 0  # ValueError: not a number
-            if not 0 <= seed < PLACE_SEEDS:
-                raise ValueError(f"a place's seed is in [0, {PLACE_SEEDS}), got {seed}")
-        get_map(name)  # KeyError (UnknownMapError) for a map that is not registered
-        if name not in starts:
-            starts[name] = real_game_starts(shape, name, PLACE_SEEDS)
-        return starts[name][seed]
-
-    return frame
-
-
-def real_game_starts(shape, game_map: str, seeds: int) -> list:
-    """The real game's first frames at `shape` for start seeds `0 .. seeds - 1`, from one game."""
-    from reverie.world.games.doom import DoomConfig, DoomGame
-
-    with DoomGame(DoomConfig(resolution=(shape[1], shape[0]), map=game_map)) as game:
-        return [game.reset(seed).frame.copy() for seed in range(seeds)]
+    try:
+        return RealGamePlaces(model.spec.frame_shape, game_map, prewarm=prewarm)
+    except Exception:  # e.g. an unknown --map: the seed frame says so already
+        return None
 
 
 def real_game_frame(shape, game_map: str | None = None, seed: int = 0):
@@ -210,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from reverie.engine.curve import CurveError
 
     try:
-        server = Server(model, config, seed_frame=seed_frame, scene_frame=place_source(model, args.map))
+        server = Server(model, config, seed_frame=seed_frame, scene_frame=places(model, args.map, prewarm=True))
     except CurveError as exc:  # an unreadable key file or client-key folder
         print(f"reverie serve: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ def random_value(rng: random.Random, depth: int = 0):
 
 def fuzz_message(rng: random.Random) -> list[bytes]:
     valid = [P.encode(m) for m in (P.Hello(), P.Action(seq=1, action=3), P.Control(op="stats"),
-                                   P.Control(op="policy", value="window"), P.Control(op="reset"), P.Frame())]
+                                   P.Control(op="policy", value="window"), P.Control(op="reset"), P.Frame(),
+                                   P.Control(op="scene", value={"handling": "cut"}))]
     r = rng.randrange(8)
     if r == 0:
         return [rng.randbytes(rng.randrange(64))]
