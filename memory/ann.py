@@ -101,7 +101,7 @@ def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_
         return segments
     score = index.matches(q, used).view(rows, f).sum(1).float()
     for j in range(min(exact_frames, len(ring.frames))):
-        score[(ring.written - 1 - j) % ring.capacity] = float("inf")
+        score[ring.row(j)] = float("inf")
     top = torch.topk(score, keep, sorted=False).indices
     slots = (top[:, None] * f + torch.arange(f, device=top.device)).flatten()
     return (*segments[:-1], replace(segments[-1], index=slots))

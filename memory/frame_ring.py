@@ -50,6 +50,11 @@ class FrameRing:
     def slots_used(self) -> int:
         return min(self.written, self.capacity) * self.f
 
+    def row(self, age: int = 0) -> int:
+        """The row holding the frame `age` frames older than the newest (0: the newest); its slots are
+        `row * F .. (row + 1) * F`."""
+        return (self.written - 1 - age) % self.capacity
+
     def push(self, k: torch.Tensor, v: torch.Tensor, frame: int, out: Tokens | None = None, at: int = 0) -> bool:
         """Store one frame (`k`, `v`: `[H, F, D]`). In `ring` mode, when full, the displaced oldest frame is
         first copied into `out` at token offset `at` (if given). Returns True if a frame was displaced."""
@@ -90,7 +95,7 @@ class FrameRing:
     def keep_last(self, n_frames: int) -> None:
         """Drop all but the newest `n_frames` frames (flush), compacting them to the start."""
         keep = self.frames[-n_frames:] if n_frames else []
-        rows = [((self.written - len(self.frames) + self.frames.index(fr)) % self.capacity) for fr in keep]
+        rows = [self.row(len(keep) - 1 - i) for i in range(len(keep))]
         ks = [self.k[:, r * self.f:(r + 1) * self.f].clone() for r in rows]
         vs = [self.v[:, r * self.f:(r + 1) * self.f].clone() for r in rows]
         self.clear()

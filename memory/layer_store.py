@@ -115,7 +115,7 @@ def build_segments(store: LayerStore, layer: int, clock, pp, heads, device, shar
         return tuple(segs)
     names = segment_names(store)
     ring = store.recent
-    anchor = (ring.written - 1) % ring.capacity if ring.frames else None
+    anchor = ring.row() if ring.frames else None
     keep = {"recent": range(anchor * f, (anchor + 1) * f) if anchor is not None else None}
     return tuple(heads.hide(layer, s, name, keep.get(name)) for s, name in zip(segs, names))
 

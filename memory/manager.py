@@ -232,7 +232,7 @@ class MemoryManager:
             if store.recent.push(kf, vf, now + i, out=self._stages[layer], at=at + len(displaced) * f):
                 displaced.append(old)
             if store.ann is not None:
-                store.ann.write(((store.recent.written - 1) % store.recent.capacity) * f, kf)
+                store.ann.write(store.recent.row() * f, kf)
         with self.timer("score"):
             self.scorer.observe(layer, q)
         self._committed.add(layer)
@@ -298,7 +298,7 @@ class MemoryManager:
         if len(ring.frames) < min(MIN_HISTORY_FRAMES, ring.capacity):
             return
         f = self.spec.tokens_per_frame
-        slot = (ring.written - 1) % ring.capacity
+        slot = ring.row()
         view = KVView(segments=(*store.segments, KVSegment(k=k, v=v, pos=self._chunk_pos)), q_pos=self._chunk_pos,
                       rope=self.spec.rope)
         self.heads.observe(layer, q, view, segment_names(store), range(slot * f, (slot + 1) * f))

@@ -229,7 +229,7 @@ class Change(Scorer):
         h, n, d = tokens.k.shape
         f = self.spec.tokens_per_frame
         ring = store.recent  # its oldest frame is the one right after the last frame leaving
-        slot = (ring.written - len(ring.frames)) % ring.capacity
+        slot = ring.row(len(ring.frames) - 1)
         frames = torch.cat((tokens.k.reshape(h, n // f, f, d), ring.k[:, None, slot * f:(slot + 1) * f]), 1)
         sim = segment_similarity(frames, min(self.SEGMENTS, f))  # [m, segments]
         bounds = [j * f // sim.shape[1] for j in range(sim.shape[1] + 1)]
