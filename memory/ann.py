@@ -30,6 +30,12 @@ ANN_CODE_BYTES = 4
 MAX_BITS = 16
 
 
+def content_from(spec) -> int:
+    """The first channel an index hashes for a model with geometry `spec`: the one after the temporal
+    RoPE channels (all of them when RoPE covers the whole head)."""
+    return spec.rope.dims if spec.rope.dims < spec.head_dim else 0
+
+
 class LshIndex:
     """Codes of one layer's ring slots: `codes` int32 `[H, tables, slots]`, `empty` (= `2 ** bits`, a
     bucket no query falls in) where nothing is coded.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from reverie.memory.ann import MAX_BITS
 from reverie.memory.events import SCENE_HANDLINGS
 
 
@@ -143,9 +144,10 @@ class PolicyConfig:
             raise ValueError("rope_limit must be >= 1")
         if self.position_span is not None and self.position_span < 2:
             raise ValueError("position_span must be >= 2")
-        if self.ann_bits and (not 1 <= self.ann_bits <= 16 or self.ann_tables < 1 or self.ann_frames < 1
+        if self.ann_bits and (not 1 <= self.ann_bits <= MAX_BITS or self.ann_tables < 1 or self.ann_frames < 1
                               or self.ann_exact_frames < 0):
-            raise ValueError("an index needs 1 <= ann_bits <= 16, ann_tables >= 1, ann_frames >= 1, ann_exact_frames >= 0")
+            raise ValueError(f"an index needs 1 <= ann_bits <= {MAX_BITS}, ann_tables >= 1, ann_frames >= 1, "
+                             "ann_exact_frames >= 0")
         if self.ann_bits and (self.unbounded or self.demote_every > 1 or self.head_groups):
             raise ValueError("an index (ann_bits > 0) needs a budget (not unbounded), demote_every = 1 and no head groups")
         if self.on_scene not in SCENE_HANDLINGS:

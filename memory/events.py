@@ -13,8 +13,8 @@ its parameters). The memory handles two kinds itself:
   every gap by design, so a cut changes nothing there.
 
 Re-encoding the kept frames under a new condition (PaFu-KV's / LongLive's KV re-cache) needs the model,
-so it is the session's: `engine.session.Session.rebuild_memory`, which `Session.scene` runs for
-`recache`.
+so it is the session's one recache path, which `engine.session.Session.scene` runs for `recache` (and
+`Session.rebuild_memory` for a live policy or budget change).
 """
 
 from __future__ import annotations

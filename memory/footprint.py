@@ -40,6 +40,7 @@ from functools import lru_cache
 
 import torch
 
+from reverie.memory.ann import content_from
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 from reverie.memory.layout import Layout, plan_layout, resolve_budget, token_bytes
@@ -216,6 +217,6 @@ def _policy_state_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
     if cfg.head_groups:
         total += spec.layers * 4 * spec.heads * 4 + spec.layers * spec.heads  # profiled mass, static mask
     if cfg.ann_bits:  # each layer's LSH projections (float32), bit weights and table offsets (int64)
-        hashed = spec.head_dim - (spec.rope.dims if spec.rope.dims < spec.head_dim else 0)
+        hashed = spec.head_dim - content_from(spec)
         total += spec.layers * (hashed * cfg.ann_tables * cfg.ann_bits * 4 + (cfg.ann_bits + spec.heads * cfg.ann_tables) * 8)
     return total

@@ -24,7 +24,7 @@ import torch
 
 from reverie.kernels.view import KVSegment, KVView
 from reverie.memory import accounting
-from reverie.memory.ann import LshIndex, restrict_recent
+from reverie.memory.ann import LshIndex, content_from, restrict_recent
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
@@ -70,7 +70,7 @@ class MemoryManager:
             for store in self.layers:
                 store.ann = LshIndex(heads=spec.heads, head_dim=spec.head_dim,
                                      slots=store.recent.capacity * spec.tokens_per_frame,
-                                     content_from=spec.rope.dims if spec.rope.dims < spec.head_dim else 0,
+                                     content_from=content_from(spec),
                                      bits=cfg.ann_bits, tables=cfg.ann_tables, device=self.device)
         self.batched = stack_mid or not layout.mid_tokens
         self._stage_all = self._new_staging()
