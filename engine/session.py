@@ -161,22 +161,24 @@ class Session:
             self._commit_seed(self.seed_frame, self.seed_action)
         self.frame_clock = 1
 
-    def _commit_seed(self, frame: np.ndarray, action) -> None:
-        """Commit a seed frame (the session's first, or a new scene's): it fills a whole chunk of context,
-        held for all of it, with `action`."""
+    def _commit_seed(self, frame: np.ndarray, action, events=()) -> None:
+        """Commit a seed frame (the session's first, or a new scene's, after its memory `events`): it fills
+        a whole chunk of context, held for all of it, with `action`."""
         k, f = self.spec.chunk_frames, self.spec.frames_per_latent
         seed = torch.from_numpy(frame)[None].expand(f, *frame.shape).contiguous()
         latents = self.model.encode(seed.to(self.model.device))
-        self._commit(latents.expand(k, *latents.shape[1:]).contiguous(), self._bind([action] * self.spec.frames_per_chunk))
+        self._commit(latents.expand(k, *latents.shape[1:]).contiguous(), self._bind([action] * self.spec.frames_per_chunk),
+                     events)
 
     def _retrieval_pose(self):
         """The pose the memory retrieves by for the next chunk."""
         return self.pose if self.pose_source is None else self.pose_source(self.frame_clock)
 
-    def _commit(self, latents: torch.Tensor, actions: torch.Tensor):
+    def _commit(self, latents: torch.Tensor, actions: torch.Tensor, events=()):
         """Commit clean latents `[chunk_frames, tokens, channels]` as context (seed frame, recache or
-        observed frames); returns the model's pose deltas for them (None without a pose head)."""
-        self.memory.begin_chunk(pose=self._retrieval_pose(), events=())
+        observed frames), the memory `events` handled first; returns the model's pose deltas for them
+        (None without a pose head)."""
+        self.memory.begin_chunk(pose=self._retrieval_pose(), events=events)
         pose_delta = commit_frames(self.model, self.memory, latents, actions, self.context)
         self.memory.end_chunk()
         self._recent.append((latents, actions))
@@ -299,19 +301,18 @@ class Session:
         if self.spec.prompt_tokens:
             with torch.inference_mode():
                 self.context.prompt = self.model.prompt(torch.from_numpy(frame).to(self.model.device))
+        events = ()
         if handling == "recache":  # outside inference mode, as every memory is built
             self._recache()
+        else:  # handled by the memory as the new frame's chunk begins, so it retrieves at the new pose
+            events = (MemoryEvent("flush", keep_frames=0) if handling == "flush" else MemoryEvent("cut"),)
+        if handling == "flush":
+            self._recent.clear()
+            self.context.reset()
+        if pose is not None and self.pose is not None:
+            self.pose = pose
         with torch.inference_mode():
-            if handling != "recache":
-                event = MemoryEvent("flush", keep_frames=0) if handling == "flush" else MemoryEvent("cut")
-                self.memory.begin_chunk(pose=self._retrieval_pose(), events=(event,))
-                self.memory.end_chunk()
-                if handling == "flush":
-                    self._recent.clear()
-                    self.context.reset()
-            if pose is not None and self.pose is not None:
-                self.pose = pose
-            self._commit_seed(frame, action)
+            self._commit_seed(frame, action, events)
         self.frame_clock += 1
         if self.recorder is not None:
             self.recorder.scene(frame, handling, action, self.pose)

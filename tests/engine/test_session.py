@@ -268,3 +268,31 @@ def test_a_recached_scene_builds_its_memory_outside_inference_mode():
     s.scene(np.full(model.spec.frame_shape, 9, np.uint8), "recache")
     assert s.memory.archive is not None and not s.memory.archive.k.is_inference()
     play(s, [1])
+
+
+def test_a_scene_event_is_handled_as_the_new_frame_is_committed_at_the_new_pose():
+    """The memory sees the flush or cut in the chunk that commits the new frame (no empty chunk before
+    it), so retrieval, due again after an event, runs at the new scene's pose."""
+    model = TinyWorld()
+
+    class Tap:
+        def __init__(self, inner):
+            self.inner, self.begins = inner, []
+
+        def begin_chunk(self, pose=None, events=()):
+            self.begins.append((pose, tuple(events)))
+            return self.inner.begin_chunk(pose=pose, events=events)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    for handling in ("flush", "cut"):
+        s = make(model, policy="dual", budget_bytes=12 * model.spec.kv_bytes_per_frame,
+                 memory_factory=lambda spec, pol, b: Tap(_real_memory(spec, pol, b)))
+        play(s, [1, 3])
+        committed = s.memory.frames_committed
+        s.scene(np.full(model.spec.frame_shape, 9, np.uint8), handling, pose=(40.0, -8.0, 90.0))
+        pose, events = s.memory.begins[-1]
+        assert pose == (40.0, -8.0, 90.0) and [e.kind for e in events] == [handling]
+        assert s.memory.frames_committed == committed + model.spec.chunk_frames
+        assert sum(1 for _, ev in s.memory.begins if ev) == 1
