@@ -56,10 +56,7 @@ def check_hello(msg: P.Hello, extra, *, spec, default_policy: str, default_budge
         shape = P.frame_shape(msg.seed_frame) if msg.seed_frame else ()
         if tuple(shape) != tuple(spec.frame_shape):
             raise P.ProtocolError("bad_field", f"seed frame must be {list(spec.frame_shape)}")
-        buf = extra[0].buffer
-        if len(buf) != int(np.prod(shape)):
-            raise P.ProtocolError("bad_field", f"seed frame part has {len(buf)} bytes, expected {int(np.prod(shape))}")
-        seed_frame = np.frombuffer(buf, np.uint8).reshape(shape)
+        seed_frame = frame_part(extra[0], shape, "seed frame")
     else:
         try:
             seed_frame = default_seed_frame(tuple(spec.frame_shape))
@@ -84,14 +81,22 @@ def _history(msg: P.Hello, parts, spec) -> tuple[np.ndarray, tuple]:
     n = msg.history
     if not 0 < n <= MAX_HISTORY:
         raise P.ProtocolError("bad_field", f"history must be 1..{MAX_HISTORY} frames, got {n}")
-    size = int(np.prod(spec.frame_shape))
-    if any(len(p.buffer) != size for p in parts):
-        raise P.ProtocolError("bad_field", f"each history part must be one frame of {size} bytes")
+    frames = [frame_part(p, spec.frame_shape, "each history") for p in parts]
     if len(msg.history_actions) != n:
         raise P.ProtocolError("bad_field", f"history needs one action per frame ({n}), got {len(msg.history_actions)}")
     try:
         actions = tuple(spec.action_space.coerce(a) for a in msg.history_actions)
     except ValueError as exc:
         raise P.ProtocolError("bad_field", f"history action: {exc}") from None
-    frames = np.stack([np.frombuffer(p.buffer, np.uint8).reshape(spec.frame_shape) for p in parts])
-    return frames, actions
+    return np.stack(frames), actions
+
+
+def frame_part(part, shape, what: str) -> np.ndarray:
+    """A payload part's pixels as uint8 `shape` (a view of the part), or `ProtocolError` when its size is not
+    one frame's; `what` names the part in the error."""
+    buf = part.buffer
+    size = int(np.prod(shape))
+    if len(buf) != size:
+        raise P.ProtocolError("bad_field", f"{what} part has {len(buf)} bytes, expected one uint8 {list(shape)} "
+                                           f"frame ({size} bytes)")
+    return np.frombuffer(buf, np.uint8).reshape(shape)

@@ -124,8 +124,7 @@ class Recorder:
         held so far, with `extra.scene` = the handling, so a regeneration replays the scene change."""
         if self._closing:
             return
-        while self._order:
-            self._write(self._order.popleft())
+        self._write_held()
         try:
             self._writer.append(frame, action, pose, extra={"scene": handling}, t_server_end_ns=time.monotonic_ns())
         except RuntimeError:
@@ -137,8 +136,7 @@ class Recorder:
         event (seed, policy, budget, flush) changed the course. Never raises: a writer error is logged and
         kept in `error`."""
         if not self._closing:
-            while self._order:
-                self._write(self._order.popleft())
+            self._write_held()
             self._closing = True
             if not regenerable:
                 meta = self._writer.meta
@@ -150,6 +148,11 @@ class Recorder:
             except RuntimeError:
                 pass  # logged by the writer, kept in `error`
         return self.summary
+
+    def _write_held(self) -> None:
+        """Hand every held row to the writer, oldest first."""
+        while self._order:
+            self._write(self._order.popleft())
 
     def _write(self, seq: int) -> None:
         p = self._pending.pop(seq, None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reverie.engine import protocol as P
+from reverie.engine.hello import frame_part
 from reverie.memory.events import SCENE_HANDLINGS
 
 
@@ -49,9 +50,5 @@ def check_scene(value, extra, frame_shape) -> SceneRequest:
     if extra:
         if place is not None:
             raise P.ProtocolError("bad_field", "a scene names a place or sends a frame, not both")
-        buf = extra[0].buffer
-        if len(buf) != int(np.prod(frame_shape)):
-            raise P.ProtocolError("bad_field", f"scene frame part has {len(buf)} bytes, expected a uint8 "
-                                               f"{list(frame_shape)} frame")
-        frame = np.frombuffer(buf, np.uint8).reshape(frame_shape)
+        frame = frame_part(extra[0], frame_shape, "scene frame")
     return SceneRequest(frame=frame, place=place, handling=handling, pose=pose)
