@@ -29,8 +29,8 @@ import numpy as np
 from reverie.engine.bench import metrics as M
 from reverie.engine.bench.report import finish
 from reverie.engine.heap import settle_heap
+from reverie.memory.events import SCENE_HANDLINGS
 
-HANDLINGS = ("flush", "cut", "recache")
 WINDOWS = ((1, 4), (5, 16), (17, None))
 #: B's start seed is A's plus this (another start of the map); the realism bank's episodes follow it
 AWAY_SEED_OFFSET, BANK_SEED_OFFSET = 50, 100
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before", type=int, default=64, help="frames played at A before the teleport")
     parser.add_argument("--away", type=int, default=48, help="frames played at B")
     parser.add_argument("--back", type=int, default=32, help="frames of the return to A")
-    parser.add_argument("--handlings", default=",".join(HANDLINGS), help="comma-separated scene handlings")
+    parser.add_argument("--handlings", default=",".join(SCENE_HANDLINGS), help="comma-separated scene handlings")
     parser.add_argument("--policy", default="dual", help="memory policy (default budget; default: %(default)s)")
     parser.add_argument("--seed", type=int, default=7301, help="seed of the first episode's place A")
     parser.add_argument("--bank-frames", type=int, default=4000, help="real frames in the realism bank")
@@ -80,13 +80,12 @@ def _play(session, actions) -> np.ndarray:
     return np.stack([session.step(int(x)).frame for x in actions])
 
 
-def score(model, args, tics: int) -> dict:
+def score(model, args, tics: int, handlings: list[str]) -> dict:
     from reverie.engine.bench.freeplay import record_bank
     from reverie.world.dit.data import play_episode
 
     h, w, _ = model.spec.frame_shape
     c = args.context
-    handlings = [x.strip() for x in args.handlings.split(",") if x.strip()]
     bank = record_bank(args.map, args.bank_frames, args.seed + BANK_SEED_OFFSET, tics, (w, h))
     rows: dict = {name: {"away": [], "realism": [], "old": [], "back": [], "event_s": []}
                   for name in ["fresh", *handlings]}
@@ -94,10 +93,9 @@ def score(model, args, tics: int) -> dict:
         seed = args.seed + i
         a = play_episode(args.map, "wander", c + args.before, seed, tics, (w, h))
         b = play_episode(args.map, "wander", args.away + 1, seed + AWAY_SEED_OFFSET, tics, (w, h))
-        a_last = a.frames[c + args.before - 1]
+        a_last, real_b = a.frames[c + args.before - 1], b.frames[1:args.away + 1]
         for name in rows:
             got = play_away_and_back(model, a, b, args, None if name == "fresh" else name, seed)
-            real_b = b.frames[1:args.away + 1]
             rows[name]["away"].append(M.psnr(got["away"], real_b))
             rows[name]["realism"].append(M.nearest_psnr(got["away"], bank))
             rows[name]["old"].append(float(np.sum(M.psnr(got["away"], a_last) > M.psnr(got["away"], real_b))))
@@ -129,13 +127,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from reverie.engine.keyvalues import parse_key_values
-    from reverie.memory.events import SCENE_HANDLINGS
     from reverie.world.games.maps import get_map
     from reverie.world.registry import load_model
 
     torch.set_num_threads(max(1, args.threads))
     get_map(args.map)
-    unknown = {x.strip() for x in args.handlings.split(",") if x.strip()} - set(SCENE_HANDLINGS)
+    handlings = [x.strip() for x in args.handlings.split(",") if x.strip()]
+    unknown = set(handlings) - set(SCENE_HANDLINGS)
     if unknown:
         raise SystemExit(f"reverie bench events: unknown handling(s) {sorted(unknown)}; known: {list(SCENE_HANDLINGS)}")
     if min(args.episodes, args.context, args.before, args.away, args.back, args.bank_frames) < 1:
@@ -155,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     tics = int((getattr(model, "meta", None) or {}).get("tics_per_step", spec.tics_per_step))
     result = {"model": spec.name, "policy": args.policy, "map": args.map, "episodes": args.episodes,
               "context": args.context, "before": args.before, "away": args.away, "back": args.back,
-              "seed": args.seed, "threads": torch.get_num_threads(), "handlings": score(model, args, tics)}
+              "seed": args.seed, "threads": torch.get_num_threads(), "handlings": score(model, args, tics, handlings)}
     _print_table(result)
     return finish(result, args.json)
 
