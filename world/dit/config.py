@@ -170,6 +170,9 @@ class TrainConfig(GameData):
             to pull its own drift back toward the game.
         prev_rollout_context: with self-forcing, the clean (commit) copies the model attends to are its own
             predictions too (frames after the window's first), as the cache holds at play time.
+        degrade_prob, degrade_blur_max, degrade_colour_max: share of windows whose conditioning frames (the
+            clean copies attended to and the previous-frame inputs) are blurred and colour-cast as the
+            model's own frames are, one draw per window (`world.dit.degrade`); the targets stay real.
         top_level_prob: fraction of noisy copies at noise level 1 (pure noise), the level a one-step
             sampler starts and ends at; the rest spread over (0, 1] for multi-step sampling.
         pose_weight: weight of the pose-delta loss.
@@ -202,6 +205,9 @@ class TrainConfig(GameData):
     prev_rollout_prob: float = 0.0
     prev_rollout_context: bool = False
     top_level_prob: float = 0.0
+    degrade_prob: float = 0.0
+    degrade_blur_max: float = 1.5
+    degrade_colour_max: float = 0.1
     pose_weight: float = 0.1
     warp_weight: float = 0.0
     grad_clip: float = 1.0
@@ -220,10 +226,13 @@ class TrainConfig(GameData):
         if self.steps < 1 or self.batch < 1:
             raise ValueError("steps and batch must be >= 1")
         if not all(0.0 <= p <= 1.0 for p in (self.revisit_prob, self.context_aug_prob, self.prev_aug_prob,
+                                             self.degrade_prob,
                                              self.prev_drop_prob, self.prev_rollout_prob, self.top_level_prob)):
             raise ValueError("probabilities must be in [0, 1]")
         if not (0.0 <= self.context_aug_max <= 1.0 and 0.0 <= self.prev_aug_max <= 1.0):
             raise ValueError("noise augmentation levels must be in [0, 1]")
+        if self.degrade_blur_max < 0.0 or not 0.0 <= self.degrade_colour_max <= 1.0:
+            raise ValueError("degrade_blur_max must be >= 0 and degrade_colour_max in [0, 1]")
         if self.prev_rollout_passes < 0:
             raise ValueError("prev_rollout_passes must be >= 0")
         if self.model not in MODEL_PRESETS:
@@ -300,6 +309,11 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # halved), which keeps what each does well (README). The same run relaxed back to revisit_prob 0.5 for 400
     # steps at lr 5e-5 lost free play altogether (17.98 dB against the game)
     "flow-recall": replace(_RECALL, model="flow", steps=600, lr=1e-4, revisit_prob=0.9),
+    # experiment, not shipped: stage 5 (`--init default`) taught to undo the blur and colour cast of its own
+    # frames. Free play (maze, 256 frames): realism 24.9 / 26.3 / 25.7 but sharpness 0.25-0.38 and, looked at,
+    # a brown mush by frame 64 (docs/experiments.md)
+    "degrade": replace(_RECALL, model="flow", steps=1500, lr=1e-4, degrade_prob=0.75, degrade_blur_max=2.0,
+                       degrade_colour_max=0.15),
     # experiment, not shipped: the stage-4 recipe on six training maps instead of two (`--init default`, 1500
     # steps, 5 episodes per map and driver). No better on the held-out map: tf 27.03, ar 24.81 / 23.50 / 22.54;
     # revisits dual 22.32, window 19.91, full 22.25; go-and-return free runs 21.43 (stage 4: 22.39)

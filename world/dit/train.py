@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from reverie.world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow, model_config
 from reverie.world.dit.data import Episode, WindowSampler
-from reverie.world.dit.patches import patchify
+from reverie.world.dit.degrade import degrade_windows
+from reverie.world.dit.patches import patchify, to_latents
 from reverie.world.dit.network import DiTNet
 from reverie.world.dit.runs import (RunPaths, checkpoint_if_due, device_name, optimizer_step, plot_curve, resume_run,
                             save_run, set_lr)
@@ -76,12 +77,13 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     """Turn sampled windows into network inputs and targets (see the module docstring)."""
     r, w = cfg.revisit_frames, cfg.window
     x0 = patchify(torch.from_numpy(sample["frames"]), model_cfg.patch)  # [B, R+W, T, P]
+    seen, prev_seen = conditioning_frames(sample, cfg, model_cfg, gen)
     b = x0.shape[0]
     t_ctx = torch.rand(b, r + w, generator=gen) * cfg.context_aug_max
     t_ctx = torch.where(torch.rand(b, r + w, generator=gen) < cfg.context_aug_prob, t_ctx, torch.zeros_like(t_ctx))
     t_noisy = sample_levels(gen, (b, w), cfg.top_level_prob)
     t = torch.cat((t_ctx, t_noisy), 1)
-    target = torch.cat((x0, x0[:, r:]), 1)
+    target = torch.cat((seen, x0[:, r:]), 1)
     noise = torch.randn(target.shape, generator=gen)
     tt = t[..., None, None]
     x_in = (1.0 - tt) * target + tt * noise
@@ -90,7 +92,7 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     scale = torch.tensor(model_cfg.pose_scale)
     prev = None
     if model_cfg.prev_frame:  # each copy sees its frame's real predecessor (zeros where there is none)
-        prev = patchify(torch.from_numpy(sample["prev_frames"]), model_cfg.patch)
+        prev = prev_seen
         keep = torch.from_numpy(sample["has_prev"])
         if cfg.prev_drop_prob > 0.0:
             keep = keep & (torch.rand(keep.shape, generator=gen) >= cfg.prev_drop_prob)
@@ -102,6 +104,24 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
         "revisit_valid": torch.from_numpy(sample["revisit_valid"]),
         "x0": x0[:, r:], "pose": torch.from_numpy(sample["deltas"][:, r:]) / scale,
     }
+
+
+def conditioning_frames(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTConfig,
+                        gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latents a window conditions on: its frames' clean copies and (`prev_frame` models) their
+    previous-frame inputs, both degraded as the model's own frames are (`TrainConfig.degrade_prob`; one
+    draw per window, shared by both). The noisy copies keep the real frames: they are the targets."""
+    frames = torch.from_numpy(sample["frames"])
+    prev = torch.from_numpy(sample["prev_frames"]) if model_cfg.prev_frame else None
+    if cfg.degrade_prob <= 0.0:
+        return (patchify(frames, model_cfg.patch),
+                None if prev is None else patchify(prev, model_cfg.patch))
+    n = frames.shape[1]
+    both = frames if prev is None else torch.cat((frames, prev), 1)
+    images = degrade_windows(both.float() / 127.5 - 1.0, cfg.degrade_prob, cfg.degrade_blur_max,
+                             cfg.degrade_colour_max, gen)
+    latents = to_latents(images, model_cfg.patch)
+    return latents[:, :n], (None if prev is None else latents[:, n:])
 
 
 def augment_prev(prev: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
