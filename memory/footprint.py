@@ -21,7 +21,8 @@ that cannot be built), then adds up the buffers the session keeps, by part:
     frame_context  the clean latents a frame-stacking model takes (`ModelSpec.frame_context`); the buffer
                    holds those and the chunk appended last
     prompt         the session's prompt, for a model that cross-attends to one (`ModelSpec.prompt_tokens`
-                   tokens of `latent_shape[1]` channels)
+                   tokens of `latent_shape[1]` channels), and what the model keeps for it
+                   (`ModelSpec.prompt_cache_bytes`)
     seed_frame     the session's copy of its start frame
     frames_out     one chunk of decoded frames waiting to be handed out
     bookkeeping    an allowance for the Python objects (dicts, lists, ints) of the session and its archive
@@ -144,7 +145,8 @@ def session_buffer_bytes(spec, recache_chunks: int = RECACHE_CHUNKS,
     action = INDEX_BYTES if space.encoding == "index" else 4 * space.dim  # int64, or float32 [dim]
     return {"recache": max(1, recache_chunks) * (c * latent + spec.actions_per_chunk * action),
             "frame_context": (spec.frame_context + c) * latent if spec.frame_context else 0,
-            "prompt": spec.prompt_tokens * spec.latent_shape[1] * torch.empty((), dtype=latent_dtype).element_size(),
+            "prompt": (spec.prompt_tokens * spec.latent_shape[1] * torch.empty((), dtype=latent_dtype).element_size()
+                       + spec.prompt_cache_bytes),
             "seed_frame": frame, "frames_out": spec.frames_per_chunk * frame, "bookkeeping": BOOKKEEPING_BYTES}
 
 

@@ -47,6 +47,8 @@ class ModelSpec:
         prompt_tokens: tokens of the session's prompt, which the model cross-attends to (0 = none). The
             engine asks `prompt(seed_frame)` once when a session starts and passes the result as `prompt`
             to `denoise` and `commit`; models with 0 are never passed `prompt`.
+        prompt_cache_bytes: bytes the model keeps for each session's prompt beside the prompt itself (its
+            cross-attention's keys and values, their index), which the session is charged for.
         steps: noise levels in (0, 1] visited by the sampler, highest first (flow matching:
             `x_t = (1 - t) * x0 + t * noise`).
         sampler: how the sampler moves between `steps`: "renoise" (a fresh noise draw at every level) or
@@ -77,6 +79,7 @@ class ModelSpec:
     action_binding: str = "per_frame"
     frame_context: int = 0
     prompt_tokens: int = 0
+    prompt_cache_bytes: int = 0
     steps: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     sampler: str = "renoise"
     context_noise: float = 0.0
@@ -95,8 +98,8 @@ class ModelSpec:
             raise ValueError(f"action_binding must be one of {ACTION_BINDINGS}, got '{self.action_binding}'")
         if self.tics_per_step < 1:
             raise ValueError("tics_per_step must be >= 1")
-        if self.frame_context < 0 or self.prompt_tokens < 0:
-            raise ValueError("frame_context and prompt_tokens must be >= 0")
+        if self.frame_context < 0 or self.prompt_tokens < 0 or self.prompt_cache_bytes < 0:
+            raise ValueError("frame_context, prompt_tokens and prompt_cache_bytes must be >= 0")
         if self.temporal_span is not None and self.temporal_span <= self.chunk_frames:
             raise ValueError("temporal_span must exceed chunk_frames")
         if not self.steps or any(not 0.0 < s <= 1.0 for s in self.steps):

@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Each bench is the module `reverie.engine.bench.NAME`; its docstring's first line is its help.
-BENCHES = ("record", "model", "ceiling", "freeplay", "events", "flood", "memory", "longrun", "kernels", "play",
+BENCHES = ("record", "model", "ceiling", "freeplay", "events", "flood", "memory", "longrun", "kernels", "cross", "play",
            "cluster")
 
 

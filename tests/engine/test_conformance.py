@@ -124,3 +124,15 @@ def test_a_prompted_model_gets_its_prompt_and_a_wrong_prompt_is_named():
     assert dict(session_bytes(model.spec, "window", 32 * model.spec.kv_bytes_per_frame).parts)["prompt"] == 16 * 48 * 4
     failed = {r.rule: r.detail for r in check_model(Prompted(bad_prompt=True), **FAST).failed}
     assert "prompt() gave (3, 48)" in failed["spec-and-shapes"]
+
+
+def test_what_a_model_keeps_for_its_prompt_is_charged_and_checked():
+    from dataclasses import replace
+
+    from reverie.memory import session_bytes
+
+    spec = replace(Prompted().spec, prompt_cache_bytes=1000)
+    parts = dict(session_bytes(spec, "window", 32 * spec.kv_bytes_per_frame).parts)
+    assert parts["prompt"] == 16 * 48 * 4 + 1000
+    with pytest.raises(ValueError, match="prompt_cache_bytes"):
+        replace(spec, prompt_cache_bytes=-1)

@@ -80,3 +80,38 @@ def test_bench_model_runs_a_plugin(installed):
     assert result["model"] == "example-tiny" and result["resolution"] == "64x48"
     assert set(result["ar_psnr"]) == {"8", "16", "32"} and result["fps_denoise"] > 0
     assert result["frames_scored"] == 33
+
+
+def test_bench_cross_measures_annca_on_the_prompted_plugin(installed):
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "bench", "cross", "--model-arg", "cross=ann",
+                          "--frames", "12", "--lengths", "60,512", "--repeat", "2", "--json"],
+                         capture_output=True, text=True, timeout=300, env=_env(installed))
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    calls = result["calls"]
+    assert result["model"] == "matrix-shaped" and calls["count"] > 0 and calls["prompt_tokens"] == 60
+    assert 0 < calls["tokens_read"] <= 32 and 0 < calls["mass"] < 1 and calls["rel_err"] > 0
+    short, grouped = result["lengths"][0], result["lengths"][-1]
+    assert short["rel_err"] == 0 and short["mass"] == 1  # 60 tokens fit in what a query reads: exact
+    assert grouped["kind"] == "grouped" and grouped["tokens"] <= 64 and grouped["mass"] > 0.8
+
+
+def test_bench_cross_refuses_a_model_without_a_prompt(installed):
+    out = subprocess.run([sys.executable, "-m", "reverie.engine.cli", "bench", "cross", "--model", "example-tiny"],
+                         capture_output=True, text=True, timeout=120, env=_env(installed))
+    assert out.returncode != 0 and "takes no prompt" in out.stderr
+
+
+@pytest.mark.parametrize("cross", ["full", "ann"])
+def test_matrix_plugin_declares_what_it_keeps_for_its_prompt(installed, monkeypatch, cross):
+    import torch
+
+    monkeypatch.syspath_prepend(str(installed))
+    from reverie.world.registry import load_model
+
+    model = load_model("matrix-shaped", cross=cross)
+    prompt = model.prompt(torch.full(model.spec.frame_shape, 90, dtype=torch.uint8))
+    layers = model._prompt_attention(prompt)
+    held = sum(a.k.numel() * a.k.element_size() + a.v.numel() * a.v.element_size() + a.index_bytes for a in layers)
+    assert held == model.spec.prompt_cache_bytes
+    assert (layers[0].index_bytes > 0) == (cross == "ann")

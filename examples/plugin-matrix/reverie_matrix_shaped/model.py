@@ -15,6 +15,8 @@ such a model uses them:
   `deep-sink` policy (`reverie play --model matrix-shaped --policy deep-sink`);
 * **an image prompt**: every block cross-attends to the session's start frame (60 tokens, its latent
   frame; `ModelSpec.prompt_tokens`, `prompt()`), which the engine keeps per session and passes as `prompt`;
+  in full, or with `build(cross="ann")` restricted per query to the prompt tokens its index finds
+  (AnnCA, `reverie.memory.ann_cross`);
 * **few-step sampling**: 4 levels with a fresh noise draw at each (Self-Forcing's sampler).
 
 Its random weights are set so the untrained model copies what it attends to (a token's queries and keys
@@ -25,12 +27,14 @@ its frames resemble its history rather than noise; nothing here is trained.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import nn
 
 from reverie.kernels import attend
 from reverie.kernels.view import RopeSpec
+from reverie.memory.ann_cross import CrossAnnConfig, PromptAttention, prompt_index_bytes
 from reverie.world.actions import ActionSpace, Axis
 from reverie.world.contract import ModelSpec, WorldModel
 
@@ -52,7 +56,10 @@ CONTROLS = ActionSpace(
 class MatrixShapedWorld(WorldModel):
     """Keys + mouse, 4 frames per latent, 3 latents per chunk, a 2-block causal DiT over latent time."""
 
-    def __init__(self, width: int = 128, heads: int = 4, layers: int = 2, seed: int = 0):
+    def __init__(self, width: int = 128, heads: int = 4, layers: int = 2, seed: int = 0,
+                 cross_ann: CrossAnnConfig | None = None):
+        self.cross_ann = cross_ann
+        self._prompts: dict[int, tuple[weakref.ref, list[PromptAttention]]] = {}
         gen = torch.Generator().manual_seed(seed)
         head_dim = width // heads
         self.spec = ModelSpec(name="matrix-shaped", action_space=CONTROLS, frame_shape=(H, W, 3),
@@ -60,7 +67,7 @@ class MatrixShapedWorld(WorldModel):
                               heads=heads, head_dim=head_dim, chunk_frames=CHUNK,
                               frames_per_latent=FRAMES_PER_LATENT, action_binding="per_frame",
                               steps=(1.0, 0.75, 0.5, 0.25), sampler="renoise", rope=RopeSpec(dims=8),
-                              prompt_tokens=TOKENS,
+                              prompt_tokens=TOKENS, prompt_cache_bytes=self._prompt_bytes(width, heads, layers, cross_ann),
                               tics_per_step=2, temporal_span=4096)
         self.width, self.heads, self.layers = width, heads, layers
 
@@ -86,6 +93,11 @@ class MatrixShapedWorld(WorldModel):
         self.cross = [(rnd(width, width, scale=width ** -0.5), rnd(width, 2 * width, scale=width ** -0.5),
                        rnd(width, width, scale=0.002)) for _ in range(layers)]  # q; k, v of the prompt; out
         self.ramp = torch.linspace(-0.03, 0.03, FRAMES_PER_LATENT)                  # the decoder's 4 frames
+
+    @staticmethod
+    def _prompt_bytes(width: int, heads: int, layers: int, ann: CrossAnnConfig | None) -> int:
+        """What `_prompt_attention` keeps per prompt: every layer's float32 keys and values, and with AnnCA their index."""
+        return layers * (2 * TOKENS * width * 4 + prompt_index_bytes(heads, width // heads, TOKENS, ann))
 
     # --- the stand-in temporal autoencoder ---------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -116,13 +128,29 @@ class MatrixShapedWorld(WorldModel):
         """The image prompt: the start frame's latent frame, `[TOKENS, CHANNELS]`."""
         return self.encode(seed_frame[None].expand(FRAMES_PER_LATENT, *seed_frame.shape))[0]
 
-    def _cross(self, h: torch.Tensor, prompt: torch.Tensor, layer: int) -> torch.Tensor:
-        """Cross-attention of every token to the prompt's tokens (plain attention: a short fixed set)."""
-        wq, wkv, wo = self.cross[layer]
+    def _prompt_attention(self, prompt: torch.Tensor) -> list[PromptAttention]:
+        """Per layer, the cross-attention to `prompt` (its keys, values and, with AnnCA, their codes), made
+        the first time a prompt is seen and kept while the session holds it."""
+        key = id(prompt)
+        held = self._prompts.get(key)
+        if held is not None and held[0]() is prompt:
+            return held[1]
+        for stale in [k for k, (ref, _) in self._prompts.items() if ref() is None]:
+            del self._prompts[stale]
         p = prompt @ self.w_in + self.pos
+        layers = []
+        for _, wkv, _ in self.cross:
+            k, v = (p @ wkv).reshape(p.shape[0], 2, self.heads, -1).permute(1, 2, 0, 3)
+            layers.append(PromptAttention(k, v, self.cross_ann))
+        self._prompts[key] = (weakref.ref(prompt), layers)
+        return layers
+
+    def _cross(self, h: torch.Tensor, prompt: torch.Tensor, layer: int) -> torch.Tensor:
+        """Cross-attention of every token to the prompt's tokens: in full, or to those its index finds
+        (AnnCA, `build(cross="ann")`)."""
+        wq, _, wo = self.cross[layer]
         q = (h @ wq).reshape(-1, self.heads, self.width // self.heads).transpose(0, 1)
-        k, v = (p @ wkv).reshape(TOKENS, 2, self.heads, -1).permute(1, 2, 0, 3)
-        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        out = self._prompt_attention(prompt)[layer](q)
         return out.transpose(0, 1).reshape(-1, self.width) @ wo
 
     def _forward(self, x: torch.Tensor, t: float, actions: torch.Tensor, memory, commit: bool,
@@ -164,6 +192,12 @@ class MatrixShapedWorld(WorldModel):
         return frame.clamp(0, 255).to(torch.uint8).numpy()
 
 
-def build(seed: int = 0, **_ignored) -> MatrixShapedWorld:
-    """The entry-point factory: `load_model("matrix-shaped")`."""
-    return MatrixShapedWorld(seed=seed)
+def build(seed: int = 0, cross: str = "full", cross_probes: int = 2, cross_cluster_size: int = 8,
+          **_ignored) -> MatrixShapedWorld:
+    """The entry-point factory: `load_model("matrix-shaped")`; `cross="ann"` restricts each query's
+    cross-attention to the prompt tokens of its `cross_probes` best clusters of about `cross_cluster_size`
+    (AnnCA, `reverie.memory.ann_cross`; `reverie bench cross`)."""
+    if cross not in ("full", "ann"):
+        raise ValueError(f"cross must be 'full' or 'ann', got '{cross}'")
+    ann = CrossAnnConfig(probes=cross_probes, cluster_size=cross_cluster_size) if cross == "ann" else None
+    return MatrixShapedWorld(seed=seed, cross_ann=ann)
