@@ -34,7 +34,7 @@ def allocated_bytes(mem) -> int:
             if region is not None:
                 total += region.allocated_bytes()
         if st.ann is not None:
-            total += st.ann.codes.numel() * st.ann.codes.element_size()
+            total += st.ann.nbytes
     return total
 
 

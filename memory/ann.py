@@ -1,4 +1,5 @@
-"""ANN-restricted attention over the recent ring (TempCache's AnnSA): an LSH index over cached keys.
+"""ANN-restricted attention over the recent ring (TempCache's AnnSA): an index over cached keys, LSH codes
+of each slot (`LshIndex`) or a centroid of each frame (`CentroidIndex`, `PolicyConfig.ann_index`).
 
 Each cached key's content channels (those after the temporal RoPE channels: what a key says, not when) are
 hashed by sign random projections into `tables` codes of `bits` bits each, once, when the frame is
@@ -15,7 +16,12 @@ approximate nearest-neighbour search by angle, which for attention (a dot produc
 norms) finds the keys that would get the most weight. More bits make buckets smaller (fewer candidates,
 more misses); more tables catch more of the true neighbours.
 
-`matches_ref` is the brute-force torch reference that the tests compare `LshIndex.matches` against.
+The centroid index is the "quantized codes" kind: a frame's code is the mean of its content keys per head,
+and a chunk's queries score each frame by the attention share the centroid predicts, a softmax over
+frames, which follows attention that spreads over many frames better than a count of bucket matches.
+
+`matches_ref` and `frame_scores_ref` are the brute-force torch references that the tests compare
+`LshIndex.matches` and `CentroidIndex.frame_scores` against.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ import torch
 
 #: bytes of one code (int32): what the budget pays per slot and table
 ANN_CODE_BYTES = 4
+#: bytes of one centroid channel (float32): what the budget pays per frame, head and content channel
+CENTROID_BYTES = 4
+#: the kinds of index over the recent ring (`PolicyConfig.ann_index`)
+ANN_INDEXES = ("lsh", "centroid")
 #: the largest code: the match table has `2 ** bits + 1` entries per head and table
 MAX_BITS = 16
 
@@ -75,6 +85,14 @@ class LshIndex:
     def clear(self) -> None:
         self.codes.fill_(self.empty)
 
+    @property
+    def nbytes(self) -> int:
+        return self.codes.numel() * self.codes.element_size()
+
+    def frame_scores(self, q: torch.Tensor, rows: int, f: int) -> torch.Tensor:
+        """float `[rows]`: per frame of `f` slots, the (head, table) matches of its slots with `q`."""
+        return self.matches(q, rows * f).view(rows, f).sum(1).float()
+
     def matches(self, q: torch.Tensor, slots: int) -> torch.Tensor:
         """int64 `[slots]`: for each of the first `slots` slots, in how many (head, table) pairs its code
         equals the code of one of the queries `q` `[H, Nq, D]` of the same head (0: not a candidate). The
@@ -84,6 +102,61 @@ class LshIndex:
         marks[(self.encode(q) + self._base).flatten()] = 1
         looked = marks[(self.codes[:, :, :slots].long() + self._base).flatten()]
         return looked.view(self.heads * self.tables, slots).sum(0, dtype=torch.int64)
+
+
+class CentroidIndex:
+    """Each ring frame's mean content key per head, `centroids` float32 `[H, frames, D - content_from]`: a
+    quantized code of the frame (the frame is its own cluster). A chunk's queries score every frame by the
+    attention share its centroid predicts: per head and query, a softmax over the frames of
+    `q . centroid / sqrt(D)` (the frame's tokens all scored as its mean), summed over heads and queries.
+    A frame of similar keys gets the weight its tokens would; a frame whose keys spread is underrated.
+
+    Args:
+        heads, head_dim, frames: the ring's geometry (`frames` = its capacity in frames).
+        tokens_per_frame: slots of one frame; writes start on a frame boundary.
+        content_from: first channel kept (the temporal RoPE channels before it are left out).
+    """
+
+    def __init__(self, *, heads: int, head_dim: int, frames: int, tokens_per_frame: int, content_from: int,
+                 device) -> None:
+        if not 0 <= content_from < head_dim:
+            raise ValueError(f"no content channels to index: content_from={content_from}, head_dim={head_dim}")
+        self.f, self.content_from, self.scale = tokens_per_frame, content_from, head_dim ** -0.5
+        self.centroids = torch.zeros(heads, frames, head_dim - content_from, device=device)
+
+    def write(self, start: int, k: torch.Tensor) -> None:
+        """Index keys `[H, n, D]` (whole frames) written to slots `start .. start + n`."""
+        if start % self.f or k.shape[1] % self.f:
+            raise ValueError(f"a centroid index is written whole frames of {self.f} slots, got slots "
+                             f"{start}..{start + k.shape[1]}")
+        row, n = start // self.f, k.shape[1] // self.f
+        c = k[..., self.content_from:].float().reshape(k.shape[0], n, self.f, -1).mean(2)
+        self.centroids[:, row:row + n] = c
+
+    def clear(self) -> None:
+        self.centroids.zero_()
+
+    @property
+    def nbytes(self) -> int:
+        return self.centroids.numel() * self.centroids.element_size()
+
+    def frame_scores(self, q: torch.Tensor, rows: int, f: int) -> torch.Tensor:
+        """float `[rows]`: the attention share the first `rows` frames' centroids predict for `q` `[H, Nq, D]`."""
+        logits = (q[..., self.content_from:].float() @ self.centroids[:, :rows].transpose(1, 2)) * self.scale
+        return torch.softmax(logits, -1).sum((0, 1))
+
+
+def frame_scores_ref(index: CentroidIndex, k: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """`CentroidIndex.frame_scores` from the ring's keys `[H, rows * f, D]` themselves, frame by frame."""
+    h, n, d = k.shape
+    rows, out = n // index.f, torch.zeros(n // index.f)
+    for hh in range(h):
+        for i in range(q.shape[1]):
+            logits = torch.stack([q[hh, i, index.content_from:] @ k[hh, r * index.f:(r + 1) * index.f,
+                                                                     index.content_from:].mean(0)
+                                  for r in range(rows)]) * index.scale
+            out += torch.softmax(logits, 0)
+    return out
 
 
 def matches_ref(index: LshIndex, q: torch.Tensor, slots: int) -> torch.Tensor:
@@ -105,7 +178,7 @@ def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_
     keep = min(rows, frames + exact_frames)
     if not ring.frames or rows <= keep:
         return segments
-    score = index.matches(q, used).view(rows, f).sum(1).float()
+    score = index.frame_scores(q, rows, f)
     for j in range(min(exact_frames, len(ring.frames))):
         score[ring.row(j)] = float("inf")
     top = torch.topk(score, keep, sorted=False).indices

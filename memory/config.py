@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from reverie.memory.ann import MAX_BITS
+from reverie.memory.ann import ANN_INDEXES, MAX_BITS
 from reverie.memory.events import SCENE_HANDLINGS
 
 
@@ -40,13 +40,17 @@ class PolicyConfig:
             Batches need the batched layout (a full-precision mid pool without spill tier or merging, or
             none), no head groups, and positions that place a slot by its frame alone (not `packed`).
     Attention restricted by an index (TempCache's AnnSA, `memory.ann`):
-        ann_bits: bits of each LSH code of the recent ring's keys (0: no index, every slot attended).
+        ann_index: how the ring's frames are indexed: "lsh" (sign-projection codes of each slot, on when
+            `ann_bits` > 0; a frame scores the (head, table) pairs its slots share with a query) or
+            "centroid" (each frame's mean content key per head, a quantized code of the frame; a frame scores
+            the attention share its centroid predicts for the chunk's queries).
+        ann_bits: bits of each LSH code of the recent ring's keys (0: no LSH index, every slot attended).
         ann_tables: LSH codes per key (tables); a slot is a candidate when one matches a query's.
-        ann_frames: older frames of the ring a chunk attends to, those whose slots match its queries most
+        ann_frames: older frames of the ring a chunk attends to, those its index scores highest
             (a fixed count, so the cost is bounded and no host sync decides it).
         ann_exact_frames: the ring's newest frames, always attended in full.
         An index needs a budget (not `unbounded`), `demote_every = 1` and no head groups; the budget
-        pays for its codes.
+        pays for its codes or centroids.
     Events:
         on_scene: how a new scene from the player is handled when the player names no handling
             (`engine.session.Session.scene`): "flush" (drop the old scene but the sink), "cut" (keep it, a
@@ -98,6 +102,7 @@ class PolicyConfig:
     rope_limit: int | None = None
     position_span: int | None = None
     unbounded: bool = False
+    ann_index: str = "lsh"
     ann_bits: int = 0
     ann_tables: int = 4
     ann_frames: int = 64
@@ -144,14 +149,22 @@ class PolicyConfig:
             raise ValueError("rope_limit must be >= 1")
         if self.position_span is not None and self.position_span < 2:
             raise ValueError("position_span must be >= 2")
-        if self.ann_bits and (not 1 <= self.ann_bits <= MAX_BITS or self.ann_tables < 1 or self.ann_frames < 1
-                              or self.ann_exact_frames < 0):
-            raise ValueError(f"an index needs 1 <= ann_bits <= {MAX_BITS}, ann_tables >= 1, ann_frames >= 1, "
-                             "ann_exact_frames >= 0")
-        if self.ann_bits and (self.unbounded or self.demote_every > 1 or self.head_groups):
-            raise ValueError("an index (ann_bits > 0) needs a budget (not unbounded), demote_every = 1 and no head groups")
+        if self.ann_index not in ANN_INDEXES:
+            raise ValueError(f"ann_index must be one of {', '.join(ANN_INDEXES)}, got {self.ann_index!r}")
+        if self.ann_bits and (not 1 <= self.ann_bits <= MAX_BITS or self.ann_tables < 1):
+            raise ValueError(f"an LSH index needs 1 <= ann_bits <= {MAX_BITS} and ann_tables >= 1")
+        if self.indexed and (self.ann_frames < 1 or self.ann_exact_frames < 0):
+            raise ValueError("an index needs ann_frames >= 1 and ann_exact_frames >= 0")
+        if self.indexed and (self.unbounded or self.demote_every > 1 or self.head_groups):
+            raise ValueError("an index (ann_bits > 0 or ann_index='centroid') needs a budget (not unbounded), "
+                             "demote_every = 1 and no head groups")
         if self.on_scene not in SCENE_HANDLINGS:
             raise ValueError(f"on_scene must be one of {', '.join(SCENE_HANDLINGS)}, got {self.on_scene!r}")
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the recent ring has an index that restricts attention (`memory.ann`)."""
+        return self.ann_index == "centroid" or self.ann_bits > 0
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -161,7 +161,7 @@ def _view_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * pool_slots * SCORE_BYTES
     if cfg.head_groups:  # a [H, slots] mask on every segment but the sink
         total += spec.layers * spec.heads * (frame_slots - layout.sink_frames * f + pool_slots) * SCORE_BYTES
-    if cfg.ann_bits:  # each layer's candidate slots (`memory.ann.restrict_recent`)
+    if cfg.indexed:  # each layer's candidate slots (`memory.ann.restrict_recent`)
         total += spec.layers * min(layout.recent_frames, cfg.ann_frames + cfg.ann_exact_frames) * f * INDEX_BYTES
     return total
 
@@ -218,7 +218,7 @@ def _policy_state_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * spec.tokens_per_frame * INDEX_BYTES  # the merger's latest slot per index
     if cfg.head_groups:
         total += spec.layers * 4 * spec.heads * 4 + spec.layers * spec.heads  # profiled mass, static mask
-    if cfg.ann_bits:  # each layer's LSH projections (float32), bit weights and table offsets (int64)
+    if cfg.ann_bits and cfg.ann_index == "lsh":  # each layer's LSH projections (float32), bit weights and table offsets (int64)
         hashed = spec.head_dim - content_from(spec)
         total += spec.layers * (hashed * cfg.ann_tables * cfg.ann_bits * 4 + (cfg.ann_bits + spec.heads * cfg.ann_tables) * 8)
     return total

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from reverie.kernels.view import KVSegment
-from reverie.memory.ann import LshIndex
+from reverie.memory.ann import CentroidIndex, LshIndex
 from reverie.memory.layout import Layout, quant_group
 from reverie.memory.token_pool import TokenPool
 from reverie.memory.token_pool_stack import PoolStack
@@ -35,7 +35,7 @@ class LayerStore:
     pending_frames: int = 0  # frames of `stage` waiting for the next demotion batch
     recent_block: tuple[torch.Tensor, torch.Tensor] | None = None  # k, v: the ring's slots, then `stage`'s rows
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
-    ann: LshIndex | None = None  # codes of the recent ring's slots (`memory.ann`), when the policy has one
+    ann: LshIndex | CentroidIndex | None = None  # codes of the recent ring's slots or frames (`memory.ann`), when the policy has one
 
 
 def new_stores(spec, layout: Layout, device,

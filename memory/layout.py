@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from reverie.memory.ann import ANN_CODE_BYTES
+from reverie.memory.ann import ANN_CODE_BYTES, CENTROID_BYTES, content_from
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 
@@ -108,7 +108,10 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
     merged = cfg.merge_threshold is not None
     mid_tb = token_bytes(h, d, itemsize, cfg.mid_bits, merged)
     spill_tb = token_bytes(h, d, itemsize, cfg.spill_bits, merged)
-    code_b = f * h * cfg.ann_tables * ANN_CODE_BYTES if cfg.ann_bits else 0
+    if cfg.ann_index == "centroid":  # a frame's centroid per head, over its content channels
+        code_b = h * (d - content_from(spec)) * CENTROID_BYTES
+    else:
+        code_b = f * h * cfg.ann_tables * ANN_CODE_BYTES if cfg.ann_bits else 0
     common = dict(layers=n_layers, tokens_per_frame=f, frame_bytes=frame_b, mid_bits=cfg.mid_bits,
                   spill_bits=cfg.spill_bits, merged=merged, mid_token_bytes=mid_tb, spill_token_bytes=spill_tb,
                   index_frame_bytes=code_b)

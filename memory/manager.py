@@ -24,7 +24,7 @@ import torch
 
 from reverie.kernels.view import KVSegment, KVView
 from reverie.memory import accounting
-from reverie.memory.ann import LshIndex, content_from, restrict_recent
+from reverie.memory.ann import CentroidIndex, LshIndex, content_from, restrict_recent
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
@@ -66,7 +66,12 @@ class MemoryManager:
         # frames leaving `recent` are archived, scored and compacted for every layer in one batch
         stack_mid = bool(layout.mid_tokens) and not layout.mid_bits and not layout.spill_tokens and not layout.merged
         self.layers, self.stack, self.retrieved = new_stores(spec, layout, self.device, stack_mid)
-        if cfg.ann_bits:
+        if cfg.ann_index == "centroid":
+            for store in self.layers:
+                store.ann = CentroidIndex(heads=spec.heads, head_dim=spec.head_dim, frames=store.recent.capacity,
+                                          tokens_per_frame=spec.tokens_per_frame, content_from=content_from(spec),
+                                          device=self.device)
+        elif cfg.ann_bits:
             for store in self.layers:
                 store.ann = LshIndex(heads=spec.heads, head_dim=spec.head_dim,
                                      slots=store.recent.capacity * spec.tokens_per_frame,

@@ -8,7 +8,7 @@ import torch
 
 from reverie.kernels import attend_ref
 from reverie.memory import MemoryManager
-from reverie.memory.ann import LshIndex, matches_ref
+from reverie.memory.ann import CentroidIndex, LshIndex, frame_scores_ref, matches_ref
 
 from memtest import chunk_qkv, run_chunk, tiny_spec
 
@@ -106,7 +106,8 @@ def test_an_index_refuses_what_it_cannot_serve():
             MemoryManager.create(spec, policy="ann", budget_bytes=24 * spec.kv_bytes_per_frame, **kw)
 
 
-def test_restricted_attention_finds_the_far_frames_the_queries_point_at():
+@pytest.mark.parametrize("index", ["lsh", "centroid"])
+def test_restricted_attention_finds_the_far_frames_the_queries_point_at(index):
     """Most cached frames are unrelated; a few old ones (landmarks) hold the keys the queries point at. Full
     attention puts its weight there; the index must find them although they are not among the newest
     frames, so the restricted output stays close to the unrestricted one, and a random pick of as many
@@ -122,7 +123,7 @@ def test_restricted_attention_finds_the_far_frames_the_queries_point_at():
             k, v = mark_k + 0.05 * k, mark_v
         return 2.0 * mark_k + 0.1 * torch.randn(2, 8, 32, generator=noise), k, v
 
-    mem = _ann(spec, budget_frames=40, ann_frames=6, ann_exact_frames=2, ann_bits=8)
+    mem = _ann(spec, budget_frames=40, ann_frames=6, ann_exact_frames=2, ann_bits=8, ann_index=index)
     for c in range(30):
         (q, view, out), = run_chunk(mem, spec, c, qkv=qkv, attend=True)
     restricted = view.segments[-2]
@@ -134,3 +135,39 @@ def test_restricted_attention_finds_the_far_frames_the_queries_point_at():
                                                   view.segments[-1])))
     error = lambda x: float((x - ref).norm() / ref.norm())  # noqa: E731
     assert error(out) < 0.1 and error(guess) > 4 * error(out), (error(out), error(guess))
+
+
+def test_centroid_scores_equal_the_frame_by_frame_reference():
+    g = torch.Generator().manual_seed(2)
+    index = CentroidIndex(heads=2, head_dim=16, frames=8, tokens_per_frame=4, content_from=4, device="cpu")
+    k, q = torch.randn(2, 24, 16, generator=g), torch.randn(2, 5, 16, generator=g)
+    index.write(0, k[:, :16])
+    index.write(16, k[:, 16:])
+    torch.testing.assert_close(index.frame_scores(q, 6, 4), frame_scores_ref(index, k, q))
+    assert float(index.frame_scores(q, 6, 4).sum()) == pytest.approx(2 * 5)  # one share per head and query
+    with pytest.raises(ValueError, match="whole frames"):
+        index.write(2, k[:, :4])
+
+
+def test_the_budget_pays_for_the_centroids_and_flush_and_reset_keep_them_true():
+    spec = tiny_spec(head_dim=16)
+    budget = 24 * spec.kv_bytes_per_frame
+    mem = _ann(spec, ann_index="centroid")
+    hashed = spec.head_dim - spec.rope.dims if spec.rope.dims < spec.head_dim else spec.head_dim
+    assert mem.layout.index_frame_bytes == spec.heads * hashed * 4
+    assert mem.allocated_bytes() <= budget and mem.layout.layer_bytes() * spec.layers <= budget
+    for c in range(30):
+        run_chunk(mem, spec, c)
+    assert mem.kv_bytes() <= budget
+    mem.begin_chunk(events=["flush"])
+    mem.end_chunk()
+    f = spec.tokens_per_frame
+    for st in mem.layers:
+        n = st.recent.slots_used // f
+        c0 = st.ann.content_from
+        want = st.recent.k[:, :n * f, c0:].reshape(spec.heads, n, f, -1).mean(2)
+        torch.testing.assert_close(st.ann.centroids[:, :n], want)
+    mem.reset()
+    assert all(not st.ann.centroids.any() for st in mem.layers)
+    with pytest.raises(ValueError, match="ann_index"):
+        MemoryManager.create(spec, policy="ann", budget_bytes=budget, ann_index="pq")
