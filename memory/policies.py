@@ -42,9 +42,11 @@ register_policy(PolicyConfig(
     name="window", sink_frames=1, positions="absolute",
     description="Self-Forcing/LongLive rolling cache: sink frames + FIFO recent window"))
 register_policy(PolicyConfig(
-    name="ann", sink_frames=1, positions="absolute", ann_bits=6, ann_tables=4, ann_frames=64, ann_exact_frames=32,
+    name="ann", sink_frames=1, positions="absolute", ann_index="centroid", ann_bits=6, ann_tables=4, ann_frames=64,
+    ann_exact_frames=32,
     description="TempCache's AnnSA: sink + a FIFO window; the chunk attends to its newest 32 frames and the 64 "
-                "older ones an LSH index of their keys finds for the chunk's queries"))
+                "older ones whose key centroids predict the most of its queries' attention "
+                "(--set ann_index=lsh: an LSH index of the keys instead)"))
 
 # Every managed policy below uses bounded positions (a long session never leaves the RoPE range).
 register_policy(PolicyConfig(

@@ -44,7 +44,7 @@ def test_codes_ignore_the_temporal_channels_and_near_keys_match_more_than_far_on
 
 
 def _ann(spec, budget_frames=24, **kw):
-    kw = {"ann_frames": 4, "ann_exact_frames": 2, **kw}
+    kw = {"ann_frames": 4, "ann_exact_frames": 2, "ann_index": "lsh", **kw}
     return MemoryManager.create(spec, policy="ann", budget_bytes=budget_frames * spec.kv_bytes_per_frame, **kw)
 
 
