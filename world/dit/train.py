@@ -8,7 +8,8 @@ Each training sequence is `[R revisit frames | W clean frames | W noisy frames]`
   the revisit frames, clean frames < i and itself, which is exactly what `denoise` sees through memory.
 
 The loss is the x0 error of every noisy copy (flow matching, `x_t = (1 - t) x0 + t noise`, x0
-prediction) plus the pose-delta error of the clean copies. Everything random is drawn from generators
+prediction) plus the pose-delta error of the clean copies; with `TrainConfig.adv_weight`, also an
+adversarial term from a critic trained beside the model (`world.dit.critic`). Everything random is drawn from generators
 seeded by the run's seed, so a run is reproducible; `resume` continues from the last checkpoint.
 """
 
@@ -24,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from reverie.world.dit.config import GROWN_HEADS, DiTConfig, TrainConfig, heads_to_grow, model_config
+from reverie.world.dit.critic import FrameCritic, adaptive_weight, critic_loss, model_adv_loss
 from reverie.world.dit.data import Episode, WindowSampler
 from reverie.world.dit.degrade import degrade_windows
-from reverie.world.dit.patches import patchify, to_latents
+from reverie.world.dit.patches import patchify, to_latents, to_pixels
 from reverie.world.dit.network import DiTNet
 from reverie.world.dit.runs import (RunPaths, checkpoint_if_due, device_name, optimizer_step, plot_curve, resume_run,
                             save_run, set_lr)
@@ -204,7 +206,7 @@ def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor
     out = out.float()
     loss_x0 = F.mse_loss(out[:, r + w:], batch["x0"])
     total = loss_x0
-    result = {"x0": loss_x0}
+    result = {"x0": loss_x0, "pred": out[:, r + w:]}
     if cfg.warp_weight > 0.0 and net.warp_out is not None:
         loss_warp = warp_alignment_loss(moved[:, r + w:].float(), batch["prev"][:, r + w:], batch["x0"])
         total = total + cfg.warp_weight * loss_warp
@@ -215,6 +217,61 @@ def losses(net: DiTNet, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor
         result["pose"] = loss_pose
     result["loss"] = total
     return result
+
+
+def frame_images(latents: torch.Tensor, model_cfg: DiTConfig) -> torch.Tensor:
+    """Patch latents `[B, n, T, P]` -> the critic's frames `[B*n, 3, H, W]`, clamped to [-1, 1] as play
+    shows them (unclamped, the model can please the critic with values no screen shows)."""
+    pixels = to_pixels(latents.flatten(0, 1), model_cfg.patch, model_cfg.frame_h, model_cfg.frame_w)
+    return pixels.clamp(-1.0, 1.0).permute(0, 3, 1, 2)
+
+
+def judged(latents: torch.Tensor, batch: dict, cfg: TrainConfig, model_cfg: DiTConfig) -> torch.Tensor:
+    """The critic's frames among the noisy copies' latents `[B, W, T, P]`: those at noise level >=
+    `cfg.adv_level_min` (1.0: only the pure-noise copies, the frames one-step play shows)."""
+    levels = batch["t"][:, cfg.revisit_frames + cfg.window:]
+    return frame_images(latents[levels >= cfg.adv_level_min][None], model_cfg)
+
+
+def add_adversarial(parts: dict, net: DiTNet, critic: FrameCritic, batch: dict, cfg: TrainConfig,
+                    model_cfg: DiTConfig, step: int) -> dict:
+    """Add the critic's verdict on the noisy copies' predictions (`judged`) to the model's loss: `adv` (the
+    hinge model loss) times `adv_w` (`adaptive_weight` of `cfg.adv_weight` at the output layer; 0 during
+    the first `cfg.adv_start` steps, while the critic learns what the model's frames look like, and for a
+    batch with no judged frame)."""
+    fake = judged(parts["pred"].float(), batch, cfg, model_cfg)
+    weight = torch.zeros((), device=fake.device)
+    if not len(fake):
+        return dict(parts, adv=weight, adv_w=weight)
+    critic.requires_grad_(False)  # the model's step does not train the critic
+    adv = model_adv_loss(critic, fake)
+    critic.requires_grad_(True)
+    if step >= cfg.adv_start:
+        weight = adaptive_weight(parts["x0"], adv, net.out.weight, cfg.adv_weight)
+    return dict(parts, adv=adv, adv_w=weight, loss=parts["loss"] + weight * adv)
+
+
+def critic_step(critic: FrameCritic, opt: torch.optim.Optimizer, parts: dict, batch: dict, cfg: TrainConfig,
+                model_cfg: DiTConfig) -> torch.Tensor:
+    """One hinge update of the critic: the batch's real target frames against the model's predictions of
+    them (detached), the `judged` copies only; returns its loss (0, no update, when none is judged)."""
+    real = judged(batch["x0"].float(), batch, cfg, model_cfg)
+    if not len(real):
+        return torch.zeros((), device=real.device)
+    fake = judged(parts["pred"].detach().float(), batch, cfg, model_cfg)
+    loss = critic_loss(critic, real, fake)
+    optimizer_step(opt, loss, critic.parameters(), cfg.grad_clip)
+    return loss.detach()
+
+
+def make_critic(cfg: TrainConfig, net: DiTNet, device: torch.device):
+    """The critic and its optimizer for a run with `cfg.adv_weight > 0` (else `(None, None)`)."""
+    if cfg.adv_weight <= 0.0:
+        return None, None
+    if not net.out.weight.requires_grad:
+        raise ValueError("adv_weight needs the output layer 'out' trained (add it to train_only)")
+    critic = FrameCritic(cfg.critic_width).to(device)
+    return critic, torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.99))
 
 
 def warp_alignment_loss(moved: torch.Tensor, prev: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -300,6 +357,8 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
                             weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
+    critic, critic_opt = make_critic(cfg, net, device)
+    aux = None if critic is None else {"critic": (critic, critic_opt)}
     sampler = WindowSampler(episodes, cfg)
     meta = {"config": model_cfg.to_dict(), "config_hash": model_cfg.hash(), "train": cfg.to_dict(), "seed": seed,
             "frames": int(sum(len(e) for e in episodes)), "episodes": len(episodes),
@@ -307,7 +366,7 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
             "device": device_name(device), **init_meta, **(extra_meta or {})}
     start = 0
     if resume and paths.state.is_file():
-        start = resume_run(paths, net, opt, np_rng, gen)
+        start = resume_run(paths, net, opt, np_rng, gen, aux)
         from reverie.world.checkpoint import read_metadata
 
         previous = read_metadata(paths.state)
@@ -320,7 +379,8 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     new_curve = not paths.curve.exists()
     with open(paths.curve, "a", newline="") as f:
         log = csv.writer(f)
-        columns = ["step", "loss", "x0", "pose", "warp", "lr", "seconds"]
+        columns = ["step", "loss", "x0", "pose", "warp", *(("adv", "adv_w", "critic") if critic else ()), "lr",
+                   "seconds"]
         if new_curve:
             log.writerow(columns)
         else:  # resuming: keep the columns the curve was started with
@@ -335,17 +395,22 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
             batch = batch_to(make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), device)
             with autocast(device, precision):
                 parts = losses(net, rollout_prev(net, batch, cfg, gen), cfg)
+                if critic is not None:
+                    parts = add_adversarial(parts, net, critic, batch, cfg, model_cfg, step)
             optimizer_step(opt, parts["loss"], net.parameters(), cfg.grad_clip)
+            if critic is not None:
+                with autocast(device, precision):
+                    parts["critic"] = critic_step(critic, critic_opt, parts, batch, cfg, model_cfg)
             if step % cfg.log_every == 0 or step + 1 == cfg.steps:
                 row = [step, *(float(parts[k].detach()) if k in parts else float("nan") for k in parts_logged),
                        lr, round(time.time() - t0, 2)]
                 log.writerow(row)
                 f.flush()
                 bar.set_postfix(loss=f"{row[1]:.4f}", x0=f"{row[2]:.4f}")
-            if checkpoint_if_due(paths, net, opt, step, np_rng, gen, meta, cfg, keep_snapshots):
+            if checkpoint_if_due(paths, net, opt, step, np_rng, gen, meta, cfg, keep_snapshots, aux):
                 plot_curve(paths.curve, paths.out / "loss.png")
     if start >= cfg.steps and not paths.model.exists():
-        save_run(paths, net, opt, start, np_rng, gen, meta)
+        save_run(paths, net, opt, start, np_rng, gen, meta, aux)
     return paths.model
 
 

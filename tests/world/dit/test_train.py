@@ -259,7 +259,7 @@ def test_training_step_builds_every_tensor_on_the_batch_device():
     sample = WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 2)
     batch = batch_to(make_batch(sample, cfg, mcfg, torch.Generator().manual_seed(1)), torch.device("meta"))
     parts = losses(net, rollout_prev(net, batch, cfg, torch.Generator().manual_seed(2)), cfg)
-    assert set(parts) == {"x0", "warp", "pose", "loss"}
+    assert set(parts) == {"x0", "warp", "pose", "loss", "pred"}
     assert all(v.device.type == "meta" for v in parts.values())
 
 
