@@ -7,6 +7,7 @@
     reverie train --config warp --init default --out runs/warp                 # grow the camera warp onto it
     reverie train --config recall --init default --set revisit_prob=0.9 --out runs/r9   # any TrainConfig field
     reverie train --config default --device cuda --precision bf16 --out runs/gpu      # on a GPU
+    reverie train --config flow --init default --workers 8 --minutes 7 --out runs/lent  # a GPU lent for minutes
     reverie train --config render --out runs/render                            # the renderer, over the bundled DiT
 
 Without `--data`, the run records its own episodes from the real game on the train maps (the config's
@@ -49,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="bf16: autocast matmuls and attention, fp32 weights and optimizer (auto: bf16 on "
                              "CUDA, fp32 on the CPU)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes recording the recipe's episodes (default 1; the episodes are the same)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="fit the run to this wall-clock budget: after a few steps the schedule is shortened "
+                             "to what the measured pace finishes in time (the steps chosen are recorded)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = train_config(args.config).with_overrides(**parse_key_values(args.set, "--set"))
         cfg = cfg.with_overrides(steps=args.steps, batch=args.batch, lr=args.lr, threads=args.threads)
         device = resolve_device(args.device)
+        if args.workers < 1 or (args.minutes is not None and args.minutes <= 0):
+            raise ValueError("--workers must be >= 1 and --minutes > 0")
     except (TypeError, ValueError) as exc:  # unknown field, a value of the wrong kind, an unusable device
         print(f"reverie train: {exc}", file=sys.stderr)
         return 2
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         episodes = [load_episode(p) for p in find_rollouts(args.data)]
         source = {"data": [e.name for e in episodes]}
     else:
-        episodes = generate_episodes(cfg, args.seed, progress=progress)
+        episodes = generate_episodes(cfg, args.seed, progress=progress, workers=args.workers)
         source = {"data": "recipe"}
     frames = sum(len(e) for e in episodes)
     print(f"training '{args.config}' on {len(episodes)} episodes ({frames} frames) on {device} ({precision}) "
@@ -93,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         init = DEFAULT_CHECKPOINT
     path = train(episodes, cfg, out, seed=args.seed, resume=args.resume, progress=progress, init=init,
                  keep_snapshots=max(0, args.snapshots), device=device, precision=precision,
+                 time_budget_s=None if args.minutes is None else 60.0 * args.minutes,
                  extra_meta={"command": command, "tics_per_step": tics, **source})
     print(f"model: {path}")
     return 0

@@ -170,11 +170,13 @@ class WindowSampler:
                 "prev_frames": prev, "has_prev": has_prev}
 
 
-def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> list[Episode]:
-    """The data recipe of `cfg`: seeded real-game episodes on the train maps (never an eval map)."""
+def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True, workers: int = 1) -> list[Episode]:
+    """The data recipe of `cfg`: seeded real-game episodes on the train maps (never an eval map).
+
+    `workers > 1` records them in that many processes (one game each); every episode has its own seed, so
+    the episodes, and their order, are the same for any number of workers."""
     from tqdm import tqdm
 
-    from reverie.world.games.drivers import driver_options
     from reverie.world.games.maps import get_map
 
     jobs = []
@@ -183,6 +185,22 @@ def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True) -> lis
             raise ValueError(f"map '{map_name}' is held out for evaluation; train only on train maps")
         for d, driver in enumerate(cfg.drivers):
             for k in range(cfg.episodes_per):
-                jobs.append((map_name, driver, 1_000_003 * seed + 10_007 * m + 101 * d + k))
-    return [play_episode(mp, drv, cfg.episode_steps, s, cfg.tics_per_step, options=driver_options(drv, cfg.tics_per_step))
-            for mp, drv, s in tqdm(jobs, desc="record", disable=not progress)]
+                jobs.append((map_name, driver, 1_000_003 * seed + 10_007 * m + 101 * d + k, cfg.episode_steps,
+                             cfg.tics_per_step))
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return [_record(job) for job in tqdm(jobs, desc="record", disable=not progress)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_record, jobs), total=len(jobs), desc="record", disable=not progress))
+
+
+def _record(job: tuple[str, str, int, int, int]) -> Episode:
+    """One recording job of `generate_episodes` (module level, so worker processes can run it)."""
+    from reverie.world.games.drivers import driver_options
+
+    map_name, driver, seed, steps, tics = job
+    return play_episode(map_name, driver, steps, seed, tics, options=driver_options(driver, tics))

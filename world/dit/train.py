@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -327,7 +328,8 @@ def _warm_start(net: DiTNet, model_cfg: DiTConfig, path: str | Path) -> dict:
 
 def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: int = 0, resume: bool = False,
           extra_meta: dict | None = None, progress: bool = True, keep_snapshots: int = 0,
-          init: str | Path | None = None, device: str | torch.device = "cpu", precision: str = "fp32") -> Path:
+          init: str | Path | None = None, device: str | torch.device = "cpu", precision: str = "fp32",
+          time_budget_s: float | None = None) -> Path:
     """Train a `DiTNet` on `episodes`; writes `model.safetensors` (+ .json), `loss.csv`, `loss.png`, and
     with `keep_snapshots=N` the latest N checkpoints under `snapshots/`. `init` warm-starts from a model
     checkpoint's weights (same architecture; fresh optimizer and schedule): a fine-tuning run.
@@ -336,6 +338,11 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
     autocast with fp32 weights). Windows and every random draw come from CPU generators either way, so a run
     sees the same data and noise wherever it trains; its weights match across devices only up to float
     rounding. Checkpoints are written from CPU copies and load anywhere.
+
+    `time_budget_s` fits the run to a wall-clock budget (a lent GPU for a few minutes): after
+    `CALIBRATION_STEPS` steps it shortens `cfg.steps` to what the measured pace finishes in time
+    (`steps_within`), so the learning-rate schedule still ends at its floor; the steps chosen go into the
+    checkpoint's "train" metadata, and `--steps N` reproduces the run without the budget.
 
     Returns the path of the model checkpoint.
     """
@@ -390,7 +397,15 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
         t0 = time.time()
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
         net.train()
+        paced_from = None
         for step in bar:
+            if time_budget_s is not None and step == start + 2:
+                paced_from = time.time()  # the first steps pay for allocation and kernel selection
+            if paced_from is not None and step == start + 2 + CALIBRATION_STEPS:
+                cfg = replace(cfg, steps=steps_within(step, (time.time() - paced_from) / CALIBRATION_STEPS,
+                                                      time_budget_s - (time.time() - t0), cfg.steps))
+                meta = dict(meta, train=cfg.to_dict(), time_budget_s=time_budget_s)
+                bar.total = cfg.steps
             lr = set_lr(opt, step, cfg)
             batch = batch_to(make_batch(sampler.sample(np_rng, cfg.batch), cfg, model_cfg, gen), device)
             with autocast(device, precision):
@@ -409,9 +424,22 @@ def train(episodes: list[Episode], cfg: TrainConfig, out: str | Path, *, seed: i
                 bar.set_postfix(loss=f"{row[1]:.4f}", x0=f"{row[2]:.4f}")
             if checkpoint_if_due(paths, net, opt, step, np_rng, gen, meta, cfg, keep_snapshots, aux):
                 plot_curve(paths.curve, paths.out / "loss.png")
+            if step + 1 >= cfg.steps:
+                break
     if start >= cfg.steps and not paths.model.exists():
         save_run(paths, net, opt, start, np_rng, gen, meta, aux)
     return paths.model
+
+
+CALIBRATION_STEPS = 20
+
+
+def steps_within(step: int, seconds_per_step: float, seconds_left: float, planned: int) -> int:
+    """The schedule length that a run at `step` (0-based, about to run it) finishes within `seconds_left` at
+    `seconds_per_step`, never more than `planned` nor fewer than `step + 1` (at least this step runs)."""
+    if seconds_per_step <= 0.0:
+        return planned
+    return max(step + 1, min(planned, step + int(max(0.0, seconds_left) / seconds_per_step)))
 
 
 def config_summary(cfg: TrainConfig) -> str:

