@@ -1,8 +1,8 @@
 """Attention over what `memory` exposes: gathered slots, per-slot logit bias, quantized tiers, RoPE at read.
 
 Entry point: `attend(q [H, Nq, D], view) -> [H, Nq, D]` (`kernels.attend`), on the backend chosen by
-`kernels.backends` (`torch` on the CPU; `triton` on CUDA; `flash-attn` for dense float spans; override
-with `REVERIE_ATTN_BACKEND` or `with attention_backend(name):`). Commit-time helpers, each dispatching to
+`kernels.backends` (`flash-attn` for dense float spans on CUDA where installed, else `torch`; the fused
+`triton` kernel when asked for; override with `REVERIE_ATTN_BACKEND` or `with attention_backend(name):`). Commit-time helpers, each dispatching to
 Triton on CUDA and to its torch `*_ref` elsewhere: `kernels.scores.participation_scores`,
 `kernels.scores.segment_similarity`, `kernels.quant.quantize` / `dequantize`. Read-time RoPE:
 `kernels.rope.apply_rope_ref` (differentiable), `rope_tables` + `apply_rope` (inference). View builders

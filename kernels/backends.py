@@ -1,14 +1,20 @@
 """Named attention backends with declared constraints, chosen once per device type.
 
-Backends (highest priority first): `triton` (fused RoPE-at-read + gather + dequantize + bias + online
-softmax; CUDA, or the CPU under `TRITON_INTERPRET=1`), `flash-attn` (dense float spans on CUDA, no gather,
-no bias, no quantized tiers), `torch` (the reference path; every device, every feature).
+Backends (highest priority first): `flash-attn` (dense float spans on CUDA, no gather, no bias, no
+quantized tiers), `torch` (the reference path; every device, every feature; scaled_dot_product_attention
+underneath), `triton` (fused RoPE-at-read + gather + dequantize + bias + online softmax; CUDA, or the CPU
+under `TRITON_INTERPRET=1`).
 
 Choice, in order: `with attention_backend(name):` (a context variable), else the environment variable
 `REVERIE_ATTN_BACKEND` (read once, at first use), else automatic: the first backend, by priority, that is
-installed for the query's device type (so CUDA + triton -> triton, a CPU -> torch). An explicitly named
+installed for the query's device type (so CUDA + flash-attn -> flash-attn, else torch). An explicitly named
 backend that is not installed, or that cannot run a given view, raises `BackendError` with the reason;
 automatic choice instead falls back, per call, to the next backend that can run the view.
+
+Why `triton` attention is explicit only: on an NVIDIA H200 (`reverie bench kernels`, 2026-12-04) the fused
+kernel ran at 0.17-0.18 of the dense throughput of torch's path, and its int8 gather + bias rows took
+5.0-7.9 times torch's. The commit-time Triton kernels (quantization, scores) ran 1.9-3.7 times faster than
+their references there, so `use_triton_for` keeps them on CUDA whenever triton is installed.
 
 `triton` and `flash_attn` are imported only when a backend that needs them first runs, never at package
 import.
@@ -187,13 +193,14 @@ def select(q: torch.Tensor, view: KVView) -> Backend:
 def use_triton_for(x: torch.Tensor) -> bool:
     """Whether commit-time ops (scores, quantization) on `x` should run their Triton kernels.
 
-    Yes when the resolved attention choice for `x`'s device is `triton` (auto on CUDA with triton, or
-    explicit), or `flash-attn` with triton also available; the references otherwise.
+    Automatic: yes on a device where triton runs compiled (CUDA with triton installed; never the
+    interpreter). Explicit: yes for `triton` (an error where it cannot run) and for `flash-attn` with
+    triton available; the references otherwise (`torch` asks for the reference path throughout).
     """
     name = requested()
     triton = _REGISTRY["triton"]
     if name == AUTO:
-        return _auto_choice(x.device.type) is triton
+        return x.device.type != "cpu" and triton.missing(x.device.type) is None
     if name == "triton":
         reason = triton.missing(x.device.type)
         if reason:
@@ -239,16 +246,6 @@ def _load_target(target: str) -> Callable:
 _FLOATS = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 register(Backend(
-    name="triton",
-    target="reverie.kernels.fused.attention:attend_triton",
-    devices=frozenset({"cuda", "cpu"}),
-    dtypes=_FLOATS,
-    requires=("triton",),
-    interpreted=True,
-    pow2_head_dim=16,
-    install_hint="pip install triton; it ships with the CUDA builds of torch",
-))
-register(Backend(
     name="flash-attn",
     target="reverie.kernels.flash:attend_flash",
     devices=frozenset({"cuda"}),
@@ -264,4 +261,14 @@ register(Backend(
     target="reverie.kernels.attend:attend_torch",
     devices=frozenset({"cpu", "cuda", "mps", "xpu"}),
     dtypes=_FLOATS | {torch.float64},
+))
+register(Backend(
+    name="triton",
+    target="reverie.kernels.fused.attention:attend_triton",
+    devices=frozenset({"cuda", "cpu"}),
+    dtypes=_FLOATS,
+    requires=("triton",),
+    interpreted=True,
+    pow2_head_dim=16,
+    install_hint="pip install triton; it ships with the CUDA builds of torch",
 ))

@@ -24,6 +24,29 @@ def test_cpu_picks_torch():
     assert not backends.use_triton_for(q)
 
 
+def test_cuda_attention_defaults_to_torch_and_commit_ops_to_triton(monkeypatch):
+    # measured on an H200: fused Triton attention at 0.17-0.18 of torch's throughput, the commit-time
+    # Triton kernels 1.9-3.7x faster than their references (kernels/backends.py)
+    import functools
+    from types import SimpleNamespace
+
+    def installed(*present):
+        monkeypatch.setattr(backends, "_importable", functools.cache(lambda module: module in present))
+        backends.reset()
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    installed("triton", "flash_attn")
+    assert backends._auto_choice("cuda").name == "flash-attn"
+    installed("triton")
+    assert backends._auto_choice("cuda").name == "torch"
+    on_cuda, on_cpu = SimpleNamespace(device=SimpleNamespace(type="cuda")), SimpleNamespace(device=SimpleNamespace(type="cpu"))
+    assert backends.use_triton_for(on_cuda) and not backends.use_triton_for(on_cpu)
+    with attention_backend("torch"):
+        assert not backends.use_triton_for(on_cuda)
+    installed()
+    assert not backends.use_triton_for(on_cuda)
+
+
 def test_importing_kernels_is_light():
     code = "import sys, kernels; print(sorted(m for m in ('triton', 'flash_attn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
