@@ -31,7 +31,7 @@ def blur(images: torch.Tensor, sigmas: torch.Tensor, radius: int = 3) -> torch.T
     """Separable Gaussian blur of images `[n, H, W, C]` (any range), each with its own sigma `[n]`;
     edges replicate."""
     n, h, w, c = images.shape
-    k = gaussian_kernels(sigmas, radius)  # [n, K]
+    k = gaussian_kernels(sigmas, radius).to(images.device)  # [n, K]
     x = images.permute(0, 3, 1, 2).reshape(1, n * c, h, w)
     kk = k.repeat_interleave(c, 0)  # [n*C, K]
     x = F.pad(x, (radius, radius, 0, 0), mode="replicate")
@@ -44,7 +44,8 @@ def blur(images: torch.Tensor, sigmas: torch.Tensor, radius: int = 3) -> torch.T
 def degrade_windows(frames: torch.Tensor, prob: float, blur_max: float, colour_max: float,
                     gen: torch.Generator) -> torch.Tensor:
     """Degrade windows of images `[B, n, H, W, C]` in [-1, 1]: each window, with probability `prob`, gets
-    one blur and one colour cast for all its `n` frames (see the module docstring)."""
+    one blur and one colour cast for all its `n` frames (see the module docstring). The draws come from
+    `gen` on the CPU whatever `frames`' device."""
     if prob <= 0.0 or (blur_max <= 0.0 and colour_max <= 0.0):
         return frames
     b, n, h, w, c = frames.shape
@@ -52,6 +53,7 @@ def degrade_windows(frames: torch.Tensor, prob: float, blur_max: float, colour_m
     sigma = torch.rand(b, generator=gen) * blur_max * on
     gain = (torch.rand(b, c, generator=gen) * 2 - 1) * colour_max * on[:, None]
     bias = (torch.rand(b, c, generator=gen) * 2 - 1) * colour_max * on[:, None]
+    gain, bias = gain.to(frames.device), bias.to(frames.device)
     out = blur(frames.reshape(b * n, h, w, c), sigma.repeat_interleave(n)).reshape(b, n, h, w, c)
     out = out * (1 + gain[:, None, None, None]) + bias[:, None, None, None]
     return out.clamp(-1.0, 1.0)

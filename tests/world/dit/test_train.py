@@ -285,18 +285,35 @@ def test_training_step_builds_every_tensor_on_the_batch_device():
     # the meta device has no data: any tensor the step makes on the CPU instead of the batch's device fails
     from reverie.world.dit.config import model_config
     from reverie.world.dit.network import DiTNet
-    from reverie.world.dit.train import batch_to, losses, make_batch, rollout_prev
+    from reverie.world.dit.train import losses, make_batch, rollout_prev
 
     cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
                       revisit_max_dist=5.0, episode_steps=40, warp_weight=1.0, prev_rollout_passes=1,
-                      prev_rollout_prob=1.0, prev_rollout_context=True)
+                      prev_rollout_prob=1.0, prev_rollout_context=True, prev_drop_prob=0.3, prev_aug_prob=0.5,
+                      prev_aug_max=0.2, degrade_prob=0.5, context_aug_prob=0.5)
     mcfg = model_config("tiny")
     net = DiTNet(mcfg).to("meta")
     sample = WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 2)
-    batch = batch_to(make_batch(sample, cfg, mcfg, torch.Generator().manual_seed(1)), torch.device("meta"))
+    batch = make_batch(sample, cfg, mcfg, torch.Generator().manual_seed(1), device="meta")  # built there
+    assert all(v.device.type == "meta" for v in batch.values())
     parts = losses(net, rollout_prev(net, batch, cfg, torch.Generator().manual_seed(2)), cfg)
     assert set(parts) == {"x0", "warp", "pose", "loss", "pred"}
     assert all(v.device.type == "meta" for v in parts.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the meta-device test covers placement)")
+def test_a_batch_built_on_the_gpu_holds_the_cpu_batch():
+    from reverie.world.dit.config import model_config
+    from reverie.world.dit.train import make_batch
+
+    cfg = TrainConfig(model="tiny", window=5, revisit_frames=2, revisit_prob=1.0, revisit_min_gap=4,
+                      revisit_max_dist=5.0, episode_steps=40, prev_drop_prob=0.3, prev_aug_prob=0.5,
+                      prev_aug_max=0.2, degrade_prob=0.5, context_aug_prob=0.5)
+    sample = WindowSampler(_episodes(), cfg).sample(np.random.default_rng(0), 3)
+    here = make_batch(sample, cfg, model_config("tiny"), torch.Generator().manual_seed(1))
+    there = make_batch(sample, cfg, model_config("tiny"), torch.Generator().manual_seed(1), device="cuda")
+    for name, t in here.items():  # the same draws; the GPU's arithmetic may round differently
+        torch.testing.assert_close(there[name].cpu(), t, atol=1e-5, rtol=0)
 
 
 def test_bf16_training_tracks_fp32_and_says_so(tmp_path):
