@@ -204,6 +204,10 @@ class DoomGame:
         if not self.config.monsters:
             g.add_game_args("-nomonsters")
         g.set_mode(vzd.Mode.PLAYER)
+        # the engine makes ./_vizdoom/ at start unless it exists, and of two games starting at once in one
+        # working directory the one that loses that race aborts its whole process ("Failed to create
+        # ./_vizdoom/ directory: File exists"; seen with 16 recording workers on a 16-core machine)
+        os.makedirs("_vizdoom", exist_ok=True)
         try:
             g.init()
         except Exception as exc:
