@@ -86,8 +86,9 @@ def make_batch(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTCo
     the draws alone: built on one CPU thread, a batch of 32 took 296 ms, its noise draw about a fifth of that)."""
     dev = torch.device("cpu") if device is None else torch.device(device)
     r, w = cfg.revisit_frames, cfg.window
-    x0 = patchify(_to(sample["frames"], dev), model_cfg.patch)  # [B, R+W, T, P]
-    seen, prev_seen = conditioning_frames(sample, cfg, model_cfg, gen, dev)
+    frames = _to(sample["frames"], dev)
+    x0 = patchify(frames, model_cfg.patch)  # [B, R+W, T, P]
+    seen, prev_seen = conditioning_frames(frames, x0, sample, cfg, model_cfg, gen)
     b = x0.shape[0]
     t_ctx = torch.rand(b, r + w, generator=gen) * cfg.context_aug_max
     t_ctx = torch.where(torch.rand(b, r + w, generator=gen) < cfg.context_aug_prob, t_ctx, torch.zeros_like(t_ctx))
@@ -120,25 +121,21 @@ def _to(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
 
 
-def conditioning_frames(sample: dict[str, np.ndarray], cfg: TrainConfig, model_cfg: DiTConfig,
-                        gen: torch.Generator, device: torch.device | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The latents a window conditions on (on `device`, default the CPU): its frames' clean copies and
-    (`prev_frame` models) their previous-frame inputs, both degraded as the model's own frames are
-    (`TrainConfig.degrade_prob`; one draw per window, shared by both). The noisy copies keep the real
-    frames: they are the targets."""
-    dev = torch.device("cpu") if device is None else device
-    frames = _to(sample["frames"], dev)
-    prev = _to(sample["prev_frames"], dev) if model_cfg.prev_frame else None
+def conditioning_frames(frames: torch.Tensor, latents: torch.Tensor, sample: dict[str, np.ndarray], cfg: TrainConfig,
+                        model_cfg: DiTConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latents a window conditions on, given its uint8 `frames` and their `latents` (`patchify`d) on the
+    batch's device: its frames' clean copies and (`prev_frame` models) their previous-frame inputs, both
+    degraded as the model's own frames are (`TrainConfig.degrade_prob`; one draw per window, shared by
+    both). The noisy copies keep the real frames: they are the targets."""
+    prev = _to(sample["prev_frames"], frames.device) if model_cfg.prev_frame else None
     if cfg.degrade_prob <= 0.0:
-        return (patchify(frames, model_cfg.patch),
-                None if prev is None else patchify(prev, model_cfg.patch))
+        return latents, None if prev is None else patchify(prev, model_cfg.patch)
     n = frames.shape[1]
     both = frames if prev is None else torch.cat((frames, prev), 1)
     images = degrade_windows(both.float() / 127.5 - 1.0, cfg.degrade_prob, cfg.degrade_blur_max,
                              cfg.degrade_colour_max, gen)
-    latents = to_latents(images, model_cfg.patch)
-    return latents[:, :n], (None if prev is None else latents[:, n:])
+    degraded = to_latents(images, model_cfg.patch)
+    return degraded[:, :n], (None if prev is None else degraded[:, n:])
 
 
 def augment_prev(prev: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
