@@ -189,7 +189,7 @@ def generate_episodes(cfg: TrainConfig, seed: int, progress: bool = True, worker
                              cfg.tics_per_step))
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1:
+    if workers == 1 or len(jobs) < 2:  # no pool to start for one job (or none)
         return [_record(job) for job in tqdm(jobs, desc="record", disable=not progress)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

@@ -116,6 +116,7 @@ def test_parallel_recording_gives_the_same_episodes_in_the_same_order():
         assert np.array_equal(a.frames, b.frames) and np.array_equal(a.actions, b.actions)
     with pytest.raises(ValueError, match="workers"):
         generate_episodes(cfg, seed=3, progress=False, workers=0)
+    assert generate_episodes(TrainConfig(model="tiny", maps=()), seed=3, progress=False, workers=2) == []
 
 
 def test_steps_within_fits_the_schedule_to_the_time_left():
