@@ -173,7 +173,8 @@ class DiTNet(nn.Module):
         return self._head_from(h, self.ada_out(cond), prev)
 
     def _head_from(self, h: torch.Tensor, out_mod: torch.Tensor, prev: torch.Tensor | None):
-        """x0 = correction (+ the previous frame, moved by the predicted camera warp with `prev_warp`)."""
+        """x0 = correction (+ the previous frame, moved by the predicted camera warp with `prev_warp`; with
+        `prev_reveal` the correction only where that move revealed pixels)."""
         cfg = self.cfg
         shift, scale = self._broadcastable(out_mod).chunk(2, dim=-1)
         feats = modulate(self.norm_out(h), shift, scale)
@@ -183,7 +184,14 @@ class DiTNet(nn.Module):
                 frames = feats.unflatten(-2, (-1, cfg.tokens_per_frame))  # [..., n, T, D]
                 params = self.warp_out(frames.mean(dim=-2))
                 flow = None if self.flow_out is None else self.flow_out(frames)
-                prev = warp_latents(prev, params, cfg.patch, cfg.frame_h, cfg.frame_w, flow)
+                moved = warp_latents(prev, params, cfg.patch, cfg.frame_h, cfg.frame_w, flow,
+                                     mode=cfg.prev_resample, padding=cfg.prev_padding,
+                                     with_revealed=cfg.prev_reveal)
+                if cfg.prev_reveal:  # the correction paints only what the move revealed
+                    prev, revealed = moved
+                    out = out * revealed
+                else:
+                    prev = moved
             out = out + prev
         pose = None
         if self.pose_out is not None:

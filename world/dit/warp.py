@@ -39,12 +39,16 @@ def affine_theta(params: torch.Tensor) -> torch.Tensor:
 
 
 def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int, w: int,
-                 flow: torch.Tensor | None = None) -> torch.Tensor:
+                 flow: torch.Tensor | None = None, mode: str = "bilinear", padding: str = "border",
+                 with_revealed: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Resample each frame of `latents` (`[..., T, P]`) by its affine map `params` (`[..., 4]`), plus
     the residual `flow` (`[..., T, 2]`, one `(dx, dy)` per patch centre in row-major patch order) if given.
 
-    Bilinear, edges clamped (a turn reveals a strip the previous frame never showed; the correction fills
-    it). Differentiable in every argument.
+    `mode` is `grid_sample`'s ("bilinear", "bicubic": differentiable in every argument; "nearest": exact
+    pixels, no gradient to the map). Outside the frame, `padding` ("border": edges clamped; "reflection":
+    mirrored) stands in for what a turn reveals and the previous frame never showed; the correction fills
+    it. With `with_revealed`, also a mask like `latents` (1.0 where the pixel was sampled from outside the
+    previous frame, i.e. the move revealed it; 0.0 elsewhere).
     """
     lead = latents.shape[:-2]
     img = to_pixels(latents, patch, h, w).reshape(-1, h, w, 3).movedim(-1, -3)  # [N, 3, H, W]
@@ -54,5 +58,9 @@ def warp_latents(latents: torch.Tensor, params: torch.Tensor, patch: int, h: int
         coarse = flow.reshape(-1, h // patch, w // patch, 2).movedim(-1, -3).to(img.dtype)  # [N, 2, gh, gw]
         dense = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)  # values at centres
         grid = grid + dense.movedim(-3, -1)
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return to_latents(out.movedim(-3, -1).reshape(*lead, h, w, 3), patch)
+    out = F.grid_sample(img, grid, mode=mode, padding_mode=padding, align_corners=False)
+    moved = to_latents(out.movedim(-3, -1).reshape(*lead, h, w, 3), patch)
+    if not with_revealed:
+        return moved
+    revealed = (grid.detach().abs() > 1.0).any(-1, keepdim=True).to(img.dtype).expand(-1, -1, -1, 3)
+    return moved, to_latents(revealed.reshape(*lead, h, w, 3), patch)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -191,3 +193,78 @@ def test_training_with_the_warp_loss_moves_the_warp_and_flow_heads(tmp_path):
     assert net.flow_out is not None and net.flow_out.weight.abs().sum() > 0
     header = (tmp_path / "run" / "loss.csv").read_text().splitlines()[0]
     assert header.split(",") == ["step", "loss", "x0", "pose", "warp", "lr", "seconds"]
+
+
+def test_revealed_mask_marks_the_strip_a_shift_reveals():
+    frames = _frames(1)
+    k = 3
+    out, revealed = warp_latents(patchify(frames, P), torch.tensor([[2 * k / W, 0.0, 0.0, 0.0]]), P, H, W,
+                                 with_revealed=True)
+    mask = to_pixels(revealed, P, H, W)[0]
+    assert torch.equal(mask[:, W - k:], torch.ones(H, k, 3)) and torch.equal(mask[:, :W - k], torch.zeros(H, W - k, 3))
+    zoom_in = torch.tensor([[0.0, 0.0, -0.1, -0.1]])  # magnifying reveals nothing
+    assert warp_latents(patchify(frames, P), zoom_in, P, H, W, with_revealed=True)[1].sum() == 0
+
+
+def test_reflection_padding_mirrors_the_frame_at_its_edge():
+    frames = _frames(1)
+    k = 3
+    out = warp_latents(patchify(frames, P), torch.tensor([[2 * k / W, 0.0, 0.0, 0.0]]), P, H, W,
+                       padding="reflection")
+    assert torch.equal(unpatchify(out, P, H, W)[0, :, W - k:], frames[0, :, W - k:].flip(1))
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "nearest"])
+def test_sharper_resamplers_copy_whole_pixel_shifts_exactly(mode):
+    frames = _frames(1)
+    k = 2
+    out = warp_latents(patchify(frames, P), torch.tensor([[2 * k / W, 0.0, 0.0, 0.0]]), P, H, W, mode=mode)
+    assert torch.equal(unpatchify(out, P, H, W)[0, :, :W - k], frames[0, :, k:])
+
+
+def test_nearest_resampling_makes_no_new_colours_on_a_fractional_move():
+    frames = _frames(1)
+    out = warp_latents(patchify(frames, P), torch.tensor([[0.037, -0.021, -0.05, 0.03]]), P, H, W, mode="nearest")
+    pixels = {tuple(p) for p in frames[0].reshape(-1, 3).tolist()}
+    assert {tuple(p) for p in unpatchify(out, P, H, W)[0].reshape(-1, 3).tolist()} <= pixels
+
+
+def test_reveal_head_paints_only_what_the_move_reveals():
+    """With `prev_reveal`, every pixel the warp samples from inside the previous frame is that frame, moved;
+    the correction (here random) shows only in the revealed strip."""
+    cfg = replace(model_config("tiny"), prev_reveal=True, prev_resample="bicubic")
+    net = build(pretrained=False, config=cfg).net
+    k = 4
+    with torch.no_grad():
+        torch.nn.init.normal_(net.out.weight, std=0.5)
+        net.warp_out.bias.copy_(torch.tensor([2 * k / W, 0.0, 0.0, 0.0]))
+    prev_frames = _frames(1, seed=3)
+    prev = patchify(prev_frames, P)[None]  # [1, 1, T, P]
+    x = torch.randn_like(prev)
+    out, _ = net.forward_frames(x, torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long),
+                                torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, 1, dtype=torch.bool), prev=prev)
+    img = to_pixels(out[0, 0], P, H, W)
+    moved = prev_frames[0, :, k:].float() / 127.5 - 1
+    torch.testing.assert_close(img[:, :W - k], moved, atol=1e-5, rtol=0)
+    assert (img[:, W - k:] - prev_frames[0, :, W - 1:].float() / 127.5 + 1).abs().mean() > 0.05
+
+
+def test_prev_reveal_needs_prev_warp_and_a_known_resampler():
+    with pytest.raises(ValueError, match="prev_warp"):
+        DiTConfig(prev_frame=True, prev_reveal=True)
+    with pytest.raises(ValueError, match="prev_resample"):
+        DiTConfig(prev_frame=True, prev_warp=True, prev_resample="lanczos")
+    with pytest.raises(ValueError, match="prev_padding"):
+        DiTConfig(prev_frame=True, prev_warp=True, prev_padding="zeros")
+
+
+def test_composition_fields_warm_start_from_the_same_weights():
+    from reverie.world.dit.config import heads_to_grow
+
+    assert heads_to_grow(model_config("reveal"), model_config("flow")) == []
+    assert heads_to_grow(model_config("reveal"), model_config("warp")) == ["prev_flow"]
+    wider = replace(model_config("flow"), width=512)
+    assert heads_to_grow(model_config("reveal"), wider) is None
+    assert not {"prev_reveal", "prev_resample", "prev_padding"} & set(model_config("flow").to_dict())
+
+
