@@ -29,6 +29,10 @@ def config_with_overrides(cfg, overrides: dict):
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
+RESAMPLE_MODES = ("bilinear", "bicubic", "nearest")
+PADDING_MODES = ("border", "reflection")
+
+
 @dataclass(frozen=True, slots=True)
 class DiTConfig:
     """Architecture of the block-causal DiT over frame patches.
@@ -48,6 +52,20 @@ class DiTConfig:
     `prev_flow` (with `prev_warp`): the warp also moves each patch by a residual displacement the network
     predicts per token, so the copy path follows parallax (near floor fast, far walls slow). Its head
     starts at zero too, so a `prev_warp` checkpoint warm-starts a `prev_flow` model exactly.
+
+    `prev_reveal` (with `prev_warp`): the correction paints only the pixels the warp reveals (those it
+    samples from outside the previous frame); every other pixel is the moved previous frame itself. A
+    one-step model's correction is the mean of the frames it cannot tell apart, so added everywhere at
+    every step it softens and tints the picture frame after frame; copied, the detail stays. No weights of
+    its own: any `prev_warp` checkpoint of the same shape warm-starts it.
+
+    `prev_resample`: how the copy path samples the previous frame (`torch.nn.functional.grid_sample`'s
+    mode): "bilinear" (the bundled model), "bicubic" (sharper, still differentiable) or "nearest" (exact
+    pixels, no gradient to the warp: play only).
+
+    `prev_padding`: what the copy path shows where the warp samples outside the previous frame, before the
+    correction paints it: "border" (the edge pixel repeated; the bundled model) or "reflection" (the frame
+    mirrored at its edge, which continues floor, ceiling and wall texture instead of streaking them).
     """
 
     frame_h: int = 48
@@ -68,6 +86,9 @@ class DiTConfig:
     prev_frame: bool = False
     prev_warp: bool = False
     prev_flow: bool = False
+    prev_reveal: bool = False
+    prev_resample: str = "bilinear"
+    prev_padding: str = "border"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pose_scale", tuple(float(v) for v in self.pose_scale))
@@ -86,6 +107,12 @@ class DiTConfig:
             raise ValueError("prev_warp needs prev_frame (it warps the previous frame)")
         if self.prev_flow and not self.prev_warp:
             raise ValueError("prev_flow needs prev_warp (its flow refines the camera warp)")
+        if self.prev_reveal and not self.prev_warp:
+            raise ValueError("prev_reveal needs prev_warp (the warp decides which pixels are revealed)")
+        if self.prev_resample not in RESAMPLE_MODES:
+            raise ValueError(f"prev_resample must be one of {RESAMPLE_MODES}, got '{self.prev_resample}'")
+        if self.prev_padding not in PADDING_MODES:
+            raise ValueError(f"prev_padding must be one of {PADDING_MODES}, got '{self.prev_padding}'")
         if self.layers < 1 or self.num_actions < 1:
             raise ValueError("layers and num_actions must be >= 1")
 
@@ -108,9 +135,12 @@ class DiTConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for name in ("prev_frame", "prev_warp", "prev_flow"):
+        for name in ("prev_frame", "prev_warp", "prev_flow", "prev_reveal"):
             if not data[name]:
                 del data[name]  # keeps the hash of configs written before the field existed
+        for name, default in (("prev_resample", "bilinear"), ("prev_padding", "border")):
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod
@@ -263,13 +293,16 @@ class TrainConfig(GameData):
 
 # config flags whose module (named here) starts as the identity, so a checkpoint without it warm-starts exactly
 GROWN_HEADS = {"prev_warp": "warp_out", "prev_flow": "flow_out"}
+# config fields that change how the head composes its frame but no weight: free to differ at a warm start
+COMPOSITION_FIELDS = ("prev_reveal", "prev_resample", "prev_padding")
 
 
 def heads_to_grow(target: DiTConfig, source: DiTConfig) -> list[str] | None:
-    """The `GROWN_HEADS` flags `target` has and `source` lacks, when that is all that tells them apart
-    (`[]`: the same architecture); None when they differ in anything else."""
+    """The `GROWN_HEADS` flags `target` has and `source` lacks, when that (and `COMPOSITION_FIELDS`) is
+    all that tells them apart (`[]`: the same weights); None when they differ in anything else."""
     grown = [f for f in GROWN_HEADS if getattr(target, f) and not getattr(source, f)]
-    return grown if replace(target, **{f: False for f in grown}).hash() == source.hash() else None
+    composition = {f: getattr(source, f) for f in COMPOSITION_FIELDS}
+    return grown if replace(target, **{f: False for f in grown}, **composition).hash() == source.hash() else None
 
 
 MODEL_PRESETS: dict[str, DiTConfig] = {
@@ -278,6 +311,8 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
     "warp": DiTConfig(prev_frame=True, prev_warp=True),
     # stage 3's warp plus a per-patch residual flow (parallax): the bundled model's stage 5 (train presets flow*)
     "flow": DiTConfig(prev_frame=True, prev_warp=True, prev_flow=True),
+    # experiment, not shipped: stage 5's weights with the correction painting only what the warp reveals
+    "reveal": DiTConfig(prev_frame=True, prev_warp=True, prev_flow=True, prev_reveal=True, prev_resample="bicubic"),
     "tiny": DiTConfig(patch=8, width=48, layers=2, heads=2, temporal_rope=8, row_rope=8, col_rope=8,
                       prev_frame=True, prev_warp=True, prev_flow=True),
 }
@@ -316,6 +351,11 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "flow": replace(_RECALL, model="flow", steps=1500),
     # experiment, not shipped: the same with only the flow head trained (the stage-4 body, and its use of memory,
     # kept), 1000 steps: nothing moved (tf 26.98, ar16 23.83): the stage-4 features carry no per-patch motion
+    # experiment, not shipped: stage 5 (`--init default`) taught to move its previous frame and paint only what
+    # the move reveals (model preset `reveal`), stage 5's schedule at a fine-tuning rate. The copy keeps the room
+    # sharp for a few frames, but the one-step fill of each revealed strip is a blur or a colour cast, and a few
+    # turns hand the whole picture to it (docs/experiments.md)
+    "reveal": replace(_RECALL, model="reveal", steps=1500, lr=1e-4),
     "flow-head": replace(_RECALL, model="flow", lr=1e-3, train_only=("flow_out",)),
     # stage 5, second half: `--init` the `flow` run, 9 in 10 windows with revisits, 600 steps. Recalls again
     # (revisits: dual 21.41, window 19.93) and keeps the replays (tf 27.08, ar 25.11 / 24.06 / 23.04), but

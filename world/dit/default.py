@@ -14,6 +14,8 @@ renderer's frame. Without one, the DiT's guess is the frame.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pathlib import Path
 
 import torch
@@ -195,9 +197,15 @@ def load_checkpoint(path: str | Path) -> tuple[DiTNet, Renderer | None, dict]:
 RENDERER_PREFIX = "renderer."
 
 
+def _composition(resample: str | None, padding: str | None) -> dict:
+    """The copy-path fields a caller overrides at play time (`DiTConfig.prev_resample`, `prev_padding`)."""
+    given = {"prev_resample": resample, "prev_padding": padding}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, config: str | DiTConfig = "default",
           steps: tuple[float, ...] | None = None, seed: int = 0, name: str = "default",
-          use_renderer: bool = True) -> DiTWorldModel:
+          use_renderer: bool = True, resample: str | None = None, padding: str | None = None) -> DiTWorldModel:
     """The registry factory for `"default"`.
 
     Args:
@@ -208,6 +216,10 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
             `ModelSpec`'s `(1.0, 0.75, 0.5, 0.25)`).
         seed: seeds the random initialisation when no weights are loaded.
         use_renderer: sample with the checkpoint's renderer when it has one (False: the DiT alone, one step).
+        resample: how the copy path samples the previous frame at play time ("bilinear", "bicubic",
+            "nearest"; default: the checkpoint's `DiTConfig.prev_resample`).
+        padding: what the copy path shows beyond the previous frame's edge at play time ("border",
+            "reflection"; default: the checkpoint's `DiTConfig.prev_padding`).
     Raises:
         CheckpointError: no bundled weights (with `pretrained=True`), or a missing/corrupt/mismatched file.
     """
@@ -221,6 +233,10 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
     if checkpoint is not None:
         net, renderer, meta = load_checkpoint(checkpoint)
         meta["checkpoint_path"] = str(checkpoint)
+        play = _composition(resample, padding)
+        if play:  # a play-time choice; recordings pin it through the config hash
+            net.cfg = replace(net.cfg, **play)
+            meta.update(config=net.cfg.to_dict(), config_hash=net.cfg.hash())
         if steps is None and meta.get("sampler_steps"):
             steps = tuple(float(s) for s in meta["sampler_steps"])
         if renderer is not None and not use_renderer:
@@ -228,6 +244,7 @@ def build(*, pretrained: bool = True, checkpoint: str | Path | None = None, conf
             steps = steps or tuple(float(s) for s in meta.get("dit_sampler_steps", (1.0,)))
         return DiTWorldModel(net, name=name, steps=steps, meta=meta, renderer=renderer)
     cfg = model_config(config) if isinstance(config, str) else config
+    cfg = replace(cfg, **_composition(resample, padding))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = DiTNet(cfg)

@@ -159,3 +159,13 @@ def test_release_soups_fine_tunes_with_weights_and_grown_heads(tmp_path):
                     {"config": other_cfg.to_dict(), "config_hash": other_cfg.hash(), "step": 5})
     with pytest.raises(CheckpointError, match="differ only by the heads"):
         release([pf, po], tmp_path / "bad.safetensors", weights=(0.5, 0.5))
+
+
+def test_copy_path_arguments_change_the_copy_path_and_the_recorded_hash(tmp_path):
+    path = _save(build(pretrained=False, config="tiny"), tmp_path / "m.safetensors")
+    plain, nearest = build(checkpoint=path), build(checkpoint=path, resample="nearest", padding="reflection")
+    assert nearest.net.cfg.prev_resample == "nearest" and plain.net.cfg.prev_resample == "bilinear"
+    assert nearest.net.cfg.prev_padding == "reflection" and plain.net.cfg.prev_padding == "border"
+    assert nearest.meta["config_hash"] == nearest.net.cfg.hash() != plain.meta["config_hash"]
+    with pytest.raises(ValueError, match="prev_resample"):
+        build(checkpoint=path, resample="lanczos")
