@@ -7,8 +7,10 @@ written. At a chunk's first view of a layer, its queries are hashed the same way
 counts the (head, table) pairs in which its code equals one of the queries' codes. The chunk attends to
 the ring's newest `exact_frames` frames, the `frames` older frames whose slots match the most (whole
 frames, a fixed number, so the cost is bounded and no host sync decides it), and every other segment
-(sink, pools, retrieved frames, the chunk itself) in full. The candidate list is kept for the chunk's later denoising
-steps (its view is built once per chunk), since a chunk's queries move little between steps.
+(sink, pools, retrieved frames, the chunk itself) in full; with `PolicyConfig.ann_rest_tokens` the frames it
+leaves out are read as a few mean tokens each (`memory.ann_rest`). The candidate list is kept for the
+chunk's later denoising steps (its view is built once per chunk), since a chunk's queries move little
+between steps.
 
 A sign projection keeps the angle between vectors (two vectors at angle `a` agree on a bit with
 probability `1 - a / pi`), so keys pointing where a query points share its bucket most often: an
@@ -170,8 +172,9 @@ def matches_ref(index: LshIndex, q: torch.Tensor, slots: int) -> torch.Tensor:
 def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_frames: int) -> tuple:
     """`segments` (a view's, the recent ring's last) with the ring's segment restricted to the index's
     candidates, whole frames at a time: its newest `exact_frames` frames, then the `frames` frames whose
-    slots match the most (a fixed count: no host sync decides it). Unchanged while the ring holds no
-    more than that."""
+    slots match the most (a fixed count: no host sync decides it). With frame means (`store.means`,
+    `memory.ann_rest`) every other ring frame follows the ring's segment as its mean tokens. Unchanged
+    while the ring holds no more than that."""
     ring, index = store.recent, store.ann
     f, used = ring.f, ring.slots_used
     rows = used // f
@@ -181,6 +184,13 @@ def restrict_recent(store, segments: tuple, q: torch.Tensor, frames: int, exact_
     score = index.frame_scores(q, rows, f)
     for j in range(min(exact_frames, len(ring.frames))):
         score[ring.row(j)] = float("inf")
-    top = torch.topk(score, keep, sorted=False).indices
+    if store.means is None:
+        top = torch.topk(score, keep, sorted=False).indices
+    else:  # every row ranked: the first `keep` attended in full, the rest as their means
+        order = torch.argsort(score, descending=True)
+        top, rest = order[:keep], order[keep:]
     slots = (top[:, None] * f + torch.arange(f, device=top.device)).flatten()
-    return (*segments[:-1], replace(segments[-1], index=slots))
+    recent = replace(segments[-1], index=slots)
+    if store.means is None:
+        return (*segments[:-1], recent)
+    return (*segments[:-1], recent, store.means.segment(segments[-1].pos, rows, rest))

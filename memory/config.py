@@ -49,8 +49,12 @@ class PolicyConfig:
         ann_frames: older frames of the ring a chunk attends to, those its index scores highest
             (a fixed count, so the cost is bounded and no host sync decides it).
         ann_exact_frames: the ring's newest frames, always attended in full.
+        ann_rest_tokens: what the chunk reads of the ring frames the index leaves out: 0 nothing (as
+            TempCache), `n` > 0 each frame as `n` mean tokens of consecutive slots with their weight
+            (`memory.ann_rest`; rounded down to a divisor of the model's tokens per frame), which keeps
+            most of the share of a broad attention that 0 loses.
         An index needs a budget (not `unbounded`), `demote_every = 1` and no head groups; the budget
-        pays for its codes or centroids.
+        pays for its codes or centroids (and the frame means).
     Events:
         on_scene: how a new scene from the player is handled when the player names no handling
             (`engine.session.Session.scene`): "flush" (drop the old scene but the sink), "cut" (keep it, a
@@ -107,6 +111,7 @@ class PolicyConfig:
     ann_tables: int = 4
     ann_frames: int = 64
     ann_exact_frames: int = 8
+    ann_rest_tokens: int = 0
     on_scene: str = "flush"
 
     def __post_init__(self) -> None:
@@ -155,6 +160,8 @@ class PolicyConfig:
             raise ValueError(f"an LSH index needs 1 <= ann_bits <= {MAX_BITS} and ann_tables >= 1")
         if self.indexed and (self.ann_frames < 1 or self.ann_exact_frames < 0):
             raise ValueError("an index needs ann_frames >= 1 and ann_exact_frames >= 0")
+        if self.ann_rest_tokens < 0:
+            raise ValueError(f"ann_rest_tokens must be >= 0, got {self.ann_rest_tokens}")
         if self.indexed and (self.unbounded or self.demote_every > 1 or self.head_groups):
             raise ValueError("an index (ann_bits > 0 or ann_index='centroid') needs a budget (not unbounded), "
                              "demote_every = 1 and no head groups")

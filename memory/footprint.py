@@ -42,6 +42,7 @@ from functools import lru_cache
 import torch
 
 from reverie.memory.ann import content_from
+from reverie.memory.ann_rest import mean_tokens
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 from reverie.memory.layout import Layout, plan_layout, resolve_budget, token_bytes
@@ -163,6 +164,9 @@ def _view_bytes(spec, cfg: PolicyConfig, layout: Layout) -> int:
         total += spec.layers * spec.heads * (frame_slots - layout.sink_frames * f + pool_slots) * SCORE_BYTES
     if cfg.indexed:  # each layer's candidate slots (`memory.ann.restrict_recent`)
         total += spec.layers * min(layout.recent_frames, cfg.ann_frames + cfg.ann_exact_frames) * f * INDEX_BYTES
+        n = mean_tokens(cfg.ann_rest_tokens, f)
+        if n:  # the frames' order and the left-out frames' groups (`memory.ann_rest`)
+            total += spec.layers * (1 + n) * layout.recent_frames * INDEX_BYTES
     return total
 
 

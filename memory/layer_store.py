@@ -15,6 +15,7 @@ import torch
 
 from reverie.kernels.view import KVSegment
 from reverie.memory.ann import CentroidIndex, LshIndex
+from reverie.memory.ann_rest import FrameMeans
 from reverie.memory.layout import Layout, quant_group
 from reverie.memory.token_pool import TokenPool
 from reverie.memory.token_pool_stack import PoolStack
@@ -36,6 +37,7 @@ class LayerStore:
     recent_block: tuple[torch.Tensor, torch.Tensor] | None = None  # k, v: the ring's slots, then `stage`'s rows
     segments: tuple[KVSegment, ...] | None = None  # cached for the current chunk
     ann: LshIndex | CentroidIndex | None = None  # codes of the recent ring's slots or frames (`memory.ann`), when the policy has one
+    means: FrameMeans | None = None  # the ring frames' mean keys and values (`memory.ann_rest`), with `ann_rest_tokens`
 
 
 def new_stores(spec, layout: Layout, device,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from reverie.memory.ann import ANN_CODE_BYTES, CENTROID_BYTES, content_from
+from reverie.memory.ann_rest import FrameMeans, mean_tokens
 from reverie.memory.config import PolicyConfig
 from reverie.memory.errors import BudgetError
 
@@ -80,7 +81,7 @@ class Layout:
     mid_token_bytes: int
     spill_token_bytes: int
     pending_frames: int = 0
-    index_frame_bytes: int = 0  # the ANN codes of one recent frame, one layer (`memory.ann`)
+    index_frame_bytes: int = 0  # the ANN codes (and frame means) of one recent frame, one layer (`memory.ann`)
 
     @property
     def pool_frames(self) -> int:
@@ -112,6 +113,8 @@ def plan_layout(spec, cfg: PolicyConfig, budget_bytes: int | None, horizon_frame
         code_b = h * (d - content_from(spec)) * CENTROID_BYTES
     else:
         code_b = f * h * cfg.ann_tables * ANN_CODE_BYTES if cfg.ann_bits else 0
+    if cfg.indexed and mean_tokens(cfg.ann_rest_tokens, f):  # each frame's group means (`memory.ann_rest`)
+        code_b += FrameMeans.frame_bytes(h, d, mean_tokens(cfg.ann_rest_tokens, f), spec.kv_dtype)
     common = dict(layers=n_layers, tokens_per_frame=f, frame_bytes=frame_b, mid_bits=cfg.mid_bits,
                   spill_bits=cfg.spill_bits, merged=merged, mid_token_bytes=mid_tb, spill_token_bytes=spill_tb,
                   index_frame_bytes=code_b)

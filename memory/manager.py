@@ -25,6 +25,7 @@ import torch
 from reverie.kernels.view import KVSegment, KVView
 from reverie.memory import accounting
 from reverie.memory.ann import CentroidIndex, LshIndex, content_from, restrict_recent
+from reverie.memory.ann_rest import FrameMeans, mean_tokens
 from reverie.memory.config import PolicyConfig
 from reverie.memory.demotion import Demotion
 from reverie.memory.errors import BudgetError
@@ -77,6 +78,12 @@ class MemoryManager:
                                      slots=store.recent.capacity * spec.tokens_per_frame,
                                      content_from=content_from(spec),
                                      bits=cfg.ann_bits, tables=cfg.ann_tables, device=self.device)
+        if cfg.indexed and mean_tokens(cfg.ann_rest_tokens, spec.tokens_per_frame):
+            for store in self.layers:
+                store.means = FrameMeans(heads=spec.heads, head_dim=spec.head_dim, frames=store.recent.capacity,
+                                         tokens_per_frame=spec.tokens_per_frame, dtype=spec.kv_dtype,
+                                         tokens=mean_tokens(cfg.ann_rest_tokens, spec.tokens_per_frame),
+                                         device=self.device)
         self.batched = stack_mid or not layout.mid_tokens
         self._stage_all = self._new_staging()
         self._stages = [Tokens(*(t[layer] for t in self._stage_all)) for layer in range(spec.layers)]
@@ -238,6 +245,8 @@ class MemoryManager:
                 displaced.append(old)
             if store.ann is not None:
                 store.ann.write(store.recent.row() * f, kf)
+            if store.means is not None:
+                store.means.write(store.recent.row() * f, kf, vf)
         with self.timer("score"):
             self.scorer.observe(layer, q)
         self._committed.add(layer)
@@ -371,6 +380,10 @@ class MemoryManager:
             if store.ann is not None:  # the kept frames now sit at the start of the ring
                 store.ann.clear()
                 store.ann.write(0, store.recent.k[:, :store.recent.slots_used])
+            if store.means is not None:
+                store.means.clear()
+                store.means.write(0, store.recent.k[:, :store.recent.slots_used],
+                                  store.recent.v[:, :store.recent.slots_used])
             self._clear_pools(store)
         self._invalidate()
 
@@ -387,6 +400,8 @@ class MemoryManager:
             store.recent.clear()
             if store.ann is not None:
                 store.ann.clear()
+            if store.means is not None:
+                store.means.clear()
             if store.sink is not None:
                 store.sink.clear()
             self._clear_pools(store)

@@ -43,10 +43,11 @@ register_policy(PolicyConfig(
     description="Self-Forcing/LongLive rolling cache: sink frames + FIFO recent window"))
 register_policy(PolicyConfig(
     name="ann", sink_frames=1, positions="absolute", ann_index="centroid", ann_bits=6, ann_tables=4, ann_frames=64,
-    ann_exact_frames=32,
+    ann_exact_frames=32, ann_rest_tokens=3,
     description="TempCache's AnnSA: sink + a FIFO window; the chunk attends to its newest 32 frames and the 64 "
-                "older ones whose key centroids predict the most of its queries' attention "
-                "(--set ann_index=lsh: an LSH index of the keys instead)"))
+                "older ones whose key centroids predict the most of its queries' attention, and to every other "
+                "frame as 3 mean tokens (--set ann_rest_tokens=0: not at all, as published; --set ann_index=lsh: "
+                "an LSH index of the keys instead)"))
 
 # Every managed policy below uses bounded positions (a long session never leaves the RoPE range).
 register_policy(PolicyConfig(

@@ -5,7 +5,8 @@
 policy's memory is fed the same clean chunks and, at every layer and denoising step, attends with the same
 queries: `err[key]` accumulates `||O_policy - O_full|| / ||O_full||`, `mass[key]` the full-cache softmax
 mass (sampled queries, all heads) on the tokens the policy still shows that head (a merged slot counts as
-its newest member only; quantized tokens count as kept).
+its newest member only; quantized tokens count as kept; slots an index leaves out count as dropped, also
+where `ann_rest_tokens` attends their frame's means).
 """
 
 from __future__ import annotations
@@ -75,9 +76,15 @@ def _retained(probs, full_ids, pol_ids, pol_view):
     start = 0
     for seg in pol_view.segments[:-1]:
         s = seg.pos.shape[0]
-        if seg.bias is not None:
-            b = seg.bias if seg.bias.ndim == 2 else seg.bias[None].expand(h, s)
-            visible[:, start:start + s] = torch.isfinite(b)
+        if start + s > pol_ids.shape[0]:  # frames attended as their means (`ann_rest_tokens`): no slot of their own
+            break
+        shown = (torch.ones(h, s, dtype=torch.bool, device=probs.device) if seg.bias is None else
+                 torch.isfinite(seg.bias if seg.bias.ndim == 2 else seg.bias[None].expand(h, s)))
+        if seg.index is not None:  # only the gathered slots are attended (`ann`)
+            picked = torch.zeros_like(shown)
+            picked[:, seg.index] = shown[:, seg.index]
+            shown = picked
+        visible[:, start:start + s] = shown
         start += s
     kept = torch.stack([torch.isin(full_ids, pol_ids[visible[i] & (pol_ids >= 0)]) for i in range(h)])
     mass = (probs[:, :, :cached] * kept[:, None, :]).sum(-1) + probs[:, :, cached:].sum(-1)

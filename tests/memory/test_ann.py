@@ -44,7 +44,7 @@ def test_codes_ignore_the_temporal_channels_and_near_keys_match_more_than_far_on
 
 
 def _ann(spec, budget_frames=24, **kw):
-    kw = {"ann_frames": 4, "ann_exact_frames": 2, "ann_index": "lsh", **kw}
+    kw = {"ann_frames": 4, "ann_exact_frames": 2, "ann_index": "lsh", "ann_rest_tokens": 0, **kw}
     return MemoryManager.create(spec, policy="ann", budget_bytes=budget_frames * spec.kv_bytes_per_frame, **kw)
 
 
@@ -171,3 +171,82 @@ def test_the_budget_pays_for_the_centroids_and_flush_and_reset_keep_them_true():
     assert all(not st.ann.centroids.any() for st in mem.layers)
     with pytest.raises(ValueError, match="ann_index"):
         MemoryManager.create(spec, policy="ann", budget_bytes=budget, ann_index="pq")
+
+
+def _restricted_and_whole(mem, spec, qkv, chunks):
+    """After `chunks` chunks, the next chunk's first layer: its view, the restricted output and the output
+    of the same view with the ring unrestricted and without frame means (what the index stands in for),
+    both taken before any commit changes the buffers the view aliases."""
+    for c in range(chunks):
+        run_chunk(mem, spec, c, qkv=qkv)
+    q, k, v = qkv(chunks, 0)
+    mem.begin_chunk()
+    view = mem.view(0, q, k, v)
+    ring = next(i for i, s in enumerate(view.segments) if s.index is not None)
+    whole = replace(view, segments=(*view.segments[:ring], replace(view.segments[ring], index=None),
+                                    view.segments[-1]))
+    return view, attend_ref(q, view), attend_ref(q, whole)
+
+
+@pytest.mark.parametrize("index", ["lsh", "centroid"])
+def test_frame_means_make_the_left_out_frames_exact_when_a_frame_keys_are_equal(index):
+    """A frame whose tokens share one key and one value is exactly its mean token with weight F, so with
+    frame means the restricted view attends exactly like the whole ring; without them it does not."""
+    spec = tiny_spec(head_dim=16, tokens_per_frame=4, layers=1)
+
+    def qkv(chunk, layer):
+        g = torch.Generator().manual_seed(200 + chunk)
+        k, v = (torch.randn(2, 1, 16, generator=g).expand(2, 4, 16).contiguous() for _ in range(2))
+        return 0.5 * torch.randn(2, 4, 16, generator=g), k, v
+
+    errors = {}
+    for n in (0, 1, 2):
+        mem = _ann(spec, budget_frames=40, ann_frames=3, ann_exact_frames=2, ann_bits=6, ann_index=index,
+                   ann_rest_tokens=n)
+        view, out, ref = _restricted_and_whole(mem, spec, qkv, 30)
+        assert view.segments[-3 if n else -2].visible == 5 * 4
+        assert not n or view.segments[-2].visible == n * (view.segments[-3].pos.shape[0] // 4 - 5)
+        errors[n] = float((out - ref).norm() / ref.norm())
+    assert errors[1] < 1e-5 and errors[2] < 1e-5 and errors[0] > 0.05, errors
+
+
+def test_frame_means_keep_most_of_a_broad_attention_and_one_per_slot_is_exact():
+    """Random keys and soft queries: attention spreads over every frame. Leaving out the frames the index
+    does not pick loses their share; one mean per frame keeps some of it, one per pair of slots more, and
+    a mean per slot (n = F) is the whole ring again."""
+    spec = tiny_spec(head_dim=16, tokens_per_frame=8, layers=1)
+
+    def qkv(chunk, layer):
+        g = torch.Generator().manual_seed(300 + chunk)
+        return tuple(s * torch.randn(2, 8, 16, generator=g) for s in (0.3, 1.0, 1.0))
+
+    errors = {}
+    for n in (0, 1, 4, 8):
+        mem = _ann(spec, budget_frames=60, ann_frames=4, ann_exact_frames=2, ann_index="centroid",
+                   ann_rest_tokens=n)
+        _, out, ref = _restricted_and_whole(mem, spec, qkv, 50)
+        errors[n] = float((out - ref).norm() / ref.norm())
+    assert errors[8] < 1e-5 and errors[4] < errors[1] < errors[0] / 2, errors
+
+
+def test_the_budget_pays_for_the_frame_means_and_flush_and_reset_keep_them_true():
+    spec = tiny_spec(head_dim=16)  # 4 tokens per frame: 3 means per frame round down to 2
+    budget = 24 * spec.kv_bytes_per_frame
+    mem = _ann(spec, ann_index="centroid", ann_rest_tokens=3)
+    hashed = spec.head_dim - spec.rope.dims
+    assert mem.layout.index_frame_bytes == spec.heads * hashed * 4 + 2 * 2 * spec.heads * spec.head_dim * 4
+    assert mem.allocated_bytes() <= budget and mem.layout.layer_bytes() * spec.layers <= budget
+    for c in range(30):
+        run_chunk(mem, spec, c)
+    assert mem.kv_bytes() <= budget
+    f = spec.tokens_per_frame
+    mem.begin_chunk(events=["flush"])
+    mem.end_chunk()
+    for st in mem.layers:
+        n = st.recent.slots_used // f
+        for got, src in ((st.means.k, st.recent.k), (st.means.v, st.recent.v)):
+            torch.testing.assert_close(got[:, :2 * n], src[:, :n * f].reshape(spec.heads, 2 * n, 2, -1).mean(2))
+    mem.reset()
+    assert all(not st.means.k.any() and not st.means.v.any() for st in mem.layers)
+    with pytest.raises(ValueError, match="ann_rest_tokens"):
+        MemoryManager.create(spec, policy="ann", budget_bytes=budget, ann_rest_tokens=-1)
