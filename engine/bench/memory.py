@@ -27,6 +27,9 @@ Every rollout is a `Session` (`engine.bench.episodes.free_run`) on the memory un
 shadow (`engine.bench.shadow.ShadowMemory`); retrieval gets the model's dead-reckoned pose when the model
 has a pose head, else the real game's (none with `--no-game`).
 
+`--attention-only` skips all of that and times each policy's view, attention and commit alone on random
+keys after the horizon (`engine.bench.attention_alone`): a memory's cost at 4096 frames in seconds.
+
 Budgets are fractions of the full cache at the horizon; `full` runs at 1 only (it is the reference).
 The last line with `--json`: `{"horizon", "model", "device", "rows": [{"policy", "budget_frac",
 "attn_rel_err", "retained_mass", "psnr_vs_full", "psnr_vs_game", "revisit_psnr", "kv_bytes",
@@ -64,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="PolicyConfig override for every policy but full, repeatable (e.g. position_span=512)")
+    parser.add_argument("--attention-only", action="store_true",
+                        help="time each policy's view, attention and commit alone after --horizon frames of random "
+                             "keys (no game, no rollouts, no quality figures): seconds where a rollout takes hours")
+    parser.add_argument("--chunks", type=int, default=16, help="chunks timed with --attention-only (default 16)")
 
 
 def _step_range(text: str) -> tuple[int, int]:
@@ -131,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     n = args.horizon
     policies = args.policies.split(",") if args.policies else available_policies()
     fracs = [float(f) for f in args.fracs.split(",")]
+    if args.attention_only:
+        return run_attention_only(args, spec, device, policies, fracs)
     pose_from = "model" if spec.has_pose_head else ("game" if not args.no_game else "none")
     if args.no_game:
         play, revisit_eps = random_episode(spec, args.seed, n), []
@@ -181,6 +190,27 @@ def run(args: argparse.Namespace) -> int:
                    "revisits": sum(len(e.revisits) for e in revisit_eps),
                    "revisit_out": list(args.revisit_out) if revisit_eps else None,
                    "revisit_gap_frames": [g for e in revisit_eps for g in e.loop_gaps],
+                   "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}, args.json)
+
+
+def run_attention_only(args, spec, device, policies, fracs) -> int:
+    """`--attention-only` (`engine.bench.attention_alone`): the memories' own ms per frame at the horizon."""
+    from reverie.engine.bench.attention_alone import time_memories
+
+    frames = args.horizon + args.chunks * spec.chunk_frames  # budgets and `full`'s preallocation hold them all
+    mems, refused = make_memories(spec, policies, fracs, frames, device, parse_key_values(args.set, "--set"))
+    ms = time_memories(spec, mems, args.horizon, args.chunks, args.seed, device)
+    rows = [{"policy": p, "budget_frac": f, "ms_per_frame_at_horizon": ms[(p, f)], "kv_bytes": mem.kv_bytes()}
+            for (p, f), mem in mems.items()]
+    print(f"memory alone (view, attention, commit; random keys) after {args.horizon} frames, model '{args.model}' "
+          f"geometry, median of {args.chunks} chunks")
+    for r in rows:
+        print(f"  {r['policy']:>10} {r['budget_frac']:>6}  {r['ms_per_frame_at_horizon']:8.2f} ms/frame  "
+              f"{r['kv_bytes']:>12,} bytes")
+    for (p, f), msg in refused.items():
+        print(f"  {p}@{f}: refused: {msg}")
+    return finish({"horizon": args.horizon, "model": args.model, "device": str(device), "attention_only": True,
+                   "chunks": args.chunks, "set": parse_key_values(args.set, "--set"),
                    "refused": {f"{p}@{f}": m for (p, f), m in refused.items()}, "rows": rows}, args.json)
 
 
