@@ -27,7 +27,7 @@ Every rollout is a `Session` (`engine.bench.episodes.free_run`) on the memory un
 shadow (`engine.bench.shadow.ShadowMemory`); retrieval gets the model's dead-reckoned pose when the model
 has a pose head, else the real game's (none with `--no-game`).
 
-`--attention-only` skips all of that and times each policy's view, attention and commit alone on random
+`--no-shadow` skips step 2 (its three figures are null). `--attention-only` skips all of that and times each policy's view, attention and commit alone on random
 keys after the horizon (`engine.bench.attention_alone`): a memory's cost at 4096 frames in seconds.
 
 Budgets are fractions of the full cache at the horizon; `full` runs at 1 only (it is the reference).
@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-game", action="store_true",
                         help="no real game: seeded random actions, no psnr_vs_game / revisit_psnr")
     parser.add_argument("--shadow-queries", type=int, default=64, help="queries sampled for retained mass")
+    parser.add_argument("--no-shadow", action="store_true",
+                        help="skip shadow mode (no attn_rel_err, retained_mass, psnr_vs_full): the timed rollouts and "
+                             "revisits alone, e.g. `full` at a long horizon, where the shadow pass takes longest")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="PolicyConfig override for every policy but full, repeatable (e.g. position_span=512)")
     parser.add_argument("--attention-only", action="store_true",
@@ -153,11 +156,14 @@ def run(args: argparse.Namespace) -> int:
     # shadow mode: the full cache drives; its rollout is also the free-running reference
     overrides = parse_key_values(args.set, "--set")
     shadow_mems, refused = make_memories(spec, policies, fracs, n, device, overrides)
-    full = MemoryManager.create(spec, policy="full", horizon_frames=n + spec.chunk_frames, device=device)
-    shadow = ShadowMemory(full, shadow_mems, args.shadow_queries)
-    ref_frames, _ = free_run(model, shadow, play, args.seed, n, pose_from)
-    shadow_stats = {key: (_mean(shadow.err[key]), _mean(shadow.mass[key])) for key in shadow_mems}
-    del shadow, shadow_mems
+    ref_frames, shadow_stats = None, {key: (None, None) for key in shadow_mems}
+    if not args.no_shadow:
+        full = MemoryManager.create(spec, policy="full", horizon_frames=n + spec.chunk_frames, device=device)
+        shadow = ShadowMemory(full, shadow_mems, args.shadow_queries)
+        ref_frames, _ = free_run(model, shadow, play, args.seed, n, pose_from)
+        shadow_stats = {key: (_mean(shadow.err[key]), _mean(shadow.mass[key])) for key in shadow_mems}
+        del shadow
+    del shadow_mems
 
     rows = []
     mems, _ = make_memories(spec, policies, fracs, n, device, overrides)
@@ -170,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         tail = times[-AT_HORIZON_FRAMES:]
         err, mass = shadow_stats[(policy, frac)]
         row = {"policy": policy, "budget_frac": frac, "attn_rel_err": err, "retained_mass": mass,
-               "psnr_vs_full": _mean_psnr(frames[1:], ref_frames[1:]),
+               "psnr_vs_full": _mean_psnr(frames[1:], ref_frames[1:]) if ref_frames is not None else None,
                "psnr_vs_game": _mean_psnr(frames[1:], play.frames[1:n]) if play.frames is not None else None,
                "revisit_psnr": None, "kv_bytes": mem.kv_bytes(),
                "ms_per_frame": 1000.0 * sum(times) / generated,
